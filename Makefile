@@ -1,0 +1,33 @@
+# The two commands a newcomer types: `make demo` and `make test`.
+# Each builds its own virtual environment in .venv from setup.cfg; nothing else is assumed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN = $(VENV)/bin
+CORE = limefort/config.py limefort/errors.py limefort/models.py limefort/mapping.py \
+       limefort/plan.py limefort/cursor.py limefort/store.py limefort/sync.py \
+       limefort/http.py limefort/limego.py limefort/fortnox.py
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/limefort demo
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check limefort tests bench
+	$(BIN)/ruff format --check limefort tests bench
+	$(BIN)/mypy $(CORE)
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""limefort: one-way sync from Lime Go to Fortnox."""
+
+__version__ = "0.1.0"

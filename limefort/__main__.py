@@ -1,0 +1,3 @@
+from limefort.cli import main
+
+main()

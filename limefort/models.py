@@ -1,0 +1,119 @@
+"""Plain data passed between the layers. No I/O, no behaviour beyond small derived properties.
+
+Lime Go records keep their JSON:API `attributes` as a dict so the mapping (which is data, and
+overridable in the config) can address any attribute by name, including `custom_fields.<key>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+DocumentKind = Literal["invoice", "order"]
+
+
+@dataclass(frozen=True)
+class Company:
+    id: str
+    attributes: Mapping[str, Any]
+    updated_at: datetime  # timezone-aware UTC
+
+    @property
+    def name(self) -> str | None:
+        return self.attributes.get("name")
+
+    @property
+    def status(self) -> str | None:
+        return self.attributes.get("status")
+
+    @property
+    def business_id(self) -> str | None:
+        return self.attributes.get("business_id")
+
+    @property
+    def key(self) -> str:
+        return f"company:{self.id}"
+
+
+@dataclass(frozen=True)
+class Deal:
+    id: str
+    attributes: Mapping[str, Any]
+    updated_at: datetime
+    company_id: str | None
+    stage_id: str | None
+    contact_ids: tuple[str, ...] = ()
+    owner_ids: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str | None:
+        return self.attributes.get("name")
+
+    @property
+    def value(self) -> Decimal | None:
+        """Lime Go sends the value as a decimal string: parse to Decimal, never float."""
+        raw = self.attributes.get("value")
+        if raw is None or raw == "":
+            return None
+        return Decimal(str(raw))
+
+    @property
+    def currency(self) -> str | None:
+        return self.attributes.get("currency")
+
+    @property
+    def key(self) -> str:
+        return f"deal:{self.id}"
+
+
+@dataclass(frozen=True)
+class Stage:
+    id: str
+    name: str
+    category: str | None
+
+
+@dataclass(frozen=True)
+class Person:
+    """A Lime Go owner (user) or contact: all the mapping needs is a name and an email."""
+
+    id: str
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return " ".join(p for p in (self.first_name, self.last_name) if p).strip()
+
+
+@dataclass(frozen=True)
+class CustomFieldDef:
+    key: str
+    label: str
+    entity_type: str  # "company" | "deal" | ...
+    field_type: str | None = None
+
+
+@dataclass(frozen=True)
+class DealPage:
+    """One page of deals with the to-one relationships Lime Go included beside it."""
+
+    deals: list[Deal]
+    companies: dict[str, Company]  # included companies by id
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """OAuth tokens as the store keeps them. Times are epoch seconds."""
+
+    access_token: str | None = None
+    expires_at: float = 0.0
+    refresh_token: str | None = None
+    refresh_issued_at: float | None = None
+    scope: str | None = None
+    tenant_id: str | None = None
