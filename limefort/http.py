@@ -1,0 +1,678 @@
+"""The HTTP edge: the one place for retries, timeouts, rate limiting, redaction and the
+classification of failures into retryable, unknown-outcome and permanent.
+
+Rule 6 (transient is retried) and rule 3 (exactly once for documents) meet here: a read is
+retried on any transport failure, but a POST is re-sent only when the server certainly never
+applied it (429, 503, or a connection that was never established). Any other lost answer to a
+POST is an `UnknownOutcome`, which the sync reconciles by searching for the idempotency key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import re
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+import requests
+import simplejson
+import tenacity
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+
+from limefort import __version__
+from limefort.errors import AuthError, ConfigError, TransientError, UnknownOutcome
+from limefort.models import TokenRecord
+
+if TYPE_CHECKING:  # config may import this module (refuse_plain_http): no import cycle
+    from limefort.config import HttpConfig
+
+log = logging.getLogger("limefort.http")
+
+USER_AGENT = f"limefort/{__version__}"
+# A hostile or buggy Retry-After must not park a batch job for hours.
+MAX_RETRY_AFTER = 300.0
+# Statuses worth another try for a request that may safely be repeated.
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Statuses after which the server certainly did not apply the request: safe even for a POST.
+NOT_APPLIED_STATUSES = frozenset({429, 503})
+
+
+class TokenCache(Protocol):
+    """Where token providers keep tokens between runs (implemented by the store).
+
+    Lives here rather than in a client module so both clients import it without a cycle.
+    """
+
+    def load(self, name: str) -> TokenRecord | None: ...
+
+    def save(self, name: str, record: TokenRecord) -> None:
+        """Must be durable (committed) when it returns: a rotated refresh token depends on it."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Redaction
+# ---------------------------------------------------------------------------------------------
+
+_SECRET_NAMES = r"access_token|refresh_token|id_token|client_secret|client_assertion|password"
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # Authorization: Bearer abc / "Authorization": "Basic abc" / 'Authorization': 'go-api:abc'
+    (re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)[^\"'\r\n,}]+"), r"\1***"),
+    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9\-._~+/]+=*"), r"\1\2***"),
+    # form bodies and query strings: access_token=abc&...
+    (re.compile(rf"(?i)\b((?:{_SECRET_NAMES})=)[^&\s\"',;]+"), r"\1***"),
+    # JSON and Python reprs: "access_token": "abc" / 'refresh_token': 'abc'
+    (
+        re.compile(rf"(?i)([\"'](?:{_SECRET_NAMES})[\"']\s*:\s*[\"'])[^\"']*"),
+        r"\1***",
+    ),
+    # Anything that looks like a JWT (Fortnox access tokens are JWTs).
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), "***"),
+]
+
+
+class Redactor:
+    """Replaces known secrets and secret-shaped text with `***`.
+
+    Patterns catch the usual shapes; registered strings catch a secret wherever it turns up
+    (an exception message, a URL, a repr), which no pattern can promise.
+    """
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, secret: str | None) -> None:
+        # Very short strings would blank out ordinary words in every log line.
+        if secret and len(secret) >= 6:
+            with self._lock:
+                self._secrets.add(secret)
+
+    def redact(self, text: str) -> str:
+        with self._lock:
+            secrets = sorted(self._secrets, key=len, reverse=True)
+        for secret in secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        for pattern, repl in _PATTERNS:
+            text = pattern.sub(repl, text)
+        return text
+
+
+REDACTOR = Redactor()
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts the formatted message, exception text and stack of every record it sees.
+
+    Attach it to handlers (the CLI does) so records from every logger pass through it; the
+    limefort client loggers also carry one so tests and library users are covered too.
+    """
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        super().__init__()
+        self.redactor = redactor or REDACTOR
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string is the logger's bug, not ours to hide
+            message = str(record.msg)
+        redacted = self.redactor.redact(message)
+        if redacted != message or record.args:
+            record.msg = redacted
+            record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redactor.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redactor.redact(record.stack_info)
+        return True
+
+
+for _name in ("limefort.http", "limefort.limego", "limefort.fortnox"):
+    logging.getLogger(_name).addFilter(RedactingFilter())
+
+
+# ---------------------------------------------------------------------------------------------
+# URLs
+# ---------------------------------------------------------------------------------------------
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def refuse_plain_http(url: str, key: str) -> None:
+    """Credentials must not cross a network unencrypted; a loopback sandbox may use http."""
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigError(
+            key,
+            f"refusing plain http:// to {parts.hostname} (credentials would travel "
+            "unencrypted); use https://",
+        )
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+# ---------------------------------------------------------------------------------------------
+# Rate limiting
+# ---------------------------------------------------------------------------------------------
+
+
+class SlidingWindowLimiter:
+    """At most `limit` sends in any `window + margin` seconds.
+
+    Fortnox counts 25 requests in a sliding 5-second window; pacing evenly still drew 429s
+    for others, so this remembers the last `limit` send times and waits only when sending now
+    would make one window too full. The margin absorbs clock and network skew.
+    """
+
+    def __init__(
+        self,
+        limit: int | None = 25,
+        window: float = 5.0,
+        margin: float = 0.2,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.limit = limit or 0
+        self.window = window
+        self.margin = margin
+        self._clock = clock
+        self._sleep = sleep
+        self._sent: deque[float] = deque(maxlen=self.limit or None)
+        # Held while sleeping on purpose: other threads would have to wait just as long.
+        self._lock = threading.Lock()
+        self.waits = 0
+        self.waited = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.limit > 0
+
+    def acquire(self) -> float:
+        """Block until a send is allowed, record it, and return the seconds waited."""
+        if not self.enabled:
+            return 0.0
+        span = self.window + self.margin
+        waited = 0.0
+        with self._lock:
+            while len(self._sent) >= self.limit:
+                delay = self._sent[0] + span - self._clock()
+                if delay <= 0:
+                    break
+                if waited == 0.0:
+                    self.waits += 1
+                self._sleep(delay)
+                waited += delay
+            self._sent.append(self._clock())
+            self.waited += waited
+        return waited
+
+
+# ---------------------------------------------------------------------------------------------
+# Retry settings and failure classification
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    attempts: int = 6
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    timeout: float = 30.0
+    # Tests pass a recorder here so no test ever really sleeps.
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
+
+    @classmethod
+    def from_config(
+        cls, cfg: HttpConfig, *, sleep: Callable[[float], None] = time.sleep
+    ) -> RetrySettings:
+        return cls(
+            attempts=cfg.attempts,
+            backoff_initial=cfg.backoff_initial,
+            backoff_max=cfg.backoff_max,
+            timeout=cfg.timeout,
+            sleep=sleep,
+        )
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential with jitter: initial * 2**(attempt-1) + U(0, initial), capped."""
+        base = self.backoff_initial * (2 ** max(attempt - 1, 0))
+        return min(self.backoff_max, base + random.uniform(0, self.backoff_initial))
+
+
+class _Retry(Exception):
+    """One attempt failed in a way that another attempt may fix."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+        self.request_id = request_id
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it wraps: causes, contexts, and the exceptions requests
+    and urllib3 tuck into `args` and `MaxRetryError.reason` instead of chaining them."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        linked = [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args]
+        stack.extend(x for x in linked if isinstance(x, BaseException))
+
+
+def certainly_not_sent(exc: BaseException) -> bool:
+    """True when the request never reached the server: no connection, no DNS, no handshake.
+
+    urllib3 wraps refused connections and DNS failures in NewConnectionError and connect
+    timeouts in ConnectTimeoutError (its parent); a failed certificate check happens in the
+    handshake, before any byte of the request is written.
+    """
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    return any(
+        isinstance(
+            e,
+            urllib3.exceptions.ConnectTimeoutError
+            | urllib3.exceptions.NewConnectionError
+            | ssl.SSLCertVerificationError,
+        )
+        for e in exception_chain(exc)
+    )
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A short reason for logs and messages. Never `str(exc)`: requests puts the full URL,
+    query string included, into its messages."""
+    chain = list(exception_chain(exc))
+
+    def has(kind: type[BaseException] | tuple[type[BaseException], ...]) -> bool:
+        return any(isinstance(e, kind) for e in chain)
+
+    if has(urllib3.exceptions.NameResolutionError):
+        return "DNS lookup failed"
+    if has(urllib3.exceptions.NewConnectionError) or has(ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "connect timeout"
+    if has(ssl.SSLCertVerificationError):
+        return "TLS certificate verification failed"
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return "read timeout"
+    if has(ConnectionResetError):
+        return "connection reset"
+    if has(ConnectionAbortedError):
+        return "connection aborted"
+    if (
+        has(urllib3.exceptions.ProtocolError)
+        or has(ConnectionError)
+        or isinstance(exc, requests.exceptions.ConnectionError)
+    ):
+        return "connection lost"
+    return type(exc).__name__
+
+
+_TRANSPORT_ERRORS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+# ---------------------------------------------------------------------------------------------
+# The client
+# ---------------------------------------------------------------------------------------------
+
+
+def make_session() -> requests.Session:
+    session = requests.Session()
+    # Retries live in HttpClient only: urllib3 must never re-send anything on its own.
+    adapter = HTTPAdapter(max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+AuthProvider = Callable[[bool], dict[str, str]]
+
+
+class HttpClient:
+    """requests with limefort's retry, rate-limit and classification rules.
+
+    `auth(force_refresh)` returns the authentication headers; after a 401 it is called once
+    with True and the request tried once more; a second 401 is an `AuthError(auth_hint)`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        service: str,
+        *,
+        session: requests.Session | None = None,
+        settings: RetrySettings | None = None,
+        limiter: SlidingWindowLimiter | None = None,
+        auth: AuthProvider | None = None,
+        auth_hint: str = "credentials were rejected",
+        config_key: str | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        refuse_plain_http(self.base_url, config_key or f"{service} URL")
+        self.service = service
+        self.session = session if session is not None else make_session()
+        self.session.headers.setdefault("User-Agent", USER_AGENT)
+        self.settings = settings or RetrySettings()
+        self.limiter = limiter
+        self.auth = auth
+        self.auth_hint = auth_hint
+        self._stats_lock = threading.Lock()
+        self._stats: dict[str, Any] = {
+            "requests": 0,
+            "retries": 0,
+            "rate_limited": 0,
+            "auth_refreshes": 0,
+            "by_method": {},
+        }
+
+    # --- stats ------------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        with self._stats_lock:
+            out = dict(self._stats)
+            out["by_method"] = dict(self._stats["by_method"])
+        if self.limiter is not None:
+            out["limiter_waits"] = self.limiter.waits
+            out["limiter_waited_seconds"] = round(self.limiter.waited, 3)
+        return out
+
+    def _bump(self, key: str, method: str | None = None) -> None:
+        with self._stats_lock:
+            self._stats[key] += 1
+            if method is not None:
+                by = self._stats["by_method"]
+                by[method] = by.get(method, 0) + 1
+
+    # --- urls -------------------------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        """An absolute URL for `path`; an absolute `path` (a `links.next`) must stay on the
+        configured origin, or the bearer token would go to whoever the link names."""
+        if not path:
+            return self.base_url
+        if "://" not in path:
+            return self.base_url + ("" if path.startswith("/") else "/") + path
+        if _origin(path) != _origin(self.base_url):
+            raise TransientError(
+                self.service,
+                f"refusing to follow a link to another host ({urlsplit(path).hostname})",
+            )
+        return path
+
+    @staticmethod
+    def display(url: str) -> str:
+        # Paths only: query strings can carry organisation numbers (personal numbers of sole
+        # traders) and, on token endpoints, secrets.
+        return urlsplit(url).path or "/"
+
+    # --- bodies -----------------------------------------------------------------------------
+
+    @staticmethod
+    def dumps(obj: Any) -> str:
+        # use_decimal: Decimal("1234.50") goes on the wire as 1234.50, never via float.
+        return simplejson.dumps(obj, use_decimal=True, ensure_ascii=False)
+
+    @staticmethod
+    def loads(raw: bytes | str) -> Any:
+        text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
+        return simplejson.loads(text, use_decimal=True)
+
+    def json(self, resp: requests.Response) -> Any:
+        """The parsed body of a successful answer (None when empty). A body that is not JSON
+        means the answer is as good as lost: for a POST that is an unknown outcome."""
+        if not resp.content:
+            return None
+        try:
+            return self.loads(resp.content)
+        except (ValueError, UnicodeDecodeError):
+            method = (resp.request.method if resp.request is not None else None) or "GET"
+            path = self.display(resp.url or "")
+            msg = f"{method} {path}: HTTP {resp.status_code} with a body that is not JSON"
+            if method.upper() == "POST":
+                raise UnknownOutcome(self.service, msg, status=resp.status_code) from None
+            raise TransientError(self.service, msg, status=resp.status_code) from None
+
+    @staticmethod
+    def json_or_none(resp: requests.Response) -> Any:
+        """For error bodies, which may be HTML from a proxy."""
+        try:
+            return HttpClient.loads(resp.content) if resp.content else None
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+    # --- requests ---------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Mapping[str, str] | str | bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        authenticate: bool = True,
+    ) -> requests.Response:
+        """Send with retries; returns any answer that is not retried (2xx, 3xx, 4xx but 401).
+
+        Raises TransientError when retries run out, UnknownOutcome when a non-idempotent
+        request's answer was lost, AuthError after a second 401.
+        """
+        method = method.upper()
+        if idempotent is None:
+            idempotent = method in ("GET", "PUT", "HEAD")
+        url = self.url(path)
+        send_headers = dict(headers or {})
+        body: str | bytes | Mapping[str, str] | None = data
+        if json is not None:
+            body = self.dumps(json).encode("utf-8")
+            send_headers.setdefault("Content-Type", "application/json")
+        use_auth = authenticate and self.auth is not None
+
+        def send(force_refresh: bool) -> requests.Response:
+            return self._send_with_retries(
+                method, url, params, body, send_headers, idempotent, use_auth, force_refresh
+            )
+
+        resp = send(False)
+        if resp.status_code == 401 and use_auth:
+            self._bump("auth_refreshes")
+            log.info(
+                "%s %s: HTTP 401 from %s, fetching a new token and trying once more",
+                method,
+                self.display(url),
+                self.service,
+            )
+            resp = send(True)
+            if resp.status_code == 401:
+                raise AuthError(self.auth_hint)
+        return resp
+
+    def _send_with_retries(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        body: str | bytes | Mapping[str, str] | None,
+        headers: dict[str, str],
+        idempotent: bool,
+        use_auth: bool,
+        force_refresh: bool,
+    ) -> requests.Response:
+        shown = self.display(url)
+        settings = self.settings
+        force = [force_refresh]  # only the first attempt forces a new token
+
+        def attempt() -> requests.Response:
+            hdrs = dict(headers)
+            if use_auth and self.auth is not None:
+                hdrs.update(self.auth(force[0]))
+                force[0] = False
+            # Every attempt is a request Fortnox counts, so every attempt asks the limiter.
+            if self.limiter is not None:
+                self.limiter.acquire()
+            self._bump("requests", method)
+            try:
+                resp = self.session.request(
+                    method,
+                    url,
+                    params=params,
+                    data=body,
+                    headers=hdrs,
+                    timeout=settings.timeout,
+                )
+            except _TRANSPORT_ERRORS as exc:
+                reason = describe_failure(exc)
+                if idempotent or certainly_not_sent(exc):
+                    raise _Retry(reason) from exc
+                raise UnknownOutcome(
+                    self.service,
+                    f"{method} {shown}: the answer was lost ({reason}); the request may or "
+                    "may not have been applied",
+                ) from exc
+            return self._classify(resp, method, shown, idempotent)
+
+        def wait(rs: tenacity.RetryCallState) -> float:
+            exc = rs.outcome.exception() if rs.outcome is not None else None
+            if isinstance(exc, _Retry) and exc.retry_after is not None:
+                return exc.retry_after
+            return settings.backoff(rs.attempt_number)
+
+        def before_sleep(rs: tenacity.RetryCallState) -> None:
+            self._bump("retries")
+            exc = rs.outcome.exception() if rs.outcome is not None else None
+            reason = exc.reason if isinstance(exc, _Retry) else type(exc).__name__
+            delay = rs.next_action.sleep if rs.next_action is not None else 0.0
+            level = (
+                logging.INFO if isinstance(exc, _Retry) and exc.status == 429 else logging.WARNING
+            )
+            log.log(
+                level,
+                "%s %s %s: attempt %d/%d failed (%s); retrying in %.1fs",
+                self.service,
+                method,
+                shown,
+                rs.attempt_number,
+                settings.attempts,
+                reason,
+                delay,
+            )
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(max(settings.attempts, 1)),
+            wait=wait,
+            retry=tenacity.retry_if_exception_type(_Retry),
+            before_sleep=before_sleep,
+            sleep=settings.sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _Retry as exc:
+            raise TransientError(
+                self.service,
+                f"{method} {shown}: {exc.reason} (gave up after {settings.attempts} attempts)",
+                status=exc.status,
+                request_id=exc.request_id,
+            ) from (exc.__cause__ or exc)
+
+    def _classify(
+        self, resp: requests.Response, method: str, shown: str, idempotent: bool
+    ) -> requests.Response:
+        status = resp.status_code
+        request_id = resp.headers.get("x-request-id")
+        if status == 429:
+            self._bump("rate_limited")
+            raise _Retry(
+                "HTTP 429 rate limited",
+                status=status,
+                retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+                request_id=request_id,
+            )
+        if status in NOT_APPLIED_STATUSES:
+            raise _Retry(
+                f"HTTP {status}",
+                status=status,
+                retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+                request_id=request_id,
+            )
+        if status >= 500:
+            if not idempotent:
+                # The server may have applied the write before failing to answer.
+                raise UnknownOutcome(
+                    self.service,
+                    f"{method} {shown}: HTTP {status}; the request may or may not have been "
+                    "applied",
+                    status=status,
+                    request_id=request_id,
+                )
+            if status in RETRYABLE_STATUSES:
+                raise _Retry(f"HTTP {status}", status=status, request_id=request_id)
+        return resp
