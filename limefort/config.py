@@ -3,9 +3,19 @@ frozen dataclasses. Every problem is a `ConfigError` whose message starts with t
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from limefort.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -84,3 +94,399 @@ class Config:
     mapping: MappingConfig = field(default_factory=MappingConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     source: Path | None = None  # the file it came from, for messages
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and validation
+# ---------------------------------------------------------------------------------------------
+
+
+DEFAULT_PATH = Path("limefort.toml")
+SECRET_KEYS = (
+    ("limego", "client_secret"),
+    ("fortnox", "client_secret"),
+    ("fortnox", "refresh_token"),
+)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(key: str, value: Any) -> timedelta:
+    """`"10m"`, `"30s"`, `"1h"`, `"1d"`, or a number of seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(key, f'expected a duration like "10m", got {value!r}')
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise ConfigError(
+                key, f'expected a duration like "30s", "10m", "1h" or "1d", got {value!r}'
+            )
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds < 0:
+        raise ConfigError(key, f"a duration cannot be negative, got {value!r}")
+    return timedelta(seconds=seconds)
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(key: str, value: Any) -> str:
+    """An absolute https URL; plain http only to loopback (a sandbox), never across a network."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(key, f"expected a URL, got {value!r}")
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(key, f"not an absolute http(s) URL: {value!r}")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigError(
+            key,
+            f"refusing plain http:// to {parts.hostname} (credentials would travel unencrypted); use https://",
+        )
+    return url
+
+
+def parse_start(key: str, value: Any) -> str:
+    """`"now"` or an ISO date/datetime; returned normalised (datetime in UTC, ISO)."""
+    if isinstance(value, datetime):
+        dt = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return dt.astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC).isoformat()
+    if not isinstance(value, str):
+        raise ConfigError(key, f'expected "now" or an ISO date like "2026-01-31", got {value!r}')
+    if value.strip().lower() == "now":
+        return "now"
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            key, f'expected "now" or an ISO date like "2026-01-31", got {value!r}'
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat()
+
+
+def resolve_start(start: str, now: datetime) -> datetime:
+    return now if start == "now" else datetime.fromisoformat(start)
+
+
+# Per key: (type description, converter). Converters take (key, raw value).
+def _str(key: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise ConfigError(key, f"expected a string, got {type(v).__name__} {v!r}")
+    return v
+
+
+def _nonempty(key: str, v: Any) -> str:
+    s = _str(key, v).strip()
+    if not s:
+        raise ConfigError(key, "must not be empty")
+    return s
+
+
+def _opt_str(key: str, v: Any) -> str | None:
+    s = _str(key, v).strip()
+    return s or None
+
+
+def _strlist(key: str, v: Any) -> tuple[str, ...]:
+    if isinstance(v, str):  # from the environment: comma separated
+        v = [p.strip() for p in v.split(",") if p.strip()]
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ConfigError(key, f"expected a list of strings, got {v!r}")
+    return tuple(v)
+
+
+def _bool(key: str, v: Any) -> bool:
+    if isinstance(v, str):
+        low = v.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+    if not isinstance(v, bool):
+        raise ConfigError(key, f"expected true or false, got {v!r}")
+    return v
+
+
+def _int(lo: int, hi: int) -> Callable[[str, Any], int]:
+    def conv(key: str, v: Any) -> int:
+        if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(key, f"expected a whole number, got {v!r}")
+        if not lo <= v <= hi:
+            raise ConfigError(key, f"must be between {lo} and {hi}, got {v}")
+        return v
+
+    return conv
+
+
+def _seconds(key: str, v: Any) -> float:
+    return parse_duration(key, v).total_seconds()
+
+
+def _positive_duration(key: str, v: Any) -> timedelta:
+    d = parse_duration(key, v)
+    if d.total_seconds() <= 0:
+        raise ConfigError(key, f"must be longer than zero, got {v!r}")
+    return d
+
+
+def _deal_target(key: str, v: Any) -> str:
+    s = _str(key, v).strip().lower()
+    if s not in ("invoice", "order", "none"):
+        raise ConfigError(key, f'must be "invoice", "order" or "none", got {v!r}')
+    return s
+
+
+def _cron(key: str, v: Any) -> str | None:
+    s = _opt_str(key, v)
+    if s is not None and len(s.split()) != 5:
+        raise ConfigError(key, f'expected a 5-field cron expression like "*/5 * * * *", got {v!r}')
+    return s
+
+
+def _account(key: str, v: Any) -> str:
+    s = _str(key, v).strip()
+    if s and not re.fullmatch(r"\d{4}", s):
+        raise ConfigError(key, f"a Fortnox account number has 4 digits, got {v!r}")
+    return s
+
+
+def _article(key: str, v: Any) -> str:
+    s = _str(key, v).strip()
+    if len(s) > 50:
+        raise ConfigError(key, "a Fortnox article number has at most 50 characters")
+    return s
+
+
+def _path(key: str, v: Any) -> Path:
+    return Path(os.path.expanduser(_nonempty(key, v)))
+
+
+def _opt_path(key: str, v: Any) -> Path | None:
+    s = _opt_str(key, v)
+    return Path(os.path.expanduser(s)) if s else None
+
+
+def _opt_url(key: str, v: Any) -> str | None:
+    s = _opt_str(key, v)
+    return check_url(key, s) if s else None
+
+
+_REQUIRED = object()
+
+SCHEMA: dict[str, dict[str, tuple[Any, Callable[[str, Any], Any]]]] = {
+    "limego": {
+        "base_url": (_REQUIRED, check_url),
+        "client_id": (_REQUIRED, _nonempty),
+        "client_secret": (_REQUIRED, _nonempty),
+        "customer_statuses": (["customer"], _strlist),
+        "won_stage_categories": (["won"], _strlist),
+        "won_stage_names": ([], _strlist),
+        "scope": ("companies:read deals:read contacts:read reference:read", _nonempty),
+        "page_size": (100, _int(1, 100)),
+    },
+    "fortnox": {
+        "api_url": ("https://api.fortnox.se", check_url),
+        "token_url": ("https://apps.fortnox.se/oauth-v1/token", check_url),
+        "auth_url": ("https://apps.fortnox.se/oauth-v1/auth", check_url),
+        "client_id": (_REQUIRED, _nonempty),
+        "client_secret": (_REQUIRED, _nonempty),
+        "tenant_id": ("", _opt_str),
+        "refresh_token": ("", _opt_str),
+        "scopes": (["customer", "invoice", "order", "companyinformation"], _strlist),
+        "redirect_uri": ("http://127.0.0.1:8765/callback", check_url),
+        "rate_limit": (25, _int(0, 10_000)),
+        "rate_window": ("5s", _seconds),
+    },
+    "sync": {
+        "deal_target": ("invoice", _deal_target),
+        "start": ("now", parse_start),
+        "lookback": ("10m", parse_duration),
+        "interval": ("5m", _positive_duration),
+        "cron": ("", _cron),
+        "article_number": ("", _article),
+        "account_number": ("", _account),
+        "require_orgnr": (False, _bool),
+        "require_positive_value": (True, _bool),
+    },
+    "state": {"path": ("limefort.db", _path)},
+    "metrics": {"textfile": ("", _opt_path), "ping_url": ("", _opt_url)},
+    "http": {
+        "timeout": ("30s", _seconds),
+        "attempts": (6, _int(1, 20)),
+        "backoff_initial": ("0.5s", _seconds),
+        "backoff_max": ("30s", _seconds),
+    },
+}
+MAPPING_SECTIONS = ("customer", "document")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            "config", f"file not found: {path} (copy config.example.toml there, or pass --config)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message already carries "(at line N, column M)".
+        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for name, value in environ.items():
+        if not name.startswith("LIMEFORT_") or name == "LIMEFORT_CONFIG":
+            continue
+        rest = name[len("LIMEFORT_") :].lower()
+        for section in SCHEMA:
+            if rest.startswith(section + "_"):
+                key = rest[len(section) + 1 :]
+                if key in SCHEMA[section]:
+                    out.setdefault(section, {})[key] = value
+                    break
+        else:
+            raise ConfigError(
+                name, "unknown setting in the environment (expected LIMEFORT_<SECTION>_<KEY>)"
+            )
+    return out
+
+
+def load(
+    path: Path | None = None, environ: Mapping[str, str] | None = None, *, explicit: bool = False
+) -> Config:
+    """Read the TOML file (optional when not explicit and the environment names the required
+    keys), overlay the environment, validate, and return a frozen Config."""
+    environ = os.environ if environ is None else environ
+    path = path or DEFAULT_PATH
+    raw: dict[str, Any] = {}
+    if explicit or path.exists() or not any(k.startswith("LIMEFORT_") for k in environ):
+        raw = _read_toml(path)
+    source = path if raw else None
+
+    for section, value in raw.items():
+        if section == "mapping":
+            continue
+        if section not in SCHEMA:
+            raise ConfigError(
+                section, f"unknown section [{section}] (known: {', '.join(SCHEMA)}, mapping)"
+            )
+        if not isinstance(value, dict):
+            raise ConfigError(section, f"expected a [{section}] table")
+        unknown = sorted(set(value) - set(SCHEMA[section]))
+        if unknown:
+            raise ConfigError(
+                f"{section}.{unknown[0]}",
+                f"unknown key (known in [{section}]: {', '.join(SCHEMA[section])})",
+            )
+
+    merged: dict[str, dict[str, Any]] = {s: dict(raw.get(s, {})) for s in SCHEMA}
+    for section, overrides in _env_overrides(environ).items():
+        merged[section].update(overrides)
+
+    values: dict[str, dict[str, Any]] = {}
+    for section, keys in SCHEMA.items():
+        values[section] = {}
+        for key, (default, conv) in keys.items():
+            full = f"{section}.{key}"
+            if key in merged[section]:
+                values[section][key] = conv(full, merged[section][key])
+            elif default is _REQUIRED:
+                env = f"LIMEFORT_{section.upper()}_{key.upper()}"
+                raise ConfigError(full, f"missing (set it in [{section}] or in {env})")
+            else:
+                values[section][key] = conv(full, default)
+
+    mapping_raw = raw.get("mapping", {})
+    if not isinstance(mapping_raw, dict):
+        raise ConfigError("mapping", "expected [mapping.customer] and/or [mapping.document] tables")
+    mapping: dict[str, dict[str, str]] = {}
+    for sub, table in mapping_raw.items():
+        if sub not in MAPPING_SECTIONS:
+            raise ConfigError(
+                f"mapping.{sub}", "unknown mapping (known: mapping.customer, mapping.document)"
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"mapping.{sub}", 'expected a table of FortnoxField = "lime go source"'
+            )
+        for field_name, src in table.items():
+            if not isinstance(src, str):
+                raise ConfigError(
+                    f"mapping.{sub}.{field_name}", f"expected a string source path, got {src!r}"
+                )
+        mapping[sub] = dict(table)
+
+    fx = values["fortnox"]
+    if fx["tenant_id"] and fx["refresh_token"]:
+        raise ConfigError(
+            "fortnox.tenant_id", "set either tenant_id (service account) or refresh_token, not both"
+        )
+    if not values["limego"]["won_stage_categories"] and not values["limego"]["won_stage_names"]:
+        raise ConfigError(
+            "limego.won_stage_categories",
+            "empty, and no won_stage_names either: no deal could ever be won",
+        )
+
+    cfg = Config(
+        limego=LimeGoConfig(**values["limego"]),
+        fortnox=FortnoxConfig(**fx),
+        sync=SyncConfig(**values["sync"]),
+        state=StateConfig(**values["state"]),
+        metrics=MetricsConfig(**values["metrics"]),
+        mapping=MappingConfig(
+            customer=mapping.get("customer", {}), document=mapping.get("document", {})
+        ),
+        http=HttpConfig(**values["http"]),
+        source=source,
+    )
+    _check_mapping(cfg)
+    return cfg
+
+
+def _check_mapping(cfg: Config) -> None:
+    # The mapping module owns the list of writable Fortnox fields and the source path syntax.
+    from limefort.mapping import build_mappings
+
+    build_mappings(cfg.mapping.customer, cfg.mapping.document)
+
+
+def secrets_of(cfg: Config) -> list[str]:
+    return [
+        s
+        for s in (cfg.limego.client_secret, cfg.fortnox.client_secret, cfg.fortnox.refresh_token)
+        if s
+    ]
+
+
+def world_readable_with_secret(cfg: Config) -> bool:
+    """True when the config file itself holds a secret and others may read it."""
+    if cfg.source is None:
+        return False
+    try:
+        mode = cfg.source.stat().st_mode
+        raw = tomllib.loads(cfg.source.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    holds = any(raw.get(s, {}).get(k) for s, k in SECRET_KEYS)
+    return bool(holds and mode & (stat.S_IROTH | stat.S_IRGRP))

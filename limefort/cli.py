@@ -1,0 +1,607 @@
+"""The `limefort` command: glue only (github-to-sqlite style). Parse options, build the
+pieces, call them, turn errors into exit codes. Nothing imports this module."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from limefort import __version__, logs
+from limefort import config as config_mod
+from limefort.config import Config
+from limefort.errors import EX_OK, EX_PARTIAL, EX_USAGE, ConfigError, LimefortError, UserError
+from limefort.http import REDACTOR
+from limefort.runner import build_clients, locked, one_pass, open_store, summarise
+from limefort.store import Store
+from limefort.sync import PassResult, Syncer, eta_seconds
+
+log = logging.getLogger("limefort")
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared plumbing
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class App:
+    config_path: Path | None
+    explicit: bool
+    verbose: int
+    quiet: bool
+    log_format: str
+    _cfg: Config | None = None
+
+    def config(self) -> Config:
+        if self._cfg is None:
+            self._cfg = config_mod.load(self.config_path, explicit=self.explicit)
+            for secret in config_mod.secrets_of(self._cfg):
+                REDACTOR.add(secret)
+            if config_mod.world_readable_with_secret(self._cfg):
+                log.warning(
+                    "%s holds a secret and is readable by other users: chmod 600 it, or move "
+                    "the secret to LIMEFORT_<SECTION>_<KEY> in the environment",
+                    self._cfg.source,
+                )
+        return self._cfg
+
+    def echo(self, text: str = "", err: bool = False) -> None:
+        if not self.quiet or err:
+            click.echo(text, err=err)
+
+
+def report(app: App, result: PassResult, *, dry_run: bool = False) -> None:
+    for key, problem in result.problems:
+        click.echo(f"limefort: {key} {problem}", err=True)
+    if result.aborted:
+        click.echo(f"limefort: the pass stopped early: {result.aborted}", err=True)
+    app.echo(("Dry run: " if dry_run else "") + summarise(result.counts, dry_run))
+    if result.exit_code and not dry_run:
+        app.echo("See `limefort status` for what needs attention.", err=True)
+
+
+def parse_date(value: str | None, param: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(config_mod.parse_start(param, value))
+    except ConfigError:
+        raise click.BadParameter(f"expected an ISO date like 2026-01-31, got {value!r}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="LIMEFORT_CONFIG",
+    help="Config file (default ./limefort.toml, or $LIMEFORT_CONFIG).",
+)
+@click.option("-v", "--verbose", count=True, help="More detail: -v per record, -vv HTTP.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.version_option(__version__, prog_name="limefort")
+@click.pass_context
+def cli(
+    ctx: click.Context, config_path: Path | None, verbose: int, quiet: bool, log_format: str
+) -> None:
+    """Keep Fortnox in step with Lime Go, one way: customers, invoices and orders.
+
+    \b
+    Examples:
+      limefort demo                      # see it work against local sandbox servers
+      limefort check                     # is the config right, are the credentials good?
+      limefort sync                      # one pass; what cron runs
+      limefort status                    # cursors, counts, quarantined records
+    """
+    logs.setup(-1 if quiet else verbose, log_format)
+    ctx.obj = App(
+        config_path=config_path,
+        explicit=config_path is not None,
+        verbose=verbose,
+        quiet=quiet,
+        log_format=log_format,
+    )
+
+
+@cli.command()
+@click.option("--since", metavar="DATE", help="Also re-examine records changed since DATE.")
+@click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
+@click.option("--only", type=click.Choice(["customers", "deals"]), help="Only one half.")
+@click.pass_obj
+def sync(app: App, since: str | None, dry_run: bool, only: str | None) -> int:
+    """Run one pass: bring Fortnox in line with what changed in Lime Go.
+
+    \b
+    Examples:
+      limefort sync
+      limefort sync --dry-run
+      limefort sync --since 2026-11-01 --only customers
+    """
+    cfg = app.config()
+    widen = parse_date(since, "--since")
+    return one_pass(
+        cfg,
+        echo=app.echo,
+        report=lambda r, d: report(app, r, dry_run=d),
+        command="sync",
+        dry_run=dry_run,
+        work=lambda s: s.run_pass(since=widen, only=only),
+    )
+
+
+@cli.command()
+@click.option("--from", "from_", required=True, metavar="DATE", help="First day (won on or after).")
+@click.option("--to", metavar="DATE", help="Last day (default: now).")
+@click.option("--dry-run", is_flag=True, help="List what would be created; create nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def backfill(app: App, from_: str, to: str | None, dry_run: bool, yes: bool) -> int:
+    """Create documents for deals won in the past that Fortnox does not have yet.
+
+    Resumable: run it again after Ctrl-C or a crash and it goes on where it stopped, never
+    creating a document twice.
+
+    \b
+    Example:
+      limefort backfill --from 2026-01-01 --to 2026-06-30 --dry-run
+      limefort backfill --from 2026-01-01 --yes
+    """
+    cfg = app.config()
+    start = parse_date(from_, "--from")
+    end = parse_date(to, "--to") if to else datetime.now(UTC)
+    assert start is not None and end is not None
+    if len(to or "") == 10:  # a bare date means the whole day
+        end = end + timedelta(days=1) - timedelta(microseconds=1)
+    if cfg.sync.deal_target == "none":
+        raise ConfigError("sync.deal_target", 'is "none": there is nothing to backfill')
+    kind = cfg.sync.deal_target
+
+    def work(s: Syncer) -> PassResult:
+        candidates = s.backfill_candidates(start, end)
+        n = len(candidates)
+        limit, window = cfg.fortnox.rate_limit, cfg.fortnox.rate_window
+        est = eta_seconds(n, 0, limit, window)
+        app.echo(
+            f"{n} deal{'s' if n != 1 else ''} won between {start.date()} and {end.date()} "
+            f"{'have' if n != 1 else 'has'} no {kind} in Fortnox"
+            + (f" (about {_hms(est)} at Fortnox's rate limit)." if n else ".")
+        )
+        if not n:
+            return PassResult()
+        if not dry_run and not yes:
+            if not sys.stdin.isatty():
+                raise UserError("backfill: not a terminal; add --yes to create them without asking")
+            click.confirm(f"Create {n} {kind}s in Fortnox?", abort=True)
+        bar = Progress(n, limit, window, quiet=app.quiet or dry_run)
+        result = s.backfill(candidates, start=start, end=end, progress=lambda d: bar.step(s))
+        bar.done()
+        return result
+
+    return one_pass(
+        cfg,
+        command="backfill",
+        dry_run=dry_run,
+        work=work,
+        echo=app.echo,
+        report=lambda r, d: report(app, r, dry_run=d),
+    )
+
+
+class Progress:
+    """A progress line on stderr with count, rate and an ETA that knows Fortnox's limit."""
+
+    def __init__(self, total: int, limit: int, window: float, *, quiet: bool = False) -> None:
+        self.total, self.limit, self.window, self.quiet = total, limit, window, quiet
+        self.done_n = 0
+        self.t0 = time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self._last_print = 0.0
+
+    def step(self, syncer: Syncer) -> None:
+        self.done_n += 1
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if not self.tty and now - self._last_print < 1.0 and self.done_n != self.total:
+            return
+        self._last_print = now
+        elapsed = max(now - self.t0, 1e-6)
+        rate = self.done_n / elapsed
+        eta = eta_seconds(self.total - self.done_n, rate, self.limit, self.window)
+        width = 30
+        filled = int(width * self.done_n / self.total)
+        line = (
+            f"[{'#' * filled}{'.' * (width - filled)}] {self.done_n}/{self.total} "
+            f"{rate:.1f}/s ETA {_hms(eta)}"
+        )
+        click.echo(("\r" + line) if self.tty else line, err=True, nl=not self.tty)
+
+    def done(self) -> None:
+        if self.tty and not self.quiet:
+            click.echo("", err=True)
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+@cli.command()
+@click.pass_obj
+def run(app: App) -> int:
+    """Run as a daemon: a pass every sync.interval (or sync.cron), one at a time.
+
+    Stops cleanly on SIGTERM or Ctrl-C: the pass in progress finishes its current record and
+    commits. Example: limefort --log-format json run
+    """
+    from limefort.scheduler import run_daemon
+
+    cfg = app.config()
+
+    def pass_fn(stop: threading.Event) -> int:
+        try:
+            return one_pass(
+                cfg,
+                command="run",
+                stop_event=stop,
+                work=lambda s: s.run_pass(),
+                echo=app.echo,
+                report=lambda r, d: report(app, r, dry_run=d),
+            )
+        except UserError as exc:
+            log.error("%s", exc)
+            return exc.exit_code
+
+    keepalive = None
+    if not cfg.fortnox.tenant_id:
+
+        def keepalive() -> None:
+            # A refresh token unused for 45 days dies: rotate it well before, even when idle.
+            with locked(cfg):
+                store = open_store(cfg)
+                try:
+                    _, fortnox = build_clients(cfg, store)
+                    fortnox.company_information()
+                finally:
+                    store.close()
+
+    return run_daemon(
+        pass_fn,
+        interval=cfg.sync.interval,
+        cron=cfg.sync.cron,
+        keepalive=keepalive,
+        keepalive_every=timedelta(days=7),
+    )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(app: App, as_json: bool) -> int:
+    """Show cursors, counts, last runs, quarantined and pending records.
+
+    \b
+    Example:
+      limefort status --json | jq .quarantined
+    """
+    cfg = app.config()
+    store = Store.open(cfg.state.path, create=False)
+    try:
+        data = status_data(store)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return EX_OK
+    click.echo(f"State file:  {cfg.state.path}")
+    for name, value in data["cursors"].items():
+        click.echo(f"Cursor {name + ':':<10} {value}")
+    docs = data["documents"]
+    click.echo(
+        f"In Fortnox:  {data['customers']} customers, {docs['invoice']} invoices, {docs['order']} orders"
+        f" ({data['skipped_historical']} deals won before sync.start skipped)"
+    )
+    lr = data["last_run"]
+    if lr:
+        click.echo(
+            f"Last run:    {lr['started_at']} -> {lr['finished_at'] or '(running or killed)'}"
+            f", exit {lr['exit_code']}: {summarise(lr['counts'])}"
+        )
+    click.echo(f"Quarantined: {len(data['quarantined'])}")
+    for q in data["quarantined"]:
+        click.echo(
+            f"  {q['key']}  {q['name']!r}: {q['reason']}\n      hint: {q['hint']}"
+            f"  (attempts {q['attempts']}, since {q['since']})"
+        )
+    click.echo(f"Pending:     {len(data['pending'])}")
+    for p in data["pending"]:
+        click.echo(
+            f"  {p['key']}  {p['kind']} outcome unknown since {p['since']}; checked each pass"
+        )
+    if data["runs"]:
+        click.echo("Recent runs:")
+        for r in data["runs"]:
+            click.echo(
+                f"  #{r['id']} {r['command']:<8} {r['started_at']}  exit {r['exit_code']}  "
+                f"{summarise(r['counts']) if r['counts'] else ''}"
+            )
+    return EX_OK
+
+
+def status_data(store: Store) -> dict[str, Any]:
+    runs = store.runs(10)
+    last = runs[0] if runs else None
+    skipped = store.db.execute("SELECT count(*) FROM documents WHERE state='skipped'").fetchone()[0]
+    return {
+        "cursors": store.cursors(),
+        "customers": store.count_customers(),
+        "documents": store.count_documents(),
+        "skipped_historical": skipped,
+        "quarantined": [
+            {
+                "key": q["key"],
+                "name": q["name"],
+                "reason": q["reason"],
+                "hint": q["hint"],
+                "attempts": q["attempts"],
+                "since": q["first_seen"],
+                "last_seen": q["last_seen"],
+            }
+            for q in store.all_quarantined()
+        ],
+        "pending": [
+            {"key": f"company:{p['company_id']}", "kind": "customer", "since": p["intent_at"]}
+            for p in store.pending_customers()
+        ]
+        + [
+            {"key": f"deal:{p['deal_id']}", "kind": p["kind"], "since": p["since"]}
+            for p in store.pending_documents()
+        ],
+        "last_run": (
+            {
+                "started_at": last["started_at"],
+                "finished_at": last["finished_at"],
+                "exit_code": last["exit_code"],
+                "counts": last["counts"],
+                "command": last["command"],
+            }
+            if last
+            else None
+        ),
+        "runs": [
+            {k: r[k] for k in ("id", "command", "started_at", "finished_at", "exit_code", "counts")}
+            for r in runs
+        ],
+    }
+
+
+@cli.command()
+@click.argument("keys", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every quarantined record.")
+@click.pass_obj
+def retry(app: App, keys: tuple[str, ...], all_: bool) -> int:
+    """Re-attempt quarantined records now (after fixing Fortnox settings, say).
+
+    \b
+    Examples:
+      limefort retry deal:0b0c6f1e-...
+      limefort retry --all
+    """
+    if not keys and not all_:
+        raise click.UsageError("name the records (company:<id> deal:<id>) or use --all")
+    cfg = app.config()
+
+    def work(s: Syncer) -> PassResult:
+        todo = list(keys) or [q["key"] for q in s.store.all_quarantined()]
+        if not todo:
+            app.echo("Nothing is quarantined.")
+        return s.retry(todo)
+
+    return one_pass(
+        cfg,
+        command="retry",
+        work=work,
+        echo=app.echo,
+        report=lambda r, d: report(app, r, dry_run=d),
+    )
+
+
+@cli.command()
+@click.pass_obj
+def check(app: App) -> int:
+    """Check the config, both sets of credentials, Fortnox scopes and licences, and which
+    Lime Go stages count as won. Changes nothing in either system.
+
+    Example: limefort check
+    """
+    from limefort.check import run_checks
+
+    cfg = app.config()
+    return run_checks(cfg, app.echo)
+
+
+@cli.group()
+def auth() -> None:
+    """Authorise limefort with a service."""
+
+
+@auth.command("fortnox")
+@click.option("--service-account", is_flag=True, help="Consent as a service account (recommended).")
+@click.option(
+    "--code", help="Paste the code from the redirect instead of running a callback server."
+)
+@click.option("--no-browser", is_flag=True, help="Only print the consent URL.")
+@click.option("--timeout", default=300, show_default=True, help="Seconds to wait for the redirect.")
+@click.pass_obj
+def auth_fortnox(
+    app: App, service_account: bool, code: str | None, no_browser: bool, timeout: int
+) -> int:
+    """Run Fortnox's consent (authorization code flow) and store the tokens.
+
+    An administrator of the Fortnox company opens the printed URL and approves; Fortnox
+    redirects to fortnox.redirect_uri, where this command is listening on loopback.
+
+    \b
+    Examples:
+      limefort auth fortnox --service-account
+      limefort auth fortnox --code 4f2c...   # code pasted from the redirect URL
+    """
+    from limefort.auth import consent
+
+    cfg = app.config()
+    with locked(cfg):
+        store = open_store(cfg)
+        try:
+            return consent(
+                cfg,
+                store,
+                echo=app.echo,
+                service_account=service_account,
+                code=code,
+                open_browser=not no_browser,
+                timeout=timeout,
+            )
+        finally:
+            store.close()
+
+
+@cli.command()
+@click.option("--companies", default=30, show_default=True)
+@click.option("--deals", default=40, show_default=True)
+@click.option("--seed", default=2026, show_default=True)
+@click.option(
+    "--keep", type=click.Path(file_okay=False, path_type=Path), help="Keep the state here."
+)
+@click.pass_obj
+def demo(app: App, companies: int, deals: int, seed: int, keep: Path | None) -> int:
+    """Start the sandbox servers, sync a seeded CRM into them, and show the result.
+
+    No accounts needed: both services are local stand-ins that behave like the real ones
+    (OAuth, paging, validation, Fortnox's 25-requests-per-5-s limit).
+
+    Example: limefort demo
+    """
+    from limefort.demo import run_demo
+
+    return run_demo(app.echo, companies=companies, deals=deals, seed=seed, keep=keep)
+
+
+@cli.command()
+@click.option("--companies", default=40, show_default=True)
+@click.option("--deals", default=60, show_default=True)
+@click.option("--seed", default=1, show_default=True)
+@click.option("--port-limego", default=8801, show_default=True)
+@click.option("--port-fortnox", default=8802, show_default=True)
+@click.option("--no-rate-limit", is_flag=True, help="Turn Fortnox's 25/5 s limit off.")
+@click.option("--write-config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--state",
+    default="limefort-sandbox.db",
+    show_default=True,
+    help="state.path in the printed config.",
+)
+@click.pass_obj
+def sandbox(
+    app: App,
+    companies: int,
+    deals: int,
+    seed: int,
+    port_limego: int,
+    port_fortnox: int,
+    no_rate_limit: bool,
+    write_config: Path | None,
+    state: str,
+) -> int:
+    """Run the sandbox Lime Go and Fortnox servers on loopback until Ctrl-C.
+
+    Prints a config that points limefort at them.
+
+    \b
+    Example:
+      limefort sandbox --write-config sandbox.toml &
+      limefort --config sandbox.toml sync
+    """
+    from limefort.sandbox import Sandbox
+
+    sb = Sandbox(
+        seed=seed,
+        companies=companies,
+        deals=deals,
+        port_limego=port_limego,
+        port_fortnox=port_fortnox,
+        fortnox_rate_limit=None if no_rate_limit else 25,
+    )
+    sb.start()
+    try:
+        text = sb.config_toml(state)
+        if write_config:
+            fd = os.open(write_config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            click.echo(f"# config written to {write_config}", err=True)
+        click.echo(text)
+        click.echo(
+            f"# Lime Go sandbox on {sb.limego_url}, Fortnox sandbox on {sb.fortnox_url}. Ctrl-C stops.",
+            err=True,
+        )
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return EX_OK
+    finally:
+        sb.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    verbose = any(a in ("-v", "-vv", "-vvv", "--verbose") for a in (argv or sys.argv[1:]))
+    try:
+        rc = cli.main(args=argv, prog_name="limefort", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("limefort: aborted", err=True)
+        sys.exit(EX_PARTIAL)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code if exc.exit_code else EX_USAGE)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except UserError as exc:
+        click.echo(f"limefort: {REDACTOR.redact(str(exc))}", err=True)
+        sys.exit(exc.exit_code)
+    except LimefortError as exc:
+        if verbose:
+            log.exception("failed")
+        click.echo(f"limefort: {REDACTOR.redact(str(exc))}", err=True)
+        sys.exit(EX_PARTIAL)
+    except KeyboardInterrupt:
+        click.echo("limefort: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if verbose:
+            log.exception("internal error")
+        click.echo(
+            f"limefort: internal error: {REDACTOR.redact(repr(exc))} (run with -v for the traceback)",
+            err=True,
+        )
+        sys.exit(70)
+    sys.exit(rc if isinstance(rc, int) else EX_OK)

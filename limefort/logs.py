@@ -1,0 +1,59 @@
+"""Logging set-up: text or JSON lines on stderr, every line passed through the redactor.
+
+Secrets never reach a handler: the redacting filter sits on the handler, so records from any
+library (requests, urllib3, tenacity, apscheduler) are cleaned too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from limefort.http import REDACTOR, RedactingFilter
+
+_STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One object a line: time, level, event, logger, and any `extra=` fields (key, counts)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "event": record.getMessage(),
+            "logger": record.name,
+        }
+        for k, v in vars(record).items():
+            if k not in _STANDARD and not k.startswith("_"):
+                out[k] = v
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return REDACTOR.redact(json.dumps(out, default=str, ensure_ascii=False))
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return REDACTOR.redact(super().format(record))
+
+
+def setup(verbosity: int, fmt: str = "text", stream: Any = None) -> None:
+    """verbosity: -1 quiet (errors), 0 warnings, 1 info (-v), 2 debug (-vv)."""
+    level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Library chatter only at -vv; urllib3 at debug would print request lines.
+    for noisy in ("urllib3", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)

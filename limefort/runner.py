@@ -1,0 +1,171 @@
+"""Wiring around a pass, shared by the CLI commands, the daemon and the demo: the lock, the
+store, the clients, the run record, metrics and the ping. No decisions live here."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from limefort.config import Config
+from limefort.errors import EX_OK, EX_PARTIAL, ConfigError, UserError
+from limefort.fortnox import FortnoxClient, RefreshTokenTokens, ServiceAccountTokens
+from limefort.limego import LimeGoClient
+from limefort.lock import RunLock
+from limefort.metrics import PassMetrics, Pinger, render_textfile, write_textfile
+from limefort.models import TokenRecord
+from limefort.store import Store
+from limefort.sync import PassResult, Syncer
+
+log = logging.getLogger("limefort")
+
+
+def open_store(cfg: Config, *, create: bool = True) -> Store:
+    store = Store.open(cfg.state.path, create=create)
+    _import_refresh_token(cfg, store)
+    return store
+
+
+def _import_refresh_token(cfg: Config, store: Store) -> None:
+    """A refresh token in the config is imported once; after that it rotates in the store and
+    the (now spent) value in the config is ignored unless it is replaced by a new one."""
+    token = cfg.fortnox.refresh_token
+    if not token:
+        return
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    if store.get_meta("imported_refresh_token") == digest:
+        return
+    with store.transaction():
+        store.save("fortnox", TokenRecord(refresh_token=token, refresh_issued_at=time.time()))
+        store.set_meta("imported_refresh_token", digest)
+
+
+def build_clients(cfg: Config, store: Store) -> tuple[LimeGoClient, FortnoxClient]:
+    limego = LimeGoClient(cfg.limego, http=cfg.http, tokens=store)
+    tokens: ServiceAccountTokens | RefreshTokenTokens
+    if cfg.fortnox.tenant_id:
+        tokens = ServiceAccountTokens(cfg.fortnox, store, http=cfg.http)
+    else:
+        stored = store.load("fortnox")
+        if not (stored and stored.refresh_token):
+            raise ConfigError(
+                "fortnox.tenant_id",
+                "missing: set tenant_id (service account) or refresh_token, "
+                "or run `limefort auth fortnox` once",
+            )
+        tokens = RefreshTokenTokens(cfg.fortnox, store, http=cfg.http)
+    return limego, FortnoxClient(cfg.fortnox, tokens, http=cfg.http)
+
+
+@contextmanager
+def locked(cfg: Config) -> Iterator[None]:
+    if not cfg.state.path.parent.exists():
+        raise ConfigError("state.path", f"directory {cfg.state.path.parent} does not exist")
+    with RunLock(cfg.state.path):
+        yield
+
+
+def summarise(counts: dict[str, int], dry_run: bool = False) -> str:
+    verbs = [
+        ("customers_created", "customer created", "customers created"),
+        ("customers_adopted", "customer linked", "customers linked"),
+        ("customers_updated", "customer updated", "customers updated"),
+        ("invoices_created", "invoice created", "invoices created"),
+        ("orders_created", "order created", "orders created"),
+        ("reconciled", "lost answer reconciled", "lost answers reconciled"),
+        (
+            "skipped_historical",
+            "deal won before sync.start skipped",
+            "deals won before sync.start skipped",
+        ),
+        ("quarantined", "quarantined", "quarantined"),
+        ("pending", "pending", "pending"),
+        ("failed", "failed (will retry)", "failed (will retry)"),
+    ]
+    parts = []
+    for key, one, many in verbs:
+        n = counts.get(key, 0)
+        if n:
+            text = one if n == 1 else many
+            if dry_run:
+                text = "would be " + text.replace("created", "created").replace(
+                    " skipped", " skipped"
+                )
+            parts.append(f"{n} {text}")
+    if not parts:
+        parts.append("nothing to do: Fortnox is in line with Lime Go")
+    reqs = counts.get("fortnox_requests", 0)
+    return "; ".join(parts) + f" ({reqs} Fortnox request{'s' if reqs != 1 else ''})"
+
+
+def one_pass(
+    cfg: Config,
+    *,
+    command: str,
+    work: Callable[[Syncer], PassResult],
+    echo: Callable[[str], None],
+    report: Callable[[PassResult, bool], None],
+    dry_run: bool = False,
+    stop_event: threading.Event | None = None,
+) -> int:
+    """Everything around a pass: lock, store, run record, clients, metrics and ping."""
+    with locked(cfg):
+        store = open_store(cfg)
+        try:
+            limego, fortnox = build_clients(cfg, store)
+            syncer = Syncer(
+                cfg, store, limego, fortnox, dry_run=dry_run, echo=echo, stop_event=stop_event
+            )
+            if dry_run:
+                echo("Dry run: nothing is written to Fortnox or to the state file.")
+                result = work(syncer)
+                report(result, True)
+                return result.exit_code
+            pinger = Pinger(cfg.metrics.ping_url)
+            pinger.start()
+            started = time.time()
+            run_id = store.start_run(command)
+            code = EX_PARTIAL
+            result = PassResult()
+            try:
+                result = work(syncer)
+                code = result.exit_code or _leftover_code(store)
+            except UserError as exc:
+                code = exc.exit_code
+                raise
+            finally:
+                counts = dict(result.counts)
+                store.finish_run(run_id, code, counts)
+                _write_metrics(cfg, store, started, code, counts)
+                pinger.finish(code)
+            report(result, False)
+            return code
+        finally:
+            store.close()
+
+
+def _leftover_code(store: Store) -> int:
+    """0 only when everything in scope is in Fortnox: nothing quarantined, nothing pending."""
+    if store.all_quarantined() or store.pending_documents() or store.pending_customers():
+        return EX_PARTIAL
+    return EX_OK
+
+
+def _write_metrics(
+    cfg: Config, store: Store, started: float, code: int, counts: dict[str, int]
+) -> None:
+    if not cfg.metrics.textfile:
+        return
+    last = store.last_success()
+    text = render_textfile(
+        PassMetrics(started_at=started, finished_at=time.time(), exit_code=code, counts=counts),
+        last_success=datetime.fromisoformat(last).timestamp() if last else None,
+    )
+    try:
+        write_textfile(cfg.metrics.textfile, text)
+    except OSError as exc:  # monitoring must never fail the pass
+        log.warning("could not write the metrics file %s: %s", cfg.metrics.textfile, exc)
