@@ -1,0 +1,639 @@
+"""Lime Go records -> Fortnox payloads, as data plus pure functions.
+
+The mapping itself is two tables (Fortnox field -> Lime Go source path) that the config may
+override line by line. Field rules (length limit and kind) say what Fortnox accepts; every
+value passes through them, so a payload that leaves here is one Fortnox can store. What does
+not fit is cut or left out with a warning, and only what makes the record meaningless
+(no name, no amount, a bad currency) rejects it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any, Literal
+
+import simplejson
+
+from limefort.errors import ConfigError
+from limefort.models import Company, CustomFieldDef, Deal, DocumentKind, Person
+from limefort.normalise import (
+    Invalid,
+    as_text,
+    clean_text,
+    clean_text_reporting,
+    cut,
+    is_storable,
+    normalise_country,
+    normalise_currency,
+    normalise_date,
+    normalise_email,
+    normalise_orgnr,
+    parse_amount,
+    quote,
+)
+
+# --- the mapping as data ----------------------------------------------------------------------
+
+DEFAULT_CUSTOMER_MAPPING: dict[str, str] = {
+    "Name": "name",
+    "OrganisationNumber": "business_id",
+    "Phone1": "phone",
+    "Address1": "street",
+    "ZipCode": "postal_code",
+    "City": "city",
+    "CountryCode": "country",
+    # Lime Go's own integration puts the visiting address in Fortnox's delivery address.
+    "DeliveryAddress1": "custom_fields.visiting_street",
+    "DeliveryZipCode": "custom_fields.visiting_postal_code",
+    "DeliveryCity": "custom_fields.visiting_city",
+    "DeliveryCountryCode": "custom_fields.visiting_country",
+}
+
+DEFAULT_DOCUMENT_MAPPING: dict[str, str] = {
+    "YourReference": "contact.name",
+    "OurReference": "owner.name",
+    "Currency": "currency",
+    "Remarks": "custom_fields",
+}
+
+# --- what Fortnox accepts ---------------------------------------------------------------------
+
+FieldKind = Literal[
+    "text", "multiline", "zip", "country", "orgnr", "email", "phone", "currency", "date"
+]
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    limit: int
+    kind: FieldKind = "text"
+
+
+# Customer fields limefort may write, from fortnox.md and Fortnox's field documentation.
+CUSTOMER_FIELDS: dict[str, FieldRule] = {
+    "Name": FieldRule(1024),
+    "OrganisationNumber": FieldRule(30, "orgnr"),
+    "Phone1": FieldRule(1024, "phone"),
+    "Phone2": FieldRule(1024, "phone"),
+    "Fax": FieldRule(1024, "phone"),
+    "Email": FieldRule(1024, "email"),
+    "EmailInvoice": FieldRule(1024, "email"),
+    "EmailOrder": FieldRule(1024, "email"),
+    "EmailOffer": FieldRule(1024, "email"),
+    "Address1": FieldRule(1024),
+    "Address2": FieldRule(1024),
+    "City": FieldRule(1024),
+    "ZipCode": FieldRule(10, "zip"),
+    "CountryCode": FieldRule(2, "country"),
+    "DeliveryName": FieldRule(1024),
+    "DeliveryAddress1": FieldRule(1024),
+    "DeliveryAddress2": FieldRule(1024),
+    "DeliveryCity": FieldRule(1024),
+    "DeliveryZipCode": FieldRule(10, "zip"),
+    "DeliveryCountryCode": FieldRule(2, "country"),
+    "DeliveryPhone1": FieldRule(1024, "phone"),
+    "DeliveryPhone2": FieldRule(1024, "phone"),
+    "DeliveryFax": FieldRule(1024, "phone"),
+    "VisitingAddress": FieldRule(128),
+    "VisitingZipCode": FieldRule(10, "zip"),
+    "VisitingCity": FieldRule(128),
+    "VisitingCountryCode": FieldRule(2, "country"),
+    "YourReference": FieldRule(50),
+    "OurReference": FieldRule(50),
+    "Comments": FieldRule(1024, "multiline"),
+    "InvoiceRemark": FieldRule(1024, "multiline"),
+    "WWW": FieldRule(128),
+    "Currency": FieldRule(3, "currency"),
+}
+
+# Invoice and order header fields limefort may write.
+DOCUMENT_FIELDS: dict[str, FieldRule] = {
+    "YourReference": FieldRule(50),
+    "OurReference": FieldRule(50),
+    "Currency": FieldRule(3, "currency"),
+    "Remarks": FieldRule(1024, "multiline"),
+    "Comments": FieldRule(1024, "multiline"),
+    "YourOrderNumber": FieldRule(30),
+    "ExternalInvoiceReference2": FieldRule(80),
+    "DeliveryDate": FieldRule(10, "date"),
+}
+
+# Fields limefort fills itself; a mapping line for them would break what they are for.
+CUSTOMER_KEY_FIELD = "ExternalReference"  # limego:company:<id>, finds our customers again
+DOCUMENT_KEY_FIELD = "ExternalInvoiceReference1"  # limego:deal:<id>, the idempotency key
+KEY_LIMITS = {CUSTOMER_KEY_FIELD: 1024, DOCUMENT_KEY_FIELD: 80}
+_RESERVED = {
+    CUSTOMER_KEY_FIELD: "limefort's own key for the customer (limego:company:<id>)",
+    DOCUMENT_KEY_FIELD: "limefort's idempotency key for the document (limego:deal:<id>)",
+    "CustomerNumber": "assigned by Fortnox and linked by limefort",
+    "InvoiceRows": "limefort writes the one row from the deal's name and value",
+    "OrderRows": "limefort writes the one row from the deal's name and value",
+}
+
+# The one document row. Fortnox documents a row's Description as 50 characters.
+ROW_FIELDS: dict[str, FieldRule] = {
+    "Description": FieldRule(50),
+    "ArticleNumber": FieldRule(50),
+    "AccountNumber": FieldRule(4),
+}
+# Fortnox documents a row price as at most 12 digits.
+MAX_PRICE = Decimal(10) ** 12
+
+# --- source paths -----------------------------------------------------------------------------
+
+Scope = Literal["", "deal", "company", "contact", "owner"]
+_DOCUMENT_SCOPES: tuple[Scope, ...] = ("deal", "company", "contact", "owner")
+_ATTR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ALL_CUSTOM_FIELDS = "custom_fields"
+
+
+@dataclass(frozen=True)
+class SourcePath:
+    scope: Scope  # "" is the record itself: the company, or the deal
+    attr: str  # an attribute name, or "custom_fields"
+    key: str | None = None  # the custom field key; None with attr "custom_fields" means all
+
+
+@lru_cache(maxsize=256)
+def parse_source(path: str, *, document: bool) -> SourcePath | None:
+    """`phone`, `custom_fields.<key>`; for documents also `contact.`, `owner.`, `company.`,
+    `deal.` before either, and the bare `custom_fields` (all the deal's custom fields)."""
+    text = path.strip()
+    scope: Scope = ""
+    head, _, rest = text.partition(".")
+    scopes: tuple[Scope, ...] = _DOCUMENT_SCOPES if document else ("company",)
+    for s in scopes:
+        if head == s and rest:
+            scope, text = s, rest
+            break
+    attr, dot, key = text.partition(".")
+    if not _ATTR.fullmatch(attr):
+        return None
+    if dot:
+        if attr != ALL_CUSTOM_FIELDS or not key or any(c.isspace() for c in key):
+            return None
+        return SourcePath(scope, attr, key)
+    if attr == ALL_CUSTOM_FIELDS and not (document and scope in ("", "deal")):
+        return None  # only the deal's custom fields come with labels to write them out
+    return SourcePath(scope, attr)
+
+
+def _source_error(path: str, document: bool) -> str:
+    if document:
+        return (
+            f'malformed source path {path!r}: expected a deal attribute like "currency", '
+            '"custom_fields.<key>", "custom_fields" (all of them), or one prefixed with '
+            '"contact.", "owner.", "company." or "deal."'
+        )
+    return (
+        f"malformed source path {path!r}: expected a Lime Go company attribute like "
+        '"phone" or "custom_fields.<key>"'
+    )
+
+
+def _check_line(
+    section: str, name: str, src: Any, fields: Mapping[str, FieldRule], *, document: bool
+) -> str | None:
+    """One `[mapping.*]` line, checked: the source path to use, or None to remove the field."""
+    key = f"mapping.{section}.{name}"
+    if name in _RESERVED:
+        raise ConfigError(key, f"cannot be mapped: it is {_RESERVED[name]}")
+    if name not in fields:
+        casefolded = [f for f in fields if f.casefold() == str(name).casefold()]
+        guess = casefolded or sorted(difflib.get_close_matches(str(name), list(fields), n=2))
+        did_you_mean = f"; did you mean {' or '.join(guess)}?" if guess else ""
+        raise ConfigError(
+            key,
+            f"not a Fortnox {section} field limefort can write{did_you_mean} "
+            f"(writable: {', '.join(fields)})",
+        )
+    if not isinstance(src, str):
+        raise ConfigError(key, f"expected a string source path, got {src!r}")
+    if not src.strip():
+        if name == "Name" and not document:
+            raise ConfigError(key, "Fortnox requires a customer name; it cannot be removed")
+        return None
+    if parse_source(src, document=document) is None:
+        raise ConfigError(key, _source_error(src, document))
+    return src.strip()
+
+
+def _merge(
+    section: str,
+    defaults: Mapping[str, str],
+    overrides: Mapping[str, Any] | None,
+    fields: Mapping[str, FieldRule],
+    *,
+    document: bool,
+) -> dict[str, str]:
+    merged = dict(defaults)
+    for name, src in (overrides or {}).items():
+        path = _check_line(section, name, src, fields, document=document)
+        if path is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = path
+    return merged
+
+
+def build_mappings(
+    customer_overrides: Mapping[str, Any] | None = None,
+    document_overrides: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The defaults with the config's `[mapping.*]` lines over them ("" removes a field)."""
+    return (
+        _merge(
+            "customer",
+            DEFAULT_CUSTOMER_MAPPING,
+            customer_overrides,
+            CUSTOMER_FIELDS,
+            document=False,
+        ),
+        _merge(
+            "document",
+            DEFAULT_DOCUMENT_MAPPING,
+            document_overrides,
+            DOCUMENT_FIELDS,
+            document=True,
+        ),
+    )
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mapped:
+    payload: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+    hint: str
+
+
+@dataclass(frozen=True)
+class DealContext:
+    deal: Deal
+    company: Company | None
+    contact: Person | None  # the deal's first contact
+    owner: Person | None  # the deal's first owner
+    field_defs: Mapping[str, CustomFieldDef]  # deal custom-field definitions by key
+
+
+# --- reading sources --------------------------------------------------------------------------
+
+
+def _custom(attributes: Mapping[str, Any], key: str) -> Any:
+    fields = attributes.get(ALL_CUSTOM_FIELDS)
+    return fields.get(key) if isinstance(fields, Mapping) else None
+
+
+def _from_attributes(attributes: Mapping[str, Any], src: SourcePath) -> Any:
+    if src.key is not None:
+        return _custom(attributes, src.key)
+    return attributes.get(src.attr)
+
+
+def _from_person(person: Person, src: SourcePath) -> Any:
+    if src.key is not None:
+        return _custom(person.attributes, src.key)
+    if src.attr == "name":
+        return person.name or person.attributes.get("name")
+    if src.attr in ("first_name", "last_name", "email"):
+        own = getattr(person, src.attr)
+        return own if own else person.attributes.get(src.attr)
+    return person.attributes.get(src.attr)
+
+
+def custom_field_lines(values: Any, defs: Mapping[str, CustomFieldDef]) -> str | None:
+    """The filled-in custom fields as `Label: value` lines, in definition order then by key."""
+    if not isinstance(values, Mapping):
+        return None
+    ordered = [k for k in defs if k in values]
+    known = set(ordered)
+    ordered += sorted((k for k in values if k not in known), key=str)
+    lines: list[str] = []
+    for k in ordered:
+        text = as_text(values[k])  # None for None, "", [], {} and blank text alike
+        value = clean_text(text) if text is not None else ""
+        if not value:
+            continue
+        d = defs.get(k)
+        label = clean_text(d.label) if d is not None and isinstance(d.label, str) else ""
+        label = label or clean_text(str(k))
+        lines.append(f"{label}: {value}" if label else value)
+    return "\n".join(lines) or None
+
+
+def _resolve_company(company: Company, src: SourcePath) -> Any:
+    return _from_attributes(company.attributes, src)
+
+
+def _resolve_deal(ctx: DealContext, src: SourcePath) -> Any:
+    if src.scope in ("", "deal"):
+        if src.attr == ALL_CUSTOM_FIELDS and src.key is None:
+            return custom_field_lines(ctx.deal.attributes.get(ALL_CUSTOM_FIELDS), ctx.field_defs)
+        return _from_attributes(ctx.deal.attributes, src)
+    if src.scope == "company":
+        return _from_attributes(ctx.company.attributes, src) if ctx.company else None
+    person = ctx.contact if src.scope == "contact" else ctx.owner
+    return _from_person(person, src) if person is not None else None
+
+
+# --- applying field rules ---------------------------------------------------------------------
+
+
+@dataclass
+class _Field:
+    """One field's outcome: a value, or nothing; `invalid` says why a value was refused."""
+
+    value: str | None
+    warnings: list[str]
+    invalid: Invalid | None = None
+
+
+def apply_rule(name: str, rule: FieldRule, raw: Any) -> _Field:
+    """Clean one source value for one Fortnox field."""
+    text = as_text(raw)
+    if text is None:
+        return _Field(None, [])
+    warnings: list[str] = []
+    if rule.kind in ("orgnr", "country", "currency", "email", "date"):
+        checker = {
+            "orgnr": normalise_orgnr,
+            "country": normalise_country,
+            "currency": normalise_currency,
+            "email": lambda s: normalise_email(s, rule.limit),
+            "date": normalise_date,
+        }[rule.kind]
+        result = checker(text)
+        if isinstance(result, Invalid):
+            return _Field(None, [f"{name}: {result.reason}; left out"], result)
+        return _Field(result, [])
+    cleaned, dropped = clean_text_reporting(text, multiline=rule.kind == "multiline")
+    if dropped:
+        shown = ", ".join(repr(c) for c in dict.fromkeys(dropped[:50]))
+        warnings.append(
+            f"{name}: left out {len(dropped)} character(s) Fortnox cannot store ({shown})"
+        )
+    if not cleaned:
+        return _Field(None, warnings)
+    if len(cleaned) > rule.limit:
+        warnings.append(f"{name}: cut to {rule.limit} characters (was {len(cleaned)})")
+        cleaned = cut(cleaned, rule.limit)
+    return _Field(cleaned, warnings)
+
+
+def _checked_source(
+    section: str, name: str, path: str, fields: Mapping[str, FieldRule], *, document: bool
+) -> SourcePath | None:
+    # A mapping that did not come through build_mappings fails the same way it would there.
+    checked = _check_line(section, name, path, fields, document=document)
+    return None if checked is None else parse_source(checked, document=document)
+
+
+def _key_value(field: str, value: str) -> str | None:
+    """The idempotency key as given, or None when Fortnox could not store it unchanged."""
+    ok = len(value) <= KEY_LIMITS[field] and is_storable(value)
+    return value if ok else None
+
+
+# --- customers --------------------------------------------------------------------------------
+
+
+def map_company(
+    company: Company,
+    mapping: Mapping[str, str] = DEFAULT_CUSTOMER_MAPPING,
+    *,
+    require_orgnr: bool = False,
+) -> Mapped | Rejected:
+    """The Fortnox customer payload for a Lime Go company (no wrapper, no CustomerNumber)."""
+    payload: dict[str, Any] = {}
+    warnings: list[str] = []
+    for name, path in mapping.items():
+        src = _checked_source("customer", name, path, CUSTOMER_FIELDS, document=False)
+        if src is None:
+            continue
+        rule = CUSTOMER_FIELDS[name]
+        raw = _resolve_company(company, src)
+        got = apply_rule(name, rule, raw)
+        if name == "Name" and got.value is None:
+            return _no_name(as_text(raw))
+        if name == "OrganisationNumber" and require_orgnr and got.invalid is not None:
+            return Rejected(
+                got.invalid.reason,
+                "correct the organisation number (business_id) in Lime Go, e.g. 556036-0793, "
+                "or set sync.require_orgnr = false",
+            )
+        warnings += got.warnings
+        if got.value is not None:
+            payload[name] = got.value
+    if "Name" not in payload:
+        return _no_name(None)
+    if require_orgnr and "OrganisationNumber" not in payload:
+        return Rejected(
+            "company has no organisation number",
+            "fill in the organisation number (business_id) in Lime Go, "
+            "or set sync.require_orgnr = false",
+        )
+    key = _key_value(CUSTOMER_KEY_FIELD, f"limego:company:{company.id}")
+    if key is None:
+        return Rejected(
+            f"company id {quote(company.id)} cannot be stored in Fortnox's ExternalReference",
+            "report this to limefort's maintainers: Lime Go ids are expected to be UUIDs",
+        )
+    payload[CUSTOMER_KEY_FIELD] = key
+    return Mapped(payload, tuple(warnings))
+
+
+def _no_name(raw: str | None) -> Rejected:
+    if raw is None:
+        return Rejected("company has no name", "give the company a name in Lime Go")
+    return Rejected(
+        f"company name {quote(raw)} has no characters Fortnox can store",
+        "give the company a name in Latin letters in Lime Go",
+    )
+
+
+# --- deals ------------------------------------------------------------------------------------
+
+
+def map_deal(
+    ctx: DealContext,
+    kind: DocumentKind,
+    mapping: Mapping[str, str] = DEFAULT_DOCUMENT_MAPPING,
+    *,
+    article_number: str = "",
+    account_number: str = "",
+    require_positive_value: bool = True,
+) -> Mapped | Rejected:
+    """The Fortnox invoice or order payload for a won deal: header fields from the mapping, the
+    idempotency key, and one row. No wrapper and no CustomerNumber: the caller adds that once
+    the customer exists."""
+    if kind not in ("invoice", "order"):
+        raise ValueError(f"kind must be 'invoice' or 'order', not {kind!r}")
+    deal = ctx.deal
+    noun = f"{kind}s"
+    if ctx.company is None:
+        return Rejected("deal has no company", "link the deal to a company in Lime Go")
+
+    raw_name = as_text(deal.attributes.get("name"))
+    if raw_name is None:
+        return Rejected("deal has no name", "give the deal a name in Lime Go")
+    description, dropped = clean_text_reporting(raw_name)
+    if not description:
+        return Rejected(
+            f"deal name {quote(raw_name)} has no characters Fortnox can store",
+            "give the deal a name in Latin letters in Lime Go",
+        )
+
+    value = parse_amount(deal.attributes.get("value"))
+    if value is None:
+        return Rejected("deal has no value", "set the deal's value in Lime Go")
+    if isinstance(value, Invalid):
+        return Rejected(f"deal value {value.reason}", "set the deal's value to a number in Lime Go")
+    if require_positive_value and value <= 0:
+        return Rejected(
+            f"deal value is {value}; {noun} for zero or negative amounts are not created",
+            "set a positive value in Lime Go, or set sync.require_positive_value = false",
+        )
+    if abs(value) >= MAX_PRICE:
+        return Rejected(
+            f"deal value {value} is larger than Fortnox accepts on a row (12 digits)",
+            "check the deal's value in Lime Go",
+        )
+
+    article = article_number.strip()
+    if article and (len(article) > ROW_FIELDS["ArticleNumber"].limit or not is_storable(article)):
+        return Rejected(
+            f"sync.article_number {quote(article_number)} is not a valid Fortnox article number",
+            "fix sync.article_number in the configuration (at most 50 characters)",
+        )
+    account = account_number.strip()
+    if account and not re.fullmatch(r"[0-9]{4}", account):
+        return Rejected(
+            f"sync.account_number {quote(account_number)} is not a 4-digit Fortnox account",
+            "fix sync.account_number in the configuration",
+        )
+
+    payload: dict[str, Any] = {}
+    warnings: list[str] = []
+    for name, path in mapping.items():
+        src = _checked_source("document", name, path, DOCUMENT_FIELDS, document=True)
+        if src is None:
+            continue
+        rule = DOCUMENT_FIELDS[name]
+        got = apply_rule(name, rule, _resolve_deal(ctx, src))
+        if rule.kind == "currency" and got.invalid is not None:
+            # Money in the wrong currency is worse than no document: stop here.
+            return Rejected(
+                f"deal {got.invalid.reason}",
+                "set the deal's currency in Lime Go to one Fortnox knows, like SEK or EUR",
+            )
+        warnings += got.warnings
+        if got.value is not None:
+            payload[name] = got.value
+
+    key = _key_value(DOCUMENT_KEY_FIELD, f"limego:deal:{deal.id}")
+    if key is None:
+        return Rejected(
+            f"deal id {quote(deal.id)} does not fit Fortnox's ExternalInvoiceReference1",
+            "report this to limefort's maintainers: Lime Go ids are expected to be UUIDs",
+        )
+    payload[DOCUMENT_KEY_FIELD] = key
+
+    if dropped:
+        shown = ", ".join(repr(c) for c in dict.fromkeys(dropped[:50]))
+        warnings.append(
+            f"row Description: left out {len(dropped)} character(s) Fortnox cannot store ({shown})"
+        )
+    limit = ROW_FIELDS["Description"].limit
+    if len(description) > limit:
+        warnings.append(
+            f"row Description: deal name cut to {limit} characters (was {len(description)})"
+        )
+        description = cut(description, limit)
+    row: dict[str, Any] = {"Description": description, "Price": value}
+    if kind == "order":
+        row["OrderedQuantity"] = "1"
+    row["DeliveredQuantity"] = "1"
+    if article:
+        row["ArticleNumber"] = article
+    if account:
+        row["AccountNumber"] = int(account)  # Fortnox's spec types the row account as integer
+    payload["OrderRows" if kind == "order" else "InvoiceRows"] = [row]
+    return Mapped(payload, tuple(warnings))
+
+
+# --- diffing and storage ----------------------------------------------------------------------
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, datetime | date):
+        return obj.isoformat()
+    if isinstance(obj, set | frozenset):
+        return sorted(obj, key=repr)
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def _canonical(value: Any) -> str:
+    # Decimals are written as their exact digits, so 1234.50 and 1234.5 differ: what Fortnox
+    # got is what is compared.
+    return simplejson.dumps(
+        value,
+        use_decimal=True,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        default=_json_default,
+    )
+
+
+def payload_hash(payload: Mapping[str, Any]) -> str:
+    """sha256 of canonical JSON: the same payload hashes the same in every run."""
+    return hashlib.sha256(_canonical(payload).encode("ascii")).hexdigest()
+
+
+def changed_fields(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any]
+) -> dict[str, tuple[Any, Any]]:
+    """Field -> (old, new) for what differs; a field gone from `new` appears with new None."""
+    old = old or {}
+    changes: dict[str, tuple[Any, Any]] = {}
+    for name, value in new.items():
+        if name not in old or _canonical(old[name]) != _canonical(value):
+            changes[name] = (old.get(name), value)
+    for name, value in old.items():
+        if name not in new:
+            changes[name] = (value, None)
+    return changes
+
+
+API_BLANK = "API_BLANK"  # what Fortnox takes to empty a field (a PUT leaves out what is absent)
+
+
+def update_body(changes: Mapping[str, tuple[Any, Any]]) -> dict[str, Any]:
+    return {name: API_BLANK if new is None else new for name, (_, new) in changes.items()}
+
+
+def to_json(payload: Mapping[str, Any]) -> str:
+    return simplejson.dumps(payload, use_decimal=True, ensure_ascii=False, default=_json_default)
+
+
+def from_json(s: str) -> dict[str, Any]:
+    value = simplejson.loads(s, use_decimal=True)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+    return value

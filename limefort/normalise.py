@@ -1,0 +1,435 @@
+"""Cleaners that turn whatever Lime Go holds into values Fortnox accepts.
+
+Every function here is pure and total over its input type: a bad value comes back as
+`Invalid(reason)` (or an empty string), never as an exception, so one odd record cannot stop
+a pass. The reasons are written for the person who will fix the record in Lime Go.
+"""
+
+from __future__ import annotations
+
+import gettext
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from functools import cache, lru_cache
+from typing import Any
+
+import pycountry
+from stdnum import luhn
+from stdnum.se import orgnr as se_orgnr
+from stdnum.se import personnummer
+
+
+@dataclass(frozen=True)
+class Invalid:
+    reason: str
+
+
+def quote(value: str, limit: int = 60) -> str:
+    """`repr` of a value for a message, shortened: reasons end up in logs and in `status`."""
+    if len(value) > limit:
+        return repr(value[:limit]) + "..."
+    return repr(value)
+
+
+# --- source values as text --------------------------------------------------------------------
+
+# Lime Go's select-like custom fields may arrive as objects; these keys carry the visible text.
+_OBJECT_TEXT_KEYS = ("label", "name", "text", "value", "key")
+
+
+def as_text(value: Any) -> str | None:
+    """A Lime Go attribute value as one piece of text; None when there is nothing to show.
+
+    Booleans read as Swedish because the text lands on Swedish documents."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "Ja" if value else "Nej"
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, int | float | Decimal):
+        try:
+            return str(value)
+        except ValueError:  # an int beyond Python's digit limit for str(): not a real value
+            return None
+    if isinstance(value, list | tuple):
+        parts = [p for p in (as_text(v) for v in value) if p is not None]
+        return ", ".join(parts) or None
+    if isinstance(value, Mapping):
+        for key in _OBJECT_TEXT_KEYS:
+            text = as_text(value.get(key))
+            if text is not None:
+                return text
+        return None
+    return str(value) or None
+
+
+# --- text -------------------------------------------------------------------------------------
+
+# Characters Fortnox refuses give error 2000359. We model the accepted set as what Windows-1252
+# can encode, minus control and format characters, and with a plain space as the only blank.
+
+# Replacements for characters that neither NFKC nor stripping accents bring into Windows-1252.
+_FALLBACK = {
+    "\u2010": "-",  # hyphen
+    "\u2011": "-",  # non-breaking hyphen
+    "\u2012": "-",  # figure dash
+    "\u2043": "-",  # hyphen bullet
+    "\u2212": "-",  # minus sign
+    "\u2032": "'",  # prime
+    "\u2033": '"',  # double prime
+    "\u2035": "'",
+    "\u2044": "/",  # fraction slash
+    "\u2215": "/",  # division slash
+    "\u2217": "*",
+    "\u2027": "-",  # hyphenation point
+    "\u201b": "'",
+    "\u201f": '"',
+    "\u2024": ".",
+    "\u2039": "<",
+    "\u203a": ">",
+    "\u0131": "i",  # dotless i
+    "\u0141": "L",
+    "\u0142": "l",
+    "\u0110": "D",
+    "\u0111": "d",
+    "\u0126": "H",
+    "\u0127": "h",
+    "\u0166": "T",
+    "\u0167": "t",
+    "\u0138": "q",
+    "\u014a": "N",
+    "\u014b": "n",
+    "\u0189": "D",
+    "\u01e4": "G",
+    "\u01e5": "g",
+}
+
+
+@lru_cache(maxsize=8192)
+def _storable(ch: str) -> bool:
+    if ch == " ":
+        return True
+    if ch.isspace() or unicodedata.category(ch)[0] == "C":
+        return False
+    try:
+        ch.encode("cp1252")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=8192)
+def _storable_form(ch: str) -> str:
+    """What one character becomes: itself, an equivalent, a space, or nothing."""
+    if _storable(ch):
+        return ch
+    if ch.isspace():
+        return " "
+    candidates = (
+        unicodedata.normalize("NFKC", ch),
+        _FALLBACK.get(ch, ""),
+        "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)),
+    )
+    for cand in candidates:
+        if cand and all(_storable(c) for c in cand):
+            return cand
+        if cand and all(_storable(c) or c in _FALLBACK for c in cand):
+            return "".join(c if _storable(c) else _FALLBACK[c] for c in cand)
+    return ""
+
+
+def _visible(ch: str) -> bool:
+    # Leaving out an emoji is worth a warning; a zero-width joiner or a stray accent is not.
+    return unicodedata.category(ch)[0] not in "CMZ"
+
+
+_SPACES = re.compile(r" {2,}")
+# Where a line already ends in punctuation, a joining comma would only double it.
+_ENDS_WITH_PUNCT = (",", ";", ":")
+
+
+def _clean_line(line: str, dropped: list[str]) -> str:
+    out: list[str] = []
+    for ch in line:
+        form = _storable_form(ch)
+        if not form and _visible(ch):
+            dropped.append(ch)
+        out.append(form)
+    return _SPACES.sub(" ", "".join(out)).strip()
+
+
+def clean_text_reporting(raw: str, *, multiline: bool = False) -> tuple[str, tuple[str, ...]]:
+    """`clean_text`, plus the visible characters it had to leave out (for a warning)."""
+    dropped: list[str] = []
+    # NFC first so a letter typed as base + combining accent becomes the precomposed letter
+    # Windows-1252 has, instead of losing its accent.
+    lines = [_clean_line(line, dropped) for line in unicodedata.normalize("NFC", raw).splitlines()]
+    if multiline:
+        kept: list[str] = []
+        for line in lines:
+            if line or (kept and kept[-1]):
+                kept.append(line)
+        text = "\n".join(kept).strip("\n")
+    else:
+        parts: list[str] = []
+        for line in lines:
+            if line:
+                if parts:
+                    parts.append(" " if parts[-1].endswith(_ENDS_WITH_PUNCT) else ", ")
+                parts.append(line)
+        text = "".join(parts)
+    return text, tuple(dropped)
+
+
+def clean_text(raw: str, *, multiline: bool = False) -> str:
+    """Text Fortnox stores as given: only storable characters, one space between words.
+
+    Single-line fields get their line breaks folded into ", "; multiline fields keep `\\n`."""
+    return clean_text_reporting(raw, multiline=multiline)[0]
+
+
+def is_storable(text: str, *, multiline: bool = False) -> bool:
+    return all(_storable(c) or (multiline and c == "\n") for c in text)
+
+
+def cut(text: str, limit: int) -> str:
+    """At most `limit` characters, without a dangling separator where the cut fell."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit].rstrip()
+    if len(head) > 1 and head.endswith((",", ";")):
+        head = head[:-1].rstrip()
+    return head or text[:limit]
+
+
+# --- organisation numbers ---------------------------------------------------------------------
+
+_ORGNR_SEPARATORS = re.compile(r"[\s\-+.]")
+_ORGNR_HINT = "expected 10 digits like 556036-0793"
+
+
+def normalise_orgnr(raw: str) -> str | Invalid:
+    """A Swedish organisation number (or a sole trader's personnummer) as NNNNNN-NNNN."""
+    text = raw.strip()
+    digits = _ORGNR_SEPARATORS.sub("", text)
+    vat = re.fullmatch(r"(?i)SE(\d{10})01", digits)
+    if vat:
+        digits = vat.group(1)
+    if not digits.isascii() or not digits.isdigit():
+        return Invalid(f"organisation number {quote(text)} is not valid: {_ORGNR_HINT}")
+    if len(digits) == 12:
+        # "16" + an organisation number (as some registers write it), or a personnummer with
+        # its century.
+        if not (digits.startswith("16") or _valid_12_digit_personnummer(digits)):
+            return Invalid(
+                f"organisation number {quote(text)} is not valid: 12 digits must be 16 + an "
+                "organisation number, or a personnummer with century"
+            )
+        digits = digits[2:]
+    if len(digits) != 10:
+        return Invalid(f"organisation number {quote(text)} is not valid: {_ORGNR_HINT}")
+    # A 10-digit personnummer is also Luhn-checked the same way, and stdnum's own check of its
+    # date would need today's date, which this module does not read.
+    if not se_orgnr.is_valid(digits):
+        return Invalid(f"organisation number {quote(text)} is not valid: the check digit is wrong")
+    return f"{digits[:6]}-{digits[6:]}"
+
+
+def _valid_12_digit_personnummer(digits: str) -> bool:
+    if digits[:2] not in ("18", "19", "20"):
+        return False
+    if personnummer.is_valid(f"{digits[:8]}-{digits[8:]}"):
+        return True
+    # A samordningsnummer (coordination number) adds 60 to the day; stdnum rejects its date.
+    day = int(digits[6:8])
+    if 61 <= day <= 91:
+        as_birth = f"{digits[:6]}{day - 60:02d}"
+        try:
+            date(int(as_birth[:4]), int(as_birth[4:6]), int(as_birth[6:8]))
+        except ValueError:
+            return False
+        return luhn.is_valid(digits[2:])
+    return False
+
+
+# --- countries --------------------------------------------------------------------------------
+
+# Names people type that neither pycountry nor its Swedish translation spell this way.
+_COUNTRY_ALIASES = {
+    "usa": "US",
+    "u.s.a.": "US",
+    "u.s.": "US",
+    "us": "US",
+    "united states of america": "US",
+    "förenta staterna": "US",
+    "amerikas förenta stater": "US",
+    "uk": "GB",
+    "u.k.": "GB",
+    "great britain": "GB",
+    "britain": "GB",
+    "england": "GB",
+    "scotland": "GB",
+    "wales": "GB",
+    "northern ireland": "GB",
+    "storbritannien": "GB",
+    "skottland": "GB",
+    "nordirland": "GB",
+    "holland": "NL",
+    "the netherlands": "NL",
+    "russia": "RU",
+    "ryssland": "RU",
+    "turkey": "TR",
+    "turkiet": "TR",
+    "ivory coast": "CI",
+    "elfenbenskusten": "CI",
+    "czech republic": "CZ",
+    "swaziland": "SZ",
+    "cape verde": "CV",
+    "burma": "MM",
+    "vatican": "VA",
+    "vatican city": "VA",
+    "macedonia": "MK",
+    "makedonien": "MK",
+    "sydkorea": "KR",
+    "nordkorea": "KP",
+    "bosnien och hercegovina": "BA",
+    "åland islands": "AX",
+}
+
+
+def _country_key(name: str) -> str:
+    return " ".join(name.casefold().split())
+
+
+@cache
+def _country_table() -> dict[str, str]:
+    table: dict[str, str] = {}
+    clashes: set[str] = set()
+
+    def add(name: str | None, code: str) -> None:
+        if not name:
+            return
+        key = _country_key(name)
+        if table.get(key, code) != code:
+            clashes.add(key)  # two countries share the name: refuse to guess between them
+        table[key] = code
+
+    try:
+        swedish = gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=["sv"]).gettext
+    except OSError:
+        swedish = None
+    for c in pycountry.countries:
+        code = c.alpha_2
+        for attr in ("name", "common_name", "official_name"):
+            name = getattr(c, attr, None)
+            add(name, code)
+            if swedish is not None and name:
+                add(swedish(name), code)
+    for key in clashes:
+        del table[key]
+    for c in pycountry.countries:  # codes win over any name that happens to look like one
+        table[_country_key(c.alpha_2)] = c.alpha_2
+        table[_country_key(c.alpha_3)] = c.alpha_2
+    for alias, code in _COUNTRY_ALIASES.items():
+        table.setdefault(_country_key(alias), code)
+    return table
+
+
+def normalise_country(raw: str) -> str | Invalid:
+    """ISO 3166-1 alpha-2 from a code (SE, SWE) or a name in English or Swedish (Sverige)."""
+    text = raw.strip()
+    code = _country_table().get(_country_key(text))
+    if code is None:
+        return Invalid(
+            f"country {quote(text)} is not a country Fortnox knows; use an ISO code like SE"
+        )
+    return code
+
+
+# --- currencies -------------------------------------------------------------------------------
+
+# In ISO 4217 but not money anyone invoices in.
+_NOT_CURRENCIES = frozenset({"XXX", "XTS"})
+
+
+def normalise_currency(raw: str) -> str | Invalid:
+    code = raw.strip().upper()
+    if (
+        len(code) == 3
+        and code.isascii()
+        and code.isalpha()
+        and code not in _NOT_CURRENCIES
+        and pycountry.currencies.get(alpha_3=code) is not None
+    ):
+        return code
+    return Invalid(
+        f"currency {quote(raw.strip())} is not an ISO 4217 code; use a code like SEK or EUR"
+    )
+
+
+# --- email, dates, amounts --------------------------------------------------------------------
+
+# Deliberately plain ASCII: an address Fortnox might refuse is better left out than sent.
+_EMAIL = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+
+
+def normalise_email(raw: str, limit: int = 1024) -> str | Invalid:
+    text = raw.strip()
+    if text.lower().startswith("mailto:"):
+        text = text[len("mailto:") :].strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    if len(text) <= limit and _EMAIL.fullmatch(text):
+        return text
+    return Invalid(f"{quote(raw.strip())} is not a valid email address")
+
+
+def normalise_date(raw: str) -> str | Invalid:
+    """An ISO date (YYYY-MM-DD); a datetime gives its date as written."""
+    text = raw.strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return date.fromisoformat(text).isoformat()
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ].+", text):
+            return datetime.fromisoformat(text.replace("Z", "+00:00")).date().isoformat()
+    except ValueError:
+        pass
+    return Invalid(f"{quote(text)} is not a date like 2026-01-31")
+
+
+_AMOUNT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+
+
+def parse_amount(raw: Any) -> Decimal | Invalid | None:
+    """A money amount, exactly: Lime Go sends decimal strings and they must never pass a float.
+
+    None when there is no amount at all."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    bad = Invalid(f"{quote(str(raw))} is not a number")
+    if isinstance(raw, bool):
+        return bad
+    try:
+        if isinstance(raw, Decimal):
+            value = raw
+        elif isinstance(raw, int):
+            value = Decimal(raw)
+        elif isinstance(raw, float):
+            value = Decimal(repr(raw))  # the shortest repr, not the binary expansion
+        elif isinstance(raw, str) and _AMOUNT.fullmatch(raw.strip()):
+            value = Decimal(raw.strip())
+        else:
+            return bad
+    except (InvalidOperation, ValueError):
+        return bad
+    if not value.is_finite():
+        return bad
+    return value
