@@ -174,3 +174,14 @@ def test_toml_error_says_the_line(tmp_path: Path) -> None:
 def test_unknown_environment_setting_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="^LIMEFORT_SYNC_LOOKBAK:"):
         config.load(write(tmp_path, GOOD), environ={"LIMEFORT_SYNC_LOOKBAK": "1m"}, explicit=True)
+
+
+def test_example_config_loads_and_documents_every_key() -> None:
+    example = Path(__file__).parent.parent / "config.example.toml"
+    cfg = config.load(example, environ={}, explicit=True)
+    assert cfg.sync.deal_target == "invoice"
+    text = example.read_text(encoding="utf-8")
+    for section, keys in config.SCHEMA.items():
+        assert f"[{section}]" in text, section
+        for key in keys:
+            assert f"\n{key} = " in text or f"\n# {key} = " in text, f"{section}.{key}"

@@ -1,0 +1,134 @@
+"""Shared fixtures: sandbox servers on loopback and a helper that drives the real CLI.
+
+`Lf.run(...)` calls `limefort.cli.main` in-process (fast, shares coverage); `Lf.spawn(...)`
+starts the installed command as a real subprocess for crash, overlap and daemon tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from limefort.sandbox import Sandbox
+
+# Fast retries for tests: the waits are tiny, the classification is the real one.
+TEST_HTTP = {"attempts": 4, "backoff_initial": '"0.01s"', "backoff_max": '"0.05s"', "timeout": '"2s"'}
+
+
+def add_keys(toml: str, section: str, **values: Any) -> str:
+    """Add keys to a [section] of a TOML text (creating the section if needed)."""
+    rendered = "\n".join(f"{k} = {_toml(v)}" for k, v in values.items())
+    header = f"[{section}]"
+    if re.search(rf"^\[{re.escape(section)}\]\s*$", toml, flags=re.M):
+        return re.sub(
+            rf"^\[{re.escape(section)}\]\s*$", header + "\n" + rendered, toml, count=1, flags=re.M
+        )
+    return toml.rstrip() + f"\n\n{header}\n{rendered}\n"
+
+
+def _toml(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return str(v)
+    if isinstance(v, str) and v.startswith('"'):
+        return v
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return json.dumps(str(v))
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+class Lf:
+    """limefort pointed at a sandbox, with its own state file and config."""
+
+    def __init__(self, sb: Sandbox, tmp_path: Path, *, rate_limit: int = 0, **sync: Any) -> None:
+        self.sb = sb
+        self.dir = tmp_path
+        self.state = tmp_path / "limefort.db"
+        self.config = tmp_path / "limefort.toml"
+        text = sb.config_toml(str(self.state), **sync)
+        text = add_keys(text, "fortnox", rate_limit=rate_limit)
+        text = add_keys(text, "http", **TEST_HTTP)
+        self.write(text)
+
+    def write(self, text: str) -> None:
+        self.config.write_text(text, encoding="utf-8")
+        self.config.chmod(0o600)
+
+    def edit(self, section: str, **values: Any) -> None:
+        self.write(add_keys(self.config.read_text(encoding="utf-8"), section, **values))
+
+    def run(self, *args: str) -> Result:
+        from limefort.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        code = 0
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(["--config", str(self.config), *args])
+            except SystemExit as exc:
+                code = int(exc.code or 0)
+        return Result(code, out.getvalue(), err.getvalue())
+
+    def status(self) -> dict[str, Any]:
+        r = self.run("status", "--json")
+        assert r.code == 0, r.err
+        return json.loads(r.out)
+
+    def spawn(self, *args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "limefort", "--config", str(self.config), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+            **kw,
+        )
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[Any]:
+    started: list[Sandbox] = []
+
+    def make(**kw: Any) -> Sandbox:
+        kw.setdefault("fortnox_rate_limit", None)
+        sb = Sandbox(**kw)
+        sb.start()
+        started.append(sb)
+        return sb
+
+    yield make
+    for sb in started:
+        sb.stop()
+
+
+@pytest.fixture
+def sandbox(make_sandbox: Any) -> Sandbox:
+    return make_sandbox(seed=11, companies=24, deals=30)
+
+
+@pytest.fixture
+def lf(sandbox: Sandbox, tmp_path: Path) -> Lf:
+    return Lf(sandbox, tmp_path)
+
+
+def fortnox_calls(sb: Sandbox) -> list[str]:
+    return [f"{r.method} {r.path}" for r in sb.fortnox.requests if r.path.startswith("/3/")]
