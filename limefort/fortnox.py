@@ -670,6 +670,11 @@ class FortnoxClient:
 
     # --- the company ------------------------------------------------------------------------
 
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """A plain GET under /3 and its parsed body (`limefort check` probes scopes and
+        licences with it); an error answer raises ApiError / NotFound in plain words."""
+        return self._call("GET", path, params=params)
+
     def company_information(self) -> dict[str, Any]:
         body = self._call("GET", "/companyinformation")
         return self._unwrap(body, "CompanyInformation", method="GET", path="/companyinformation")
