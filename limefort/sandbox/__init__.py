@@ -1,0 +1,238 @@
+"""Sandbox Lime Go and Fortnox servers on loopback, for tests and the demo.
+
+    from limefort.sandbox import Sandbox, FaultRule
+    with Sandbox(seed=7, companies=40, deals=60) as sb:
+        sb.fortnox.faults.add(FaultRule("503", rate=0.2))
+        ...  # point limefort at sb.config_toml(state_path)
+
+Strict on purpose: what works against these servers must work against the real services.
+This package imports nothing from the rest of limefort (stdlib only).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from datetime import UTC, datetime, timedelta
+from os import PathLike
+from typing import Any
+
+from limefort.sandbox.faults import FaultRule, Faults
+from limefort.sandbox.fortnox import Fortnox
+from limefort.sandbox.http import RequestRecord, Server
+from limefort.sandbox.limego import LimeGo
+from limefort.sandbox.rules import FortnoxError
+from limefort.sandbox.seed import generate
+
+__all__ = [
+    "FaultRule",
+    "Faults",
+    "Fortnox",
+    "FortnoxError",
+    "LimeGo",
+    "RequestRecord",
+    "Sandbox",
+    "toml_value",
+]
+
+
+class Sandbox:
+    """A seeded Lime Go CRM and an empty Fortnox company, each behind its own HTTP server."""
+
+    def __init__(
+        self,
+        seed: int = 7,
+        companies: int = 40,
+        deals: int = 60,
+        contacts: int | None = None,
+        owners: int = 5,
+        customer_ratio: float = 0.5,
+        won_ratio: float = 0.3,
+        recent_days: int = 30,
+        fortnox_rate_limit: int | None = 25,
+        fortnox_rate_window: float = 5.0,
+        fortnox_token_lifetime: float = 3600,
+        limego_token_lifetime: float = 1800,
+        fortnox_default_account: bool = True,
+        latency: float = 0.0,
+        port_limego: int = 0,
+        port_fortnox: int = 0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.seed = seed
+        self.recent_days = recent_days
+        creds = random.Random(f"limefort-sandbox-credentials:{seed}")
+        self.limego_client_id = f"limego-sandbox-{creds.getrandbits(32):08x}"
+        self.limego_client_secret = f"lgs_{creds.getrandbits(128):032x}"
+        self.fortnox_client_id = f"fnx{creds.getrandbits(48):012x}"
+        self.fortnox_client_secret = f"fns_{creds.getrandbits(128):032x}"
+        self.fortnox_tenant_id = str(creds.randrange(1_000_000, 10_000_000))
+        data = generate(
+            seed=seed,
+            companies=companies,
+            deals=deals,
+            contacts=contacts,
+            owners=owners,
+            customer_ratio=customer_ratio,
+            won_ratio=won_ratio,
+            recent_days=recent_days,
+        )
+        self.limego = LimeGo(
+            data,
+            client_id=self.limego_client_id,
+            client_secret=self.limego_client_secret,
+            token_lifetime=limego_token_lifetime,
+            fault_seed=seed * 2 + 1,
+            latency=latency,
+            id_seed=seed * 3 + 2,
+        )
+        self.fortnox = Fortnox(
+            client_id=self.fortnox_client_id,
+            client_secret=self.fortnox_client_secret,
+            tenant_id=self.fortnox_tenant_id,
+            rate_limit=fortnox_rate_limit,
+            rate_window=fortnox_rate_window,
+            token_lifetime=fortnox_token_lifetime,
+            default_account=fortnox_default_account,
+            fault_seed=seed * 2 + 2,
+            latency=latency,
+        )
+        self._servers = (
+            Server(self.limego, host, port_limego),
+            Server(self.fortnox, host, port_fortnox),
+        )
+
+    # --- lifecycle ---
+
+    def start(self) -> Sandbox:
+        try:
+            for s in self._servers:
+                s.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for s in self._servers:
+            s.stop()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def latency(self) -> float:
+        return self.limego.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self.limego.latency = self.fortnox.latency = seconds
+
+    # --- addresses ---
+
+    @property
+    def limego_url(self) -> str:
+        return self._servers[0].url
+
+    @property
+    def fortnox_url(self) -> str:
+        return self._servers[1].url
+
+    @property
+    def fortnox_token_url(self) -> str:
+        return f"{self.fortnox_url}/oauth-v1/token"
+
+    @property
+    def fortnox_auth_url(self) -> str:
+        return f"{self.fortnox_url}/oauth-v1/auth"
+
+    @property
+    def start_date(self) -> str:
+        """The `sync.start` of `config_toml`: `recent_days` ago (UTC), YYYY-MM-DD."""
+        return (datetime.now(UTC).date() - timedelta(days=self.recent_days)).isoformat()
+
+    def config_toml(self, state_path: str | PathLike[str], **sync_overrides: Any) -> str:
+        """A complete limefort configuration for these servers."""
+        sync: dict[str, Any] = {"deal_target": "invoice", "start": self.start_date}
+        sync.update(sync_overrides)
+        sections: list[tuple[str, dict[str, Any]]] = [
+            (
+                "limego",
+                {
+                    "base_url": self.limego_url,
+                    "client_id": self.limego_client_id,
+                    "client_secret": self.limego_client_secret,
+                },
+            ),
+            (
+                "fortnox",
+                {
+                    "api_url": self.fortnox_url,
+                    "token_url": self.fortnox_token_url,
+                    "auth_url": self.fortnox_auth_url,
+                    "client_id": self.fortnox_client_id,
+                    "client_secret": self.fortnox_client_secret,
+                    "tenant_id": self.fortnox_tenant_id,
+                },
+            ),
+            ("sync", sync),
+            ("state", {"path": str(state_path)}),
+        ]
+        lines: list[str] = []
+        for name, values in sections:
+            if lines:
+                lines.append("")
+            lines.append(f"[{name}]")
+            for key, value in values.items():
+                lines.append(f"{_toml_key(key)} = {toml_value(value)}")
+        return "\n".join(lines) + "\n"
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
+def _toml_string(s: str) -> str:
+    out = []
+    for ch in s:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else _toml_string(key)
+
+
+def toml_value(value: Any) -> str:
+    """A TOML value for a str, bool, int, float, or a list of those."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"cannot write {value!r} as a TOML value here")
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, PathLike):
+        return _toml_string(str(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write a {type(value).__name__} as a TOML value")
