@@ -423,9 +423,10 @@ class Store:
     # --- runs ---------------------------------------------------------------------------------
 
     def start_run(self, command: str) -> int:
+        runs = self.db["runs"]
         with self.transaction():
-            self.db["runs"].insert({"command": command, "started_at": now_iso()})
-            return int(self.db["runs"].last_pk or 0)
+            runs.insert({"command": command, "started_at": now_iso()})
+        return int(runs.last_pk)
 
     def finish_run(self, run_id: int, exit_code: int, counts: dict[str, int]) -> None:
         with self.transaction():
