@@ -33,9 +33,9 @@ def now_iso() -> str:
 
 
 def _m001_initial(db: Database) -> None:
-    db["cursors"].create({"name": str, "value": str, "updated_at": str}, pk="name")
-    db["meta"].create({"key": str, "value": str}, pk="key")
-    db["customers"].create(
+    db.table("cursors").create({"name": str, "value": str, "updated_at": str}, pk="name")
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    db.table("customers").create(
         {
             "company_id": str,
             "state": str,  # pending (POST sent or about to be, outcome unknown) | done
@@ -50,9 +50,9 @@ def _m001_initial(db: Database) -> None:
         },
         pk="company_id",
     )
-    db["customers"].create_index(["orgnr"])
-    db["customers"].create_index(["state"])
-    db["documents"].create(
+    db.table("customers").create_index(["orgnr"])
+    db.table("customers").create_index(["state"])
+    db.table("documents").create(
         {
             "deal_id": str,
             "kind": str,  # invoice | order
@@ -70,8 +70,8 @@ def _m001_initial(db: Database) -> None:
         },
         pk="deal_id",
     )
-    db["documents"].create_index(["state"])
-    db["quarantine"].create(
+    db.table("documents").create_index(["state"])
+    db.table("quarantine").create(
         {
             "key": str,
             "name": str,
@@ -84,7 +84,7 @@ def _m001_initial(db: Database) -> None:
         },
         pk="key",
     )
-    db["runs"].create(
+    db.table("runs").create(
         {
             "id": int,
             "command": str,
@@ -95,7 +95,7 @@ def _m001_initial(db: Database) -> None:
         },
         pk="id",
     )
-    db["tokens"].create(
+    db.table("tokens").create(
         {
             "name": str,
             "access_token": str,
@@ -110,11 +110,11 @@ def _m001_initial(db: Database) -> None:
     )
     # What limefort knows of Fortnox's customers, for matching by organisation number without a
     # search per company (rule 4). Built from pages of 500, refreshed by `lastmodified`.
-    db["fortnox_customers"].create(
+    db.table("fortnox_customers").create(
         {"customer_number": str, "orgnr": str, "name": str}, pk="customer_number"
     )
-    db["fortnox_customers"].create_index(["orgnr"])
-    db["fortnox_customers"].create_index(["name"])
+    db.table("fortnox_customers").create_index(["orgnr"])
+    db.table("fortnox_customers").create_index(["name"])
 
 
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
@@ -173,8 +173,8 @@ class Store:
 
     def migrate(self) -> list[str]:
         if "_migrations" not in self.db.table_names():
-            self.db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
-        applied = {r["name"] for r in self.db["_migrations"].rows}
+            self.db.table("_migrations").create({"name": str, "applied_at": str}, pk="name")
+        applied = {r["name"] for r in self.db.table("_migrations").rows}
         known = {name for name, _ in MIGRATIONS}
         if applied - known:
             raise StateError(
@@ -187,7 +187,7 @@ class Store:
                 continue
             with self.db.atomic():
                 fn(self.db)
-                self.db["_migrations"].insert({"name": name, "applied_at": now_iso()})
+                self.db.table("_migrations").insert({"name": name, "applied_at": now_iso()})
             done.append(name)
         return done
 
@@ -202,14 +202,14 @@ class Store:
     # --- cursors and meta ---------------------------------------------------------------------
 
     def cursors(self) -> dict[str, str]:
-        return {r["name"]: r["value"] for r in self.db["cursors"].rows}
+        return {r["name"]: r["value"] for r in self.db.table("cursors").rows}
 
     def get_cursor(self, name: str) -> datetime | None:
         row = self.db.execute("SELECT value FROM cursors WHERE name = ?", [name]).fetchone()
         return datetime.fromisoformat(row[0]) if row else None
 
     def set_cursor(self, name: str, value: datetime) -> None:
-        self.db["cursors"].upsert(
+        self.db.table("cursors").upsert(
             {"name": name, "value": value.isoformat(), "updated_at": now_iso()}, pk="name"
         )
 
@@ -218,7 +218,7 @@ class Store:
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db["meta"].upsert({"key": key, "value": value}, pk="key")
+        self.db.table("meta").upsert({"key": key, "value": value}, pk="key")
 
     # --- customers ----------------------------------------------------------------------------
 
@@ -232,7 +232,7 @@ class Store:
         self, company_id: str, *, orgnr: str | None, name: str, payload: str, hash: str
     ) -> None:
         """Recorded before a customer POST: a crash after it leaves a pending row to reconcile."""
-        self.db["customers"].upsert(
+        self.db.table("customers").upsert(
             {
                 "company_id": company_id,
                 "state": "pending",
@@ -258,7 +258,7 @@ class Store:
         payload: str,
         hash: str,
     ) -> None:
-        self.db["customers"].upsert(
+        self.db.table("customers").upsert(
             {
                 "company_id": company_id,
                 "state": "done",
@@ -271,7 +271,7 @@ class Store:
             },
             pk="company_id",
         )
-        self.db["fortnox_customers"].upsert(
+        self.db.table("fortnox_customers").upsert(
             {"customer_number": customer_number, "orgnr": orgnr, "name": name},
             pk="customer_number",
         )
@@ -282,7 +282,9 @@ class Store:
         )
 
     def pending_customers(self) -> list[dict[str, Any]]:
-        return list(self.db["customers"].rows_where("state = 'pending'", order_by="intent_at"))
+        return list(
+            self.db.table("customers").rows_where("state = 'pending'", order_by="intent_at")
+        )
 
     def count_customers(self) -> int:
         return self.db.execute("SELECT count(*) FROM customers WHERE state = 'done'").fetchone()[0]
@@ -299,7 +301,7 @@ class Store:
             for i in items
         ]
         if rows:
-            self.db["fortnox_customers"].upsert_all(rows, pk="customer_number")
+            self.db.table("fortnox_customers").upsert_all(rows, pk="customer_number")
         return len(rows)
 
     def index_by_orgnr(self, orgnr: str) -> list[str]:
@@ -333,7 +335,7 @@ class Store:
         won_at: str,
     ) -> None:
         """Committed before the POST (rule 3): from here on the outcome is tracked."""
-        self.db["documents"].upsert(
+        self.db.table("documents").upsert(
             {
                 "deal_id": deal_id,
                 "kind": kind,
@@ -377,10 +379,10 @@ class Store:
             for d, k, n, w in rows
         ]
         if items:
-            self.db["documents"].insert_all(items, pk="deal_id", ignore=True)
+            self.db.table("documents").insert_all(items, pk="deal_id", ignore=True)
 
     def pending_documents(self) -> list[dict[str, Any]]:
-        return list(self.db["documents"].rows_where("state = 'pending'", order_by="since"))
+        return list(self.db.table("documents").rows_where("state = 'pending'", order_by="since"))
 
     def count_documents(self) -> dict[str, int]:
         counts = {"invoice": 0, "order": 0}
@@ -400,7 +402,7 @@ class Store:
     ) -> None:
         existing = self.quarantined([key]).get(key)
         now = now_iso()
-        self.db["quarantine"].upsert(
+        self.db.table("quarantine").upsert(
             {
                 "key": key,
                 "name": name,
@@ -418,25 +420,25 @@ class Store:
         self.db.execute("DELETE FROM quarantine WHERE key = ?", [key])
 
     def all_quarantined(self) -> list[dict[str, Any]]:
-        return list(self.db["quarantine"].rows_where(order_by="first_seen, key"))
+        return list(self.db.table("quarantine").rows_where(order_by="first_seen, key"))
 
     # --- runs ---------------------------------------------------------------------------------
 
     def start_run(self, command: str) -> int:
-        runs = self.db["runs"]
+        runs = self.db.table("runs")
         with self.transaction():
             runs.insert({"command": command, "started_at": now_iso()})
-        return int(runs.last_pk)
+        return int(runs.last_pk or 0)
 
     def finish_run(self, run_id: int, exit_code: int, counts: dict[str, int]) -> None:
         with self.transaction():
-            self.db["runs"].update(
+            self.db.table("runs").update(
                 run_id,
                 {"finished_at": now_iso(), "exit_code": exit_code, "counts": json.dumps(counts)},
             )
 
     def runs(self, limit: int = 10) -> list[dict[str, Any]]:
-        rows = list(self.db["runs"].rows_where(order_by="id desc", limit=limit))
+        rows = list(self.db.table("runs").rows_where(order_by="id desc", limit=limit))
         for r in rows:
             r["counts"] = json.loads(r["counts"]) if r.get("counts") else {}
         return rows
@@ -468,7 +470,7 @@ class Store:
             # Inside an open transaction this would only be a savepoint, lost on a crash.
             raise RuntimeError("tokens must be saved outside any store transaction")
         with self.transaction():
-            self.db["tokens"].upsert(
+            self.db.table("tokens").upsert(
                 {
                     "name": name,
                     "access_token": record.access_token,

@@ -86,7 +86,9 @@ def test_second_pass_without_changes_makes_zero_fortnox_requests(lf: Lf, sandbox
 def test_phone_change_is_one_put_with_only_that_field(lf: Lf, sandbox: Sandbox) -> None:
     lf.run("sync")
     cid = next(
-        c for c in sandbox.limego.customer_ids() if f"company:{c}" not in {q["key"] for q in lf.status()["quarantined"]}
+        c
+        for c in sandbox.limego.customer_ids()
+        if f"company:{c}" not in {q["key"] for q in lf.status()["quarantined"]}
     )
     sandbox.limego.update_company(cid, phone="08-555 12 34")
     sandbox.fortnox.reset_log()
@@ -113,7 +115,11 @@ def test_won_deal_for_a_new_company_creates_customer_then_invoice(lf: Lf, sandbo
     assert r.code in (0, 1), r.err
     posts = [x for x in sandbox.fortnox.requests if x.method == "POST"]
     assert [p.path for p in posts] == ["/3/customers", "/3/invoices"]
-    cust = next(c for c in sandbox.fortnox.customers if c.get("ExternalReference") == f"limego:company:{cid}")
+    cust = next(
+        c
+        for c in sandbox.fortnox.customers
+        if c.get("ExternalReference") == f"limego:company:{cid}"
+    )
     inv = sandbox.fortnox.documents_by_ref(f"limego:deal:{did}")
     assert len(inv) == 1
     assert inv[0]["CustomerNumber"] == cust["CustomerNumber"]
@@ -125,8 +131,12 @@ def test_won_deal_for_a_new_company_creates_customer_then_invoice(lf: Lf, sandbo
 
 
 def test_existing_fortnox_customer_is_adopted_by_orgnr(lf: Lf, sandbox: Sandbox) -> None:
-    cid = sandbox.limego.add_company(name="Gamla Kunden AB", business_id="5560360793", status="customer")
-    existing = sandbox.fortnox.add_customer({"Name": "Gamla Kunden", "OrganisationNumber": "556036-0793"})
+    cid = sandbox.limego.add_company(
+        name="Gamla Kunden AB", business_id="5560360793", status="customer"
+    )
+    existing = sandbox.fortnox.add_customer(
+        {"Name": "Gamla Kunden", "OrganisationNumber": "556036-0793"}
+    )
     r = lf.run("sync", "--only", "customers")
     assert r.code in (0, 1), r.err
     same = [c for c in sandbox.fortnox.customers if c.get("OrganisationNumber") == "556036-0793"]
@@ -157,18 +167,25 @@ def test_deal_target_order_and_none(sandbox: Sandbox, tmp_path: Path, target: st
         assert Decimal(str(row["OrderedQuantity"])) == 1
 
 
-def test_start_now_creates_no_document_for_historical_wins(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_start_now_creates_no_document_for_historical_wins(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
     lf = Lf(sandbox, tmp_path, start="now")
     lf.run("sync")
     assert sandbox.fortnox.invoices == []
     # An old won deal edited later is still not invoiced; a newly won one is.
     won = won_stage_ids(sandbox)
-    old = next(d for d, x in sandbox.limego.deals.items() if x["relationships"]["stage"]["data"]["id"] in won)
+    old = next(
+        d
+        for d, x in sandbox.limego.deals.items()
+        if x["relationships"]["stage"]["data"]["id"] in won
+    )
     sandbox.limego.update_deal(old, description="edited after the fact")
     fresh = next(
         d
         for d, x in sandbox.limego.deals.items()
-        if x["relationships"]["stage"]["data"]["id"] not in won and x["relationships"]["company"]["data"]
+        if x["relationships"]["stage"]["data"]["id"] not in won
+        and x["relationships"]["company"]["data"]
     )
     sandbox.limego.win_deal(fresh)
     lf.run("sync")
@@ -178,7 +195,9 @@ def test_start_now_creates_no_document_for_historical_wins(sandbox: Sandbox, tmp
     assert refs[f"limego:deal:{fresh}"] == 1 or f"deal:{fresh}" in quarantined
 
 
-def test_since_reexamines_without_duplicates_or_moving_cursors_back(lf: Lf, sandbox: Sandbox) -> None:
+def test_since_reexamines_without_duplicates_or_moving_cursors_back(
+    lf: Lf, sandbox: Sandbox
+) -> None:
     lf.run("sync")
     before = lf.status()["cursors"]
     n_cust, n_inv = len(sandbox.fortnox.customers), len(sandbox.fortnox.invoices)
@@ -200,7 +219,11 @@ def test_dry_run_changes_nothing(lf: Lf, sandbox: Sandbox) -> None:
     assert r.code in (0, 1), r.err
     assert "+ create customer" in r.out and "+ create invoice" in r.out
     assert "Name:" in r.out
-    writes = [x for x in sandbox.fortnox.requests if x.method in ("POST", "PUT") and x.path.startswith("/3/")]
+    writes = [
+        x
+        for x in sandbox.fortnox.requests
+        if x.method in ("POST", "PUT") and x.path.startswith("/3/")
+    ]
     assert writes == []
     assert sandbox.fortnox.customers == [] and sandbox.fortnox.invoices == []
     status = lf.status()
@@ -215,7 +238,9 @@ def test_dry_run_changes_nothing(lf: Lf, sandbox: Sandbox) -> None:
     r = lf.run("sync", "--dry-run")
     if f"company:{cid}" not in {q["key"] for q in lf.status()["quarantined"]}:
         assert "~ update customer" in r.out
-        assert "031-77 88 99" in r.out and (old_phone is None or old_phone in r.out or "Phone1" in r.out)
+        assert "031-77 88 99" in r.out and (
+            old_phone is None or old_phone in r.out or "Phone1" in r.out
+        )
     assert lf.status()["cursors"] == cursors
     assert not any(x.method == "PUT" for x in sandbox.fortnox.requests[-5:])
 
