@@ -39,9 +39,10 @@ def _import_refresh_token(cfg: Config, store: Store) -> None:
     digest = hashlib.sha256(token.encode()).hexdigest()
     if store.get_meta("imported_refresh_token") == digest:
         return
-    with store.transaction():
-        store.save("fortnox", TokenRecord(refresh_token=token, refresh_issued_at=time.time()))
-        store.set_meta("imported_refresh_token", digest)
+    # Store.save commits on its own (it refuses to run inside a transaction). Saved first: a
+    # crash before the mark only imports the same token again on the next start.
+    store.save("fortnox", TokenRecord(refresh_token=token, refresh_issued_at=time.time()))
+    store.set_meta("imported_refresh_token", digest)
 
 
 def build_clients(cfg: Config, store: Store) -> tuple[LimeGoClient, FortnoxClient]:
