@@ -353,13 +353,17 @@ class Server:
         self.port = port
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._url: str | None = None
 
     @property
     def url(self) -> str:
-        if self._httpd is None:
+        """The server's address (still the last one after `stop()`)."""
+        if self._httpd is not None:
+            host = self.host if ":" not in self.host else f"[{self.host}]"
+            self._url = f"http://{host}:{self._httpd.server_address[1]}"
+        if self._url is None:
             raise RuntimeError("the sandbox server is not started")
-        host = self.host if ":" not in self.host else f"[{self.host}]"
-        return f"http://{host}:{self._httpd.server_address[1]}"
+        return self._url
 
     @property
     def running(self) -> bool:

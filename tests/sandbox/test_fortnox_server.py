@@ -93,7 +93,9 @@ def test_token_endpoint_needs_basic_auth(sb: Sandbox) -> None:
 
 
 def test_client_credentials_with_tenant_id(sb: Sandbox) -> None:
-    r = token_request(sb, headers={"TenantId": sb.fortnox_tenant_id}, grant_type="client_credentials")
+    r = token_request(
+        sb, headers={"TenantId": sb.fortnox_tenant_id}, grant_type="client_credentials"
+    )
     body = r.json()
     assert r.status_code == 200 and "refresh_token" not in body
     assert body["token_type"] == "bearer" and body["expires_in"] == 3600
@@ -115,7 +117,9 @@ def test_refresh_tokens_rotate_and_are_single_use(sb: Sandbox) -> None:
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["refresh_token"] != token and body["access_token"]
-        assert fortnox_session(sb, body["access_token"]).get(api(sb, "customers")).status_code == 200
+        assert (
+            fortnox_session(sb, body["access_token"]).get(api(sb, "customers")).status_code == 200
+        )
         token = body["refresh_token"]
     r = token_request(sb, grant_type="refresh_token", refresh_token=first)  # spent
     assert r.status_code == 400
@@ -177,7 +181,10 @@ def test_authorization_code_flow(sb: Sandbox) -> None:
     assert fx.get(api(sb, "customers")).status_code == 200
     assert error_code(fx.get(api(sb, "orders"))) == 2000663  # not consented
     again = token_request(
-        sb, grant_type="authorization_code", code=q["code"], redirect_uri="http://127.0.0.1:8765/callback"
+        sb,
+        grant_type="authorization_code",
+        code=q["code"],
+        redirect_uri="http://127.0.0.1:8765/callback",
     )
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"  # single use
     # the refresh token from the code rotates like any other
@@ -187,7 +194,9 @@ def test_authorization_code_flow(sb: Sandbox) -> None:
 
 def test_code_exchange_needs_the_same_redirect_uri(sb: Sandbox) -> None:
     code = parse_qs(urlsplit(consent(sb).headers["Location"]).query)["code"][0]
-    r = token_request(sb, grant_type="authorization_code", code=code, redirect_uri="http://127.0.0.1:9/other")
+    r = token_request(
+        sb, grant_type="authorization_code", code=code, redirect_uri="http://127.0.0.1:9/other"
+    )
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
 
 
@@ -199,7 +208,12 @@ def test_service_account_consent_is_recorded(sb: Sandbox) -> None:
 
 @pytest.mark.parametrize(
     "params",
-    [{"state": None}, {"client_id": "someone-else"}, {"response_type": "token"}, {"redirect_uri": None}],
+    [
+        {"state": None},
+        {"client_id": "someone-else"},
+        {"response_type": "token"},
+        {"redirect_uri": None},
+    ],
 )
 def test_bad_consent_requests_get_a_400_page(sb: Sandbox, params: dict[str, Any]) -> None:
     r = consent(sb, **params)
@@ -228,8 +242,12 @@ def test_api_needs_a_bearer_token(sb: Sandbox) -> None:
 
 
 def test_access_tokens_expire() -> None:
-    with Sandbox(seed=1, companies=2, deals=1, fortnox_token_lifetime=1, fortnox_rate_limit=None) as sb:
-        r = token_request(sb, headers={"TenantId": sb.fortnox_tenant_id}, grant_type="client_credentials")
+    with Sandbox(
+        seed=1, companies=2, deals=1, fortnox_token_lifetime=1, fortnox_rate_limit=None
+    ) as sb:
+        r = token_request(
+            sb, headers={"TenantId": sb.fortnox_tenant_id}, grant_type="client_credentials"
+        )
         assert r.json()["expires_in"] == 1
         fx = fortnox_session(sb, r.json()["access_token"])
         assert fx.get(api(sb, "customers")).status_code == 200
@@ -280,7 +298,9 @@ def test_create_get_and_update_a_customer(sb: Sandbox, fx: requests.Session) -> 
     assert fx.get(api(sb, "customers/1")).json()["Customer"] == c
     assert sb.fortnox.customers[0] == c
 
-    r = fx.put(api(sb, "customers/1"), json={"Customer": {"Phone1": "08-555 00 00", "City": "API_BLANK"}})
+    r = fx.put(
+        api(sb, "customers/1"), json={"Customer": {"Phone1": "08-555 00 00", "City": "API_BLANK"}}
+    )
     assert r.status_code == 200
     after = r.json()["Customer"]
     assert after["Phone1"] == "08-555 00 00" and after["City"] == ""
@@ -383,12 +403,20 @@ def test_body_errors(sb: Sandbox, fx: requests.Session) -> None:
     assert error_code(r) == 2002115
     r = fx.post(url, data=b"", headers=json_ct)
     assert r.status_code == 400 and error_code(r) == 2001392
-    for body in ({"customer": {"Name": "x"}}, {"Name": "x"}, {"Customer": "x"}, [1], {"Customer": {}, "X": 1}):
+    for body in (
+        {"customer": {"Name": "x"}},
+        {"Name": "x"},
+        {"Customer": "x"},
+        [1],
+        {"Customer": {}, "X": 1},
+    ):
         r = fx.post(url, json=body)
         assert r.status_code == 400 and error_code(r) == 2001392, body
     r = fx.post(url, json={"Invoice": {"CustomerNumber": "1"}})
     assert error_code(r) == 2001392
-    r = fx.post(url, data=json.dumps({"Customer": {"Name": "x"}}), headers={"Content-Type": "text/plain"})
+    r = fx.post(
+        url, data=json.dumps({"Customer": {"Name": "x"}}), headers={"Content-Type": "text/plain"}
+    )
     assert r.status_code == 400 and error_code(r) == 1000031
 
 
@@ -449,8 +477,12 @@ def test_bad_list_parameters(sb: Sandbox, fx: requests.Session, params: dict[str
     assert r.status_code == 400 and error_code(r) == 2000588
 
 
-def test_customer_filters_are_case_insensitive_substrings(sb: Sandbox, fx: requests.Session) -> None:
-    a = sb.fortnox.add_customer({"Name": "Nordisk Trähandel AB", "OrganisationNumber": "556036-0793"})
+def test_customer_filters_are_case_insensitive_substrings(
+    sb: Sandbox, fx: requests.Session
+) -> None:
+    a = sb.fortnox.add_customer(
+        {"Name": "Nordisk Trähandel AB", "OrganisationNumber": "556036-0793"}
+    )
     b = sb.fortnox.add_customer({"Name": "Trähandel i Norr", "City": "Luleå", "Active": False})
     sb.fortnox.add_customer({"Name": "Annat AB", "Email": "x@tra.se"})
 
@@ -478,7 +510,9 @@ def test_lastmodified_is_swedish_local_time(sb: Sandbox, fx: requests.Session) -
     later = local + timedelta(minutes=5)
     r = fx.get(api(sb, "customers"), params={"lastmodified": later.strftime("%Y-%m-%d %H:%M")})
     assert r.json()["Customers"] == []
-    utc_clock = datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=1)  # the mistake: UTC read as local
+    utc_clock = datetime.now(UTC).replace(tzinfo=None) - timedelta(
+        minutes=1
+    )  # the mistake: UTC read as local
     r = fx.get(api(sb, "customers"), params={"lastmodified": utc_clock.strftime("%Y-%m-%d %H:%M")})
     assert len(r.json()["Customers"]) == 2  # an hour or two too early: the old one comes too
 
@@ -496,11 +530,18 @@ def test_create_an_invoice(sb: Sandbox, fx: requests.Session) -> None:
         Remarks="Kundens ordernummer: PO-1\nAvtalslängd: 24",
         InvoiceRows=[
             {"Description": "Köksluckor", "Price": Decimal("1234.50"), "DeliveredQuantity": "1"},
-            {"Description": "Skruv", "Price": Decimal("0.1"), "DeliveredQuantity": 3, "AccountNumber": 3001},
+            {
+                "Description": "Skruv",
+                "Price": Decimal("0.1"),
+                "DeliveredQuantity": 3,
+                "AccountNumber": 3001,
+            },
             {"Description": "Levereras i mars"},
         ],
     )
-    r = fx.post(api(sb, "invoices"), data=_dumps(body), headers={"Content-Type": "application/json"})
+    r = fx.post(
+        api(sb, "invoices"), data=_dumps(body), headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 201, r.text
     assert '"Total":1234.8' in r.text.replace(" ", "")  # exact decimals, no float noise
     inv = r.json(parse_float=Decimal)["Invoice"]
@@ -543,7 +584,10 @@ def _dumps(obj: Any) -> str:
         ({"OurReference": "Ø" * 51}, 2009002),
         ({"YourReference": "Anna ✓"}, 2000359),
         ({"VATIncluded": "false"}, 2000134),
-        ({"InvoiceRows": [{"Description": "x", "Price": "1000.00", "DeliveredQuantity": 1}]}, 2000108),
+        (
+            {"InvoiceRows": [{"Description": "x", "Price": "1000.00", "DeliveredQuantity": 1}]},
+            2000108,
+        ),
         ({"InvoiceRows": [{"Description": "x", "Price": 1, "DeliveredQuantity": "ett"}]}, 2000108),
         ({"InvoiceRows": [{"Description": "d" * 51, "Price": 1, "DeliveredQuantity": 1}]}, 2009002),
         ({"InvoiceRows": [{"Description": "a\nb", "Price": 1, "DeliveredQuantity": 1}]}, 2000359),
@@ -555,7 +599,9 @@ def _dumps(obj: Any) -> str:
         ({"OrderRows": []}, 2001399),
     ],
 )
-def test_invoice_validation(sb: Sandbox, fx: requests.Session, fields: dict[str, Any], code: int) -> None:
+def test_invoice_validation(
+    sb: Sandbox, fx: requests.Session, fields: dict[str, Any], code: int
+) -> None:
     number = new_customer(fx, sb)
     r = fx.post(api(sb, "invoices"), json=invoice(number, **fields))
     assert r.status_code == 400, r.text
@@ -601,8 +647,18 @@ def test_search_invoices_by_external_reference(sb: Sandbox, fx: requests.Session
         assert fx.post(api(sb, "invoices"), json=invoice(number, ExternalInvoiceReference1=ref)).ok
     r = fx.get(api(sb, "invoices"), params={"externalinvoicereference1": "LIMEGO:DEAL:ABC"})
     found = r.json()["Invoices"]
-    assert [i["ExternalInvoiceReference1"] for i in found] == ["limego:deal:abc", "limego:deal:abcd"]
-    assert {"DocumentNumber", "CustomerNumber", "Total", "Cancelled", "Booked", "InvoiceDate"} <= set(found[0])
+    assert [i["ExternalInvoiceReference1"] for i in found] == [
+        "limego:deal:abc",
+        "limego:deal:abcd",
+    ]
+    assert {
+        "DocumentNumber",
+        "CustomerNumber",
+        "Total",
+        "Cancelled",
+        "Booked",
+        "InvoiceDate",
+    } <= set(found[0])
     assert [d["DocumentNumber"] for d in sb.fortnox.documents_by_ref("limego:deal:abc")] == ["1"]
     assert sb.fortnox.documents_by_ref("limego:deal:abc", kind="order") == []
     r = fx.get(api(sb, "invoices"), params={"customernumber": number, "fromdate": "2000-01-01"})
@@ -644,8 +700,19 @@ def test_orders(sb: Sandbox, fx: requests.Session) -> None:
     assert r.status_code == 400 and error_code(r) == 2009009
     r = fx.post(api(sb, "orders"), json={"Order": {"CustomerNumber": number, "OrderRows": []}})
     assert r.status_code == 400 and error_code(r) == 2009009
-    row = {"Description": "Takomläggning", "Price": Decimal("99.95"), "OrderedQuantity": "2", "DeliveredQuantity": "0"}
-    body = {"Order": {"CustomerNumber": number, "ExternalInvoiceReference1": "limego:deal:o", "OrderRows": [row]}}
+    row = {
+        "Description": "Takomläggning",
+        "Price": Decimal("99.95"),
+        "OrderedQuantity": "2",
+        "DeliveredQuantity": "0",
+    }
+    body = {
+        "Order": {
+            "CustomerNumber": number,
+            "ExternalInvoiceReference1": "limego:deal:o",
+            "OrderRows": [row],
+        }
+    }
     r = fx.post(api(sb, "orders"), data=_dumps(body), headers={"Content-Type": "application/json"})
     assert r.status_code == 201, r.text
     order = r.json(parse_float=Decimal)["Order"]

@@ -91,7 +91,9 @@ def test_missing_scope_is_403(sb: Sandbox) -> None:
     assert r.status_code == 403  # an included type needs its own scope
 
 
-def test_every_answer_has_a_request_id_and_the_jsonapi_type(sb: Sandbox, lg: requests.Session) -> None:
+def test_every_answer_has_a_request_id_and_the_jsonapi_type(
+    sb: Sandbox, lg: requests.Session
+) -> None:
     ids = set()
     for path in ("companies", "deals", "nope", "companies/does-not-exist"):
         r = lg.get(api(sb, path))
@@ -173,7 +175,9 @@ def test_large_sandbox_pages_through_correctly() -> None:
             **{"page[size]": 100, "filter[updated_since]": since.isoformat()},
         )
         bound = since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        expected = sorted(i for i, d in sb.limego.deals.items() if d["attributes"]["updated_at"] >= bound)
+        expected = sorted(
+            i for i, d in sb.limego.deals.items() if d["attributes"]["updated_at"] >= bound
+        )
         assert [d["id"] for d in deals] == expected
         assert 0 < len(expected) < 20_000
 
@@ -191,7 +195,9 @@ def test_updated_since(sb: Sandbox, lg: requests.Session) -> None:
     # any ISO 8601 form with a zone works; the instant is what counts
     dt = datetime.fromisoformat(pivot.replace("Z", "+00:00"))
     as_offset = dt.astimezone(datetime.now().astimezone().tzinfo).isoformat()
-    got2 = read_all(lg, api(sb, "companies"), **{"filter[updated_since]": as_offset, "page[size]": 100})
+    got2 = read_all(
+        lg, api(sb, "companies"), **{"filter[updated_since]": as_offset, "page[size]": 100}
+    )
     assert [c["id"] for c in got2] == [c["id"] for c in got]
 
 
@@ -267,9 +273,16 @@ def test_include_company_and_stage_on_deals(sb: Sandbox, lg: requests.Session) -
 
 @pytest.mark.parametrize(
     ("path", "include"),
-    [("deals", "contacts"), ("deals", "owners"), ("companies", "owner"), ("deals", "company.owner")],
+    [
+        ("deals", "contacts"),
+        ("deals", "owners"),
+        ("companies", "owner"),
+        ("deals", "company.owner"),
+    ],
 )
-def test_other_includes_are_refused(sb: Sandbox, lg: requests.Session, path: str, include: str) -> None:
+def test_other_includes_are_refused(
+    sb: Sandbox, lg: requests.Session, path: str, include: str
+) -> None:
     r = lg.get(api(sb, path), params={"include": include})
     assert r.status_code == 400 and jsonapi_code(r) == "invalid_query"
 
@@ -282,7 +295,11 @@ def test_sparse_fieldsets(sb: Sandbox, lg: requests.Session) -> None:
         assert c["id"] and c["type"] == "companies"
     doc = lg.get(
         api(sb, "deals"),
-        params={"include": "company", "fields[companies]": "business_id", "fields[deals]": "value,company"},
+        params={
+            "include": "company",
+            "fields[companies]": "business_id",
+            "fields[deals]": "value,company",
+        },
     ).json()
     assert all(set(d["attributes"]) == {"value"} for d in doc["data"])
     assert all(set(d["relationships"]) == {"company"} for d in doc["data"])
@@ -317,7 +334,10 @@ def test_resources_are_served_as_stored(sb: Sandbox, lg: requests.Session) -> No
 
 
 def test_custom_field_definitions(sb: Sandbox, lg: requests.Session) -> None:
-    defs = {d["attributes"]["key"]: d["attributes"] for d in read_all(lg, api(sb, "custom-field-definitions"))}
+    defs = {
+        d["attributes"]["key"]: d["attributes"]
+        for d in read_all(lg, api(sb, "custom-field-definitions"))
+    }
     assert defs["po_number"]["label"] == "Kundens ordernummer"
     assert defs["contract_length"]["label"] == "Avtalslängd"
     assert defs["po_number"]["entity_type"] == "deal"
@@ -382,7 +402,9 @@ def test_a_cursor_from_another_sandbox_is_410(sb: Sandbox) -> None:
 # --- the Python API -------------------------------------------------------------------------
 
 
-def test_update_company_bumps_updated_at_and_merges_custom_fields(sb: Sandbox, lg: requests.Session) -> None:
+def test_update_company_bumps_updated_at_and_merges_custom_fields(
+    sb: Sandbox, lg: requests.Session
+) -> None:
     cid = sb.limego.add_company(
         name="Åkesson & Söner AB", status="customer", custom_fields={"visiting_city": "Lund"}
     )
