@@ -463,6 +463,12 @@ class Syncer:
                     raise PassAborted(f"Fortnox is not answering: {exc}") from exc
 
     def _execute(self, a: Action) -> None:
+        if isinstance(a, CreateCustomer | AdoptCustomer | UpdateCustomer | CreateDocument):
+            key = _key_of(a)
+            for w in a.warnings:
+                # What was cut or left out to fit Fortnox: the record goes, but a person should
+                # know that Fortnox holds something other than what Lime Go says.
+                log.warning("%s: %s", key, w, extra={"key": key})
         match a:
             case CreateCustomer():
                 self._create_customer(a)
