@@ -64,6 +64,11 @@ from limefort.store import Store
 
 log = logging.getLogger("limefort.sync")
 
+# Fortnox refusals caused by Fortnox's settings or limefort's configuration, not by the record:
+# account not found, EasyVat needs an account, no licence, no scope, unknown field name.
+ACCOUNT_NOT_FOUND = 2000423
+SETTING_CODES = frozenset({ACCOUNT_NOT_FOUND, 2004167, 2001101, 2000663, 2001399})
+
 # After this many Fortnox failures in a row that retries could not cure, the service is down:
 # stop the pass instead of hammering it record by record (cursors stay where they were).
 MAX_CONSECUTIVE_TRANSIENT = 3
@@ -496,14 +501,30 @@ class Syncer:
 
     def _quarantine_api_error(self, key: str, name: str | None, exc: ApiError, shash: str) -> None:
         reason = explain(exc)
-        hint = (
-            "fix the record in Lime Go (the next pass retries it) or run `limefort retry "
-            + key
-            + "`"
-        )
+        hint = self._api_error_hint(key, exc)
         with self.store.transaction():
             self.store.quarantine(key, name=name, reason=reason, hint=hint, source_hash=shash)
         self._note_quarantine(key, reason, hint)
+
+    def _api_error_hint(self, key: str, exc: ApiError) -> str:
+        """What to do about a Fortnox refusal. Some codes are about Fortnox's settings or the
+        configuration, not the record: editing it in Lime Go would not help."""
+        retry = f"then run `limefort retry {key}`"
+        code = _int_code(exc.code)
+        if code == ACCOUNT_NOT_FOUND:
+            if self.cfg.sync.account_number.strip():
+                return (
+                    f"check that account {self.cfg.sync.account_number.strip()} ([sync] "
+                    f"account_number) exists in Fortnox's chart of accounts, {retry}"
+                )
+            return (
+                "the row has no sales account and the Fortnox company has no default one: set "
+                f"[sync] account_number or article_number, or a default sales account in "
+                f"Fortnox, {retry}"
+            )
+        if code in SETTING_CODES:
+            return f"fix the Fortnox setting or limefort configuration the reason names, {retry}"
+        return f"fix the record in Lime Go (the next pass retries it) or run `limefort retry {key}`"
 
     def _done_customer(self, company: Company, number: str, payload: dict[str, Any]) -> None:
         with self.store.transaction():
@@ -832,6 +853,13 @@ def _key_of(a: Action) -> str:
         case Quarantine(key=k) | Release(key=k):
             return k
     return "?"
+
+
+def _int_code(code: object) -> int | None:
+    try:
+        return int(str(code))
+    except ValueError:
+        return None
 
 
 def _numkey(n: str) -> tuple[int, str]:
