@@ -43,6 +43,7 @@ from limefort.mapping import (
     update_body,
 )
 from limefort.models import Company, Deal, DocumentKind
+from limefort.normalise import quote
 from limefort.plan import (
     Action,
     AdoptCustomer,
@@ -629,7 +630,8 @@ class Syncer:
                 return
             q = self.store.quarantined([company.key]).get(company.key)
             why = q["reason"] if q else "it could not be created"
-            reason = f"its company {company.name!r} ({company.key}) is not in Fortnox: {why}"
+            named = f"{quote(company.name)} ({company.key})" if company.name else company.key
+            reason = f"its company {named} is not in Fortnox: {why}"
             hint = "fix the company in Lime Go; the deal follows on the next pass"
             with self.store.transaction():
                 self.store.quarantine(
