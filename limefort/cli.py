@@ -182,10 +182,11 @@ def backfill(app: App, from_: str, to: str | None, dry_run: bool, yes: bool) -> 
         app.echo(
             f"{n} deal{'s' if n != 1 else ''} won between {start.date()} and {end.date()} "
             f"{'have' if n != 1 else 'has'} no {kind} in Fortnox"
-            + (f" (about {_hms(est)} at Fortnox's rate limit)." if n else ".")
+            + (f" (about {_hms(est)} at Fortnox's rate limit)." if n and limit else ".")
         )
         if not n:
-            return PassResult()
+            # Still settle what an interrupted backfill left pending (nothing new is created).
+            return s.backfill([], start=start, end=end)
         if not dry_run and not yes:
             if not sys.stdin.isatty():
                 raise UserError("backfill: not a terminal; add --yes to create them without asking")

@@ -121,6 +121,9 @@ class Syncer:
         self._incomplete = False  # something neither in Fortnox nor quarantined: hold cursors
         self._transient_streak = 0
         self._index_fresh = False
+        # A backfill's [from, to]: an intent it finds Fortnox never got is sent again under the
+        # backfill's rule, not marked skipped by sync.start's (which would end "done", a deal short).
+        self._window: tuple[datetime, datetime] | None = None
         self._dry_index: dict[str, list[str]] = {}
         self._dry_customers: set[str] = set()  # companies a dry run would create
 
@@ -207,6 +210,7 @@ class Syncer:
         end: datetime,
         progress: Callable[[Deal], None] | None = None,
     ) -> PassResult:
+        self._window = (start, end)
         try:
             self.reconcile()
             for deal, comps in candidates:
@@ -752,7 +756,8 @@ class Syncer:
         if got is None:
             return
         deal, company = got
-        self._run_actions(self._plan_deals([deal], {company.id: company} if company else {}))
+        comps = {company.id: company} if company else {}
+        self._run_actions(self._plan_deals([deal], comps, window=self._window))
 
     def _reconcile_customer(self, row: dict[str, Any]) -> None:
         key = f"company:{row['company_id']}"
