@@ -65,6 +65,12 @@ def report(app: App, result: PassResult, *, dry_run: bool = False) -> None:
         click.echo(f"limefort: {key} {problem}", err=True)
     if result.aborted:
         click.echo(f"limefort: the pass stopped early: {result.aborted}", err=True)
+    elif result.stopped:
+        click.echo(
+            "limefort: stopped on request after the record in hand; nothing is lost, "
+            "the next run goes on from there",
+            err=True,
+        )
     app.echo(("Dry run: " if dry_run else "") + summarise(result.counts, dry_run))
     if result.exit_code and not dry_run:
         app.echo("See `limefort status` for what needs attention.", err=True)
@@ -135,16 +141,21 @@ def sync(app: App, since: str | None, dry_run: bool, only: str | None) -> int:
       limefort sync --dry-run
       limefort sync --since 2026-11-01 --only customers
     """
+    from limefort.scheduler import stop_on_signals
+
     cfg = app.config()
     widen = parse_date(since, "--since")
-    return one_pass(
-        cfg,
-        echo=app.echo,
-        report=lambda r, d: report(app, r, dry_run=d),
-        command="sync",
-        dry_run=dry_run,
-        work=lambda s: s.run_pass(since=widen, only=only),
-    )
+    # systemd stops a oneshot with SIGTERM: finish the record in hand, commit, exit 1.
+    with stop_on_signals(threading.Event()) as stop:
+        return one_pass(
+            cfg,
+            echo=app.echo,
+            report=lambda r, d: report(app, r, dry_run=d),
+            command="sync",
+            dry_run=dry_run,
+            stop_event=stop,
+            work=lambda s: s.run_pass(since=widen, only=only),
+        )
 
 
 @cli.command()
@@ -164,6 +175,8 @@ def backfill(app: App, from_: str, to: str | None, dry_run: bool, yes: bool) -> 
       limefort backfill --from 2026-01-01 --to 2026-06-30 --dry-run
       limefort backfill --from 2026-01-01 --yes
     """
+    from limefort.scheduler import stop_on_signals
+
     cfg = app.config()
     start = parse_date(from_, "--from")
     end = parse_date(to, "--to") if to else datetime.now(UTC)
@@ -192,7 +205,10 @@ def backfill(app: App, from_: str, to: str | None, dry_run: bool, yes: bool) -> 
                 raise UserError("backfill: not a terminal; add --yes to create them without asking")
             click.confirm(f"Create {n} {kind}s in Fortnox?", abort=True)
         bar = Progress(n, limit, window, quiet=app.quiet or dry_run)
-        result = s.backfill(candidates, start=start, end=end, progress=lambda d: bar.step(s))
+        # Only now: a Ctrl-C at the prompt above must still abort it. From here SIGINT and
+        # SIGTERM finish the record in hand and commit; running it again goes on from there.
+        with stop_on_signals(s.stop_event):
+            result = s.backfill(candidates, start=start, end=end, progress=lambda d: bar.step(s))
         bar.done()
         return result
 
@@ -416,13 +432,17 @@ def retry(app: App, keys: tuple[str, ...], all_: bool) -> int:
             app.echo("Nothing is quarantined.")
         return s.retry(todo)
 
-    return one_pass(
-        cfg,
-        command="retry",
-        work=work,
-        echo=app.echo,
-        report=lambda r, d: report(app, r, dry_run=d),
-    )
+    from limefort.scheduler import stop_on_signals
+
+    with stop_on_signals(threading.Event()) as stop:
+        return one_pass(
+            cfg,
+            command="retry",
+            stop_event=stop,
+            work=work,
+            echo=app.echo,
+            report=lambda r, d: report(app, r, dry_run=d),
+        )
 
 
 @cli.command()
