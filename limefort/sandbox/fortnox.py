@@ -214,6 +214,9 @@ class Fortnox(App):
         #: parallel refreshes log the integration out")
         self.revoke_chain_on_reuse = True
         self.last_consent: dict[str, Any] | None = None
+        #: answer errors as {"ErrorInformation": {"Error", "Message", "Code"}} (Fortnox does,
+        #: sometimes; a client must read both spellings)
+        self.capitalised_errors = False
         self.rate_limited = 0
         self.company = {
             "Address": "Sandlådevägen 1",
@@ -323,7 +326,7 @@ class Fortnox(App):
             e = _err(rules.UNAVAILABLE, "Tjänsten är inte tillgänglig just nu.", 503)
         else:
             e = _err(rules.SYSTEM_EXCEPTION, "System exception", 500)
-        return json_response(e.status, e.body())
+        return json_response(e.status, e.body(self.capitalised_errors))
 
     def handle(self, req: Request) -> Response:
         try:
@@ -335,7 +338,7 @@ class Fortnox(App):
                 return self._api(req)
             raise _err(rules.NO_SUCH_RESOURCE, "Ogiltig resurs.", 404)
         except FortnoxError as e:
-            return json_response(e.status, e.body())
+            return json_response(e.status, e.body(self.capitalised_errors))
 
     # --- OAuth -----------------------------------------------------------------------------
 
@@ -514,10 +517,12 @@ class Fortnox(App):
         entry = self._access.get(token.strip()) if scheme.lower() == "bearer" else None
         if entry is None:
             raise _err(
-                rules.INVALID_LOGIN, "Kan inte logga in, access-token saknas eller är ogiltig.", 401
+                rules.INVALID_LOGIN,
+                "Ogiltig inloggning (access-token saknas eller är ogiltig).",
+                401,
             )
         if entry["exp"] <= time.time():
-            raise _err(rules.INVALID_LOGIN, "Ogiltig inloggning, access-token har gått ut.", 401)
+            raise _err(rules.INVALID_LOGIN, "Ogiltig inloggning (access-token har gått ut).", 401)
         return entry
 
     def _rate(self, entry: dict[str, Any]) -> None:

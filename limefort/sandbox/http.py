@@ -327,6 +327,12 @@ class _HTTPServer(ThreadingHTTPServer):
         self._conns_lock = threading.Lock()
         super().__init__(addr, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # the client went away: nothing to report
+            return
+        super().handle_error(request, client_address)
+
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         with self._conns_lock:
             self._conns.add(request)

@@ -93,7 +93,9 @@ class FortnoxError(ValueError):
         self.message = message
         self.status = status
 
-    def body(self) -> dict[str, Any]:
+    def body(self, capitalised: bool = False) -> dict[str, Any]:
+        if capitalised:  # Fortnox sometimes answers with capitalised keys
+            return {"ErrorInformation": {"Error": 1, "Message": self.message, "Code": self.code}}
         return {"ErrorInformation": {"error": 1, "message": self.message, "code": self.code}}
 
 

@@ -256,6 +256,15 @@ def test_access_tokens_expire() -> None:
         assert r.status_code == 401 and error_code(r) == 2000311
 
 
+def test_error_keys_may_be_capitalised(sb: Sandbox, fx: requests.Session) -> None:
+    sb.fortnox.capitalised_errors = True
+    r = fx.get(api(sb, "customers/1"))
+    assert r.status_code == 404
+    assert r.json() == {
+        "ErrorInformation": {"Error": 1, "Message": "Kan inte hitta kunden.", "Code": 2000433}
+    }
+
+
 def test_scopes_and_licences(sb: Sandbox) -> None:
     fx = fortnox_session(sb, sb.fortnox.issue_access_token(scopes=("customer",)))
     assert fx.get(api(sb, "customers")).status_code == 200
