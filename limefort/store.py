@@ -196,8 +196,25 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:
-        with self.db.atomic():
-            yield self
+        try:
+            if self.db.conn.in_transaction:
+                with self.db.atomic():  # nested: a savepoint
+                    yield self
+                return
+            # IMMEDIATE takes the write lock up front, so another program writing the file makes
+            # this wait (busy_timeout) instead of failing at the first write of a transaction
+            # that began as a read: SQLite refuses that upgrade at once to avoid a deadlock.
+            self.db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+                self.db.conn.execute("COMMIT")
+            except BaseException:
+                self.db.conn.rollback()  # a no-op if the error already ended the transaction
+                raise
+        except sqlite3.OperationalError as exc:
+            if not _state_trouble(exc):
+                raise  # a bug in limefort, not the file: keep the traceback
+            raise StateError(_explain_sqlite(self.path, exc)) from None
 
     # --- cursors and meta ---------------------------------------------------------------------
 
@@ -500,7 +517,14 @@ def _rows_by(db: Database, table: str, pk: str, keys: Iterable[str]) -> dict[str
     return out
 
 
-def _explain_sqlite(path: Path, exc: sqlite3.DatabaseError) -> str:
+def _state_trouble(exc: sqlite3.DatabaseError) -> bool:
+    """The file is locked, read-only, full, unreadable or damaged: the user's to fix."""
+    text = str(exc).lower()
+    words = ("locked", "busy", "readonly", "read-only", "disk i/o", "full", "malformed")
+    return any(w in text for w in (*words, "not a database"))
+
+
+def _explain_sqlite(path: Path | None, exc: sqlite3.DatabaseError) -> str:
     text = str(exc)
     if "locked" in text or "busy" in text:
         return f"state.path: {path} is locked by another program ({text}); try again shortly"
