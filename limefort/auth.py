@@ -59,6 +59,11 @@ FAILED_PAGE = (
 )
 
 _QUERY = re.compile(r"\?[^\s'\"]*")
+WAITING_PAGE = (
+    "<!doctype html><meta charset=utf-8><title>limefort</title>"
+    "<body style='font-family:sans-serif;margin:3em'>"
+    "<p>This is not Fortnox's redirect; limefort is still waiting for it.</p></body>"
+)
 
 STATE_MISMATCH = (
     "Fortnox's redirect carried a different state than this consent request (a stale browser "
@@ -136,6 +141,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(404, "<!doctype html><title>limefort</title>Not found.")
             return
         params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        if not params.get("code") and not params.get("error"):
+            # Not a redirect from Fortnox (a reload, a prefetch): keep waiting for the real one.
+            self._answer(400, WAITING_PAGE)
+            return
         if params.get("error"):
             reason = "Fortnox said: " + _escape(params.get("error_description") or params["error"])
             self._answer(400, FAILED_PAGE.format(reason=reason))
@@ -143,8 +152,6 @@ class _Handler(BaseHTTPRequestHandler):
             params.get("state", ""), owner.expected_state
         ):
             self._answer(400, FAILED_PAGE.format(reason="The state did not match."))
-        elif not params.get("code"):
-            self._answer(400, FAILED_PAGE.format(reason="The redirect carried no code."))
         else:
             self._answer(200, DONE_PAGE)
         owner.result = Callback(params)

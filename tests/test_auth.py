@@ -187,6 +187,23 @@ def test_state_mismatch_exits_3_and_stores_nothing(consent_lf: Lf, sandbox: Sand
     assert stored(lf) is None
 
 
+def test_stray_requests_are_ignored_and_a_refusal_exits_3(consent_lf: Lf) -> None:
+    lf = consent_lf
+    proc, url, _ = spawn_auth(lf)
+    q = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
+    callback = q["redirect_uri"]
+    # A favicon request and a reload without parameters do not end the wait.
+    assert requests.get(callback.replace("/callback", "/favicon.ico"), timeout=5).status_code == 404
+    assert "still waiting" in requests.get(callback, timeout=5).text
+    # The administrator declines: Fortnox redirects with an error.
+    refused = f"{callback}?{urlencode({'error': 'access_denied', 'state': q['state']})}"
+    assert requests.get(refused, timeout=5).status_code == 400
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 3, out + err
+    assert "refused the consent (access_denied)" in err
+    assert stored(lf) is None
+
+
 def test_service_account_consent_prints_the_tenant_line(consent_lf: Lf, sandbox: Sandbox) -> None:
     lf = consent_lf
     proc, url, lines = spawn_auth(lf, "--service-account")
