@@ -344,8 +344,9 @@ def status(app: App, as_json: bool) -> int:
         )
     click.echo(f"Quarantined: {len(data['quarantined'])}")
     for q in data["quarantined"]:
+        name = repr(q["name"]) if q["name"] is not None else "(no name)"
         click.echo(
-            f"  {q['key']}  {q['name']!r}: {q['reason']}\n      hint: {q['hint']}"
+            f"  {q['key']}  {name}: {q['reason']}\n      hint: {q['hint']}"
             f"  (attempts {q['attempts']}, since {q['since']})"
         )
     click.echo(f"Pending:     {len(data['pending'])}")
