@@ -259,7 +259,13 @@ class Syncer:
         self._advance("deals", cur, now)
 
     def _advance(self, name: str, cur: datetime | None, now: datetime) -> None:
-        new = cursors.advance(cur, now, complete=not self._incomplete)
+        # A pending intent is neither confirmed in Fortnox nor quarantined (rule 1). If
+        # reconciliation later finds Fortnox never got it, it drops the intent to send again;
+        # should that fail (or the process die) the record must still be ahead of the cursor.
+        pending = (
+            self.store.pending_documents() if name == "deals" else self.store.pending_customers()
+        )
+        new = cursors.advance(cur, now, complete=not self._incomplete and not pending)
         if self.dry_run or new == cur or new is None:
             return
         with self.store.transaction():
