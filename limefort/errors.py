@@ -79,6 +79,11 @@ class UnknownOutcome(ServiceError):
     Never re-send blindly: reconcile by searching for the idempotency key first.
     """
 
+    #: True when we stopped waiting (a timeout) rather than heard the server end the request:
+    #: the write may still be applied after this was raised, so a search that finds nothing
+    #: right away proves nothing yet.
+    in_flight: bool = False
+
 
 class ApiError(ServiceError):
     """A permanent rejection (4xx other than 401/429): the record itself is at fault."""

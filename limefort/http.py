@@ -592,11 +592,17 @@ class HttpClient:
                 reason = describe_failure(exc)
                 if idempotent or certainly_not_sent(exc):
                     raise _Retry(reason) from exc
-                raise UnknownOutcome(
+                lost = UnknownOutcome(
                     self.service,
                     f"{method} {shown}: the answer was lost ({reason}); the request may or "
                     "may not have been applied",
-                ) from exc
+                )
+                # A timeout is us giving up, not the server finishing: the write may still land.
+                timeouts = (
+                    requests.exceptions.Timeout | urllib3.exceptions.TimeoutError | TimeoutError
+                )
+                lost.in_flight = any(isinstance(e, timeouts) for e in exception_chain(exc))
+                raise lost from exc
             return self._classify(resp, method, shown, idempotent)
 
         def wait(rs: tenacity.RetryCallState) -> float:

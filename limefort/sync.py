@@ -686,8 +686,18 @@ class Syncer:
         log.info("%s: created %s %s", deal.key, a.kind, doc["DocumentNumber"])
 
     def _lost_answer(self, key: str, table: str, rid: str, exc: UnknownOutcome) -> None:
-        """The POST may or may not have been applied: keep the intent, mark how it ended."""
+        """The POST may or may not have been applied: keep the intent, mark how it ended.
+        Only an answer that Fortnox ended (5xx, reset) is `lost`; after a timeout it may still
+        be applying the POST, so `_settled` waits before believing a search that finds none."""
         pk = "company_id" if table == "customers" else "deal_id"
+        if exc.in_flight:
+            log.warning(
+                "%s: no answer from Fortnox in time (%s); will check Fortnox before anything else",
+                key,
+                exc,
+                extra={"key": key},
+            )
+            return
         with self.store.transaction():
             self.store.db.execute(
                 f"UPDATE {table} SET outcome = 'lost' WHERE {pk} = ? AND state = 'pending'", [rid]
