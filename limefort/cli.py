@@ -495,7 +495,8 @@ def auth_fortnox(
             return consent(
                 cfg,
                 store,
-                echo=app.echo,
+                # Interactive: --quiet must not hide the consent URL the user has to open.
+                echo=click.echo,
                 service_account=service_account,
                 code=code,
                 open_browser=not no_browser,
