@@ -117,8 +117,15 @@ def _m001_initial(db: Database) -> None:
     db.table("fortnox_customers").create_index(["name"])
 
 
+def _m002_quarantine_waits_for(db: Database) -> None:
+    # A deal quarantined only because its company is not in Fortnox names that company here,
+    # so it follows once the company is in, even though the deal itself never changes.
+    db.table("quarantine").add_column("waits_for", str)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
+    ("002_quarantine_waits_for", _m002_quarantine_waits_for),
 ]
 
 
@@ -415,8 +422,16 @@ class Store:
         return _rows_by(self.db, "quarantine", "key", keys)
 
     def quarantine(
-        self, key: str, *, name: str | None, reason: str, hint: str, source_hash: str | None
+        self,
+        key: str,
+        *,
+        name: str | None,
+        reason: str,
+        hint: str,
+        source_hash: str | None,
+        waits_for: str | None = None,
     ) -> None:
+        """`waits_for`: the key of the record that must reach Fortnox first (its company)."""
         existing = self.quarantined([key]).get(key)
         now = now_iso()
         self.db.table("quarantine").upsert(
@@ -429,9 +444,21 @@ class Store:
                 "source_hash": source_hash,
                 "first_seen": existing["first_seen"] if existing else now,
                 "last_seen": now,
+                "waits_for": waits_for,
             },
             pk="key",
         )
+
+    def waiting_ready(self) -> list[str]:
+        """Quarantined records whose company they waited for is now in Fortnox."""
+        return [
+            r[0]
+            for r in self.db.execute(
+                "SELECT q.key FROM quarantine q JOIN customers c "
+                "ON q.waits_for = 'company:' || c.company_id "
+                "WHERE c.state = 'done' ORDER BY q.first_seen, q.key"
+            )
+        ]
 
     def release(self, key: str) -> None:
         self.db.execute("DELETE FROM quarantine WHERE key = ?", [key])

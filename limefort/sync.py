@@ -139,6 +139,7 @@ class Syncer:
                 self._companies_phase(now, since)
             if only in (None, "deals") and self.cfg.sync.deal_target != "none":
                 self._deals_phase(now, since)
+                self._follow_companies()
             self.reconcile(settle_only=True)
         except PassAborted as exc:
             self.result.aborted = str(exc)
@@ -172,6 +173,8 @@ class Syncer:
                     self._run_actions(self._plan_deals([deal], comps, force=True))
                 else:
                     self.result.problems.append((key, "not a company:<id> or deal:<id> key"))
+            if self.cfg.sync.deal_target != "none":
+                self._follow_companies()
         except PassAborted as exc:
             self.result.aborted = str(exc)
         except _Stop:
@@ -650,6 +653,7 @@ class Syncer:
                     reason=reason,
                     hint=hint,
                     source_hash=source_hash(deal, company),
+                    waits_for=company.key,
                 )
             self._note_quarantine(deal.key, reason, hint)
             return
@@ -705,6 +709,24 @@ class Syncer:
         log.warning(
             "%s: Fortnox's answer was lost (%s); will check Fortnox before anything else", key, exc
         )
+
+    def _follow_companies(self) -> None:
+        """Deals quarantined only because their company was not in Fortnox, whose company now
+        is (fixed in Lime Go, or retried): send them, though the deal itself did not change and
+        so is not among what this pass read."""
+        for key in self.store.waiting_ready():
+            self._check_stop()
+            got = self.limego.get_deal(key.partition(":")[2])
+            if got is None:
+                self._gone(key, "the deal no longer exists in Lime Go")
+                continue
+            deal, company = got
+            actions = self._plan_deals([deal], {company.id: company} if company else {}, force=True)
+            if not any(isinstance(a, CreateDocument | Quarantine) for a in actions):
+                self._run_actions(actions)  # one won before sync.start is recorded as skipped
+                self._gone(key, "the deal is no longer a new win in Lime Go")
+                continue
+            self._run_actions(actions)
 
     def _gone(self, key: str, why: str) -> None:
         with self.store.transaction():
