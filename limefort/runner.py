@@ -156,6 +156,18 @@ def _leftover_code(store: Store) -> int:
     return EX_OK
 
 
+def metric_counts(counts: dict[str, int]) -> dict[str, int]:
+    """A pass's counts under the names limefort.metrics documents: invoices and orders as
+    `documents_created`, Fortnox's 429s as `rate_limited`. Lime Go's request counts are not
+    records, so they stay out of limefort_records_total."""
+    out = dict(counts)
+    out["documents_created"] = out.pop("invoices_created", 0) + out.pop("orders_created", 0)
+    out["rate_limited"] = out.pop("fortnox_rate_limited", 0)
+    for k in ("limego_requests", "limego_rate_limited"):
+        out.pop(k, None)
+    return out
+
+
 def _write_metrics(
     cfg: Config, store: Store, started: float, code: int, counts: dict[str, int]
 ) -> None:
@@ -163,7 +175,12 @@ def _write_metrics(
         return
     last = store.last_success()
     text = render_textfile(
-        PassMetrics(started_at=started, finished_at=time.time(), exit_code=code, counts=counts),
+        PassMetrics(
+            started_at=started,
+            finished_at=time.time(),
+            exit_code=code,
+            counts=metric_counts(counts),
+        ),
         last_success=datetime.fromisoformat(last).timestamp() if last else None,
     )
     try:
