@@ -557,7 +557,7 @@ class LimeGo(App):
                 "unauthorized",
                 "Unauthorized",
                 "missing bearer token",
-                **{"WWW-Authenticate": 'Bearer realm="lime-go"'},
+                headers={"WWW-Authenticate": 'Bearer realm="lime-go"'},
             )
         entry = self._tokens.get(token.strip())
         if entry is None or entry[0] <= time.time():
@@ -567,7 +567,7 @@ class LimeGo(App):
                 "unauthorized",
                 "Unauthorized",
                 detail,
-                **{"WWW-Authenticate": 'Bearer realm="lime-go", error="invalid_token"'},
+                headers={"WWW-Authenticate": 'Bearer realm="lime-go", error="invalid_token"'},
             )
         return entry[1]
 
@@ -834,9 +834,15 @@ def _ok(doc: dict[str, Any]) -> Response:
 
 
 def _error(
-    status: int, code: str, title: str, detail: str, retry: int | None = None, **headers: str
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    retry: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     body = {"errors": [{"status": str(status), "code": code, "title": title, "detail": detail}]}
+    headers = dict(headers or {})
     if retry is not None:
         headers["Retry-After"] = str(retry)
     return Response(status, json.dumps(body, ensure_ascii=False).encode("utf-8"), JSONAPI, headers)

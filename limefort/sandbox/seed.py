@@ -636,6 +636,9 @@ def _generate(
     company_slugs: list[str] = []
     for i in range(companies):
         r_country = g.r()
+        state: str | None
+        phone: str | None
+        business_id: str | None
         if r_country < 0.03:  # a Norwegian company
             city, area = g.pick(NORWAY)
             postal = g.digits(4)
@@ -651,15 +654,16 @@ def _generate(
             phone = g.phone(area) if g.r() < 0.9 else None
             business_id = g.business_id()
         name = g.company_name(city)
-        s = slug(name)
-        company_slugs.append(s)
+        name_slug = slug(name)
+        company_slugs.append(name_slug)
         r_email = g.r()
+        company_email: str | None
         if r_email < 0.15:
-            email = None
+            company_email = None
         elif r_email < 0.16:
-            email = f"info(at){s}.se"  # a typo Fortnox refuses
+            company_email = f"info(at){name_slug}.se"  # a typo Fortnox refuses
         else:
-            email = f"{g.pick(('info', 'kontakt', 'ekonomi', 'faktura'))}@{s}.se"
+            company_email = f"{g.pick(('info', 'kontakt', 'ekonomi', 'faktura'))}@{name_slug}.se"
         if g.r() < customer_ratio:
             status = "customer"
             customers.append(i)
@@ -687,7 +691,7 @@ def _generate(
             "business_id": business_id,
             "status": status,
             "phone": phone,
-            "email": email,
+            "email": company_email,
             "street": g.street(),
             "postal_code": postal,
             "city": city,
