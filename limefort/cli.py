@@ -60,19 +60,31 @@ class App:
             click.echo(text, err=err)
 
 
+def _json_logs() -> bool:
+    return any(isinstance(h.formatter, logs.JsonFormatter) for h in logging.getLogger().handlers)
+
+
+def say(text: str, *, key: str | None = None, level: int = logging.WARNING) -> None:
+    """A line for the operator on stderr: `limefort: text`, or under --log-format json a log
+    object like every other line there (stderr stays one JSON object a line)."""
+    if _json_logs():
+        log.log(level, "%s", text, extra={"key": key} if key else None)
+    else:
+        click.echo(f"limefort: {text}", err=True)
+
+
 def report(app: App, result: PassResult, *, dry_run: bool = False) -> None:
     for key, problem in result.problems:
-        click.echo(f"limefort: {key} {problem}", err=True)
+        say(f"{key} {problem}", key=key)
     if result.aborted:
-        click.echo(f"limefort: the pass stopped early: {result.aborted}", err=True)
+        say(f"the pass stopped early: {result.aborted}", level=logging.ERROR)
     elif result.stopped:
-        click.echo(
-            "limefort: stopped on request after the record in hand; nothing is lost, "
-            "the next run goes on from there",
-            err=True,
+        say(
+            "stopped on request after the record in hand; nothing is lost, "
+            "the next run goes on from there"
         )
     app.echo(("Dry run: " if dry_run else "") + summarise(result.counts, dry_run))
-    if result.exit_code and not dry_run:
+    if result.exit_code and not dry_run and not _json_logs():
         app.echo("See `limefort status` for what needs attention.", err=True)
 
 
@@ -243,6 +255,16 @@ class Progress:
         elapsed = max(now - self.t0, 1e-6)
         rate = self.done_n / elapsed
         eta = eta_seconds(self.total - self.done_n, rate, self.limit, self.window)
+        if _json_logs():
+            log.info(
+                "progress %d/%d %.1f/s ETA %s",
+                self.done_n,
+                self.total,
+                rate,
+                _hms(eta),
+                extra={"done": self.done_n, "total": self.total, "eta_seconds": round(eta)},
+            )
+            return
         width = 30
         filled = int(width * self.done_n / self.total)
         line = (
@@ -609,22 +631,22 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except UserError as exc:
-        click.echo(f"limefort: {REDACTOR.redact(str(exc))}", err=True)
+        say(REDACTOR.redact(str(exc)), level=logging.ERROR)
         sys.exit(exc.exit_code)
     except LimefortError as exc:
         if verbose:
             log.exception("failed")
-        click.echo(f"limefort: {REDACTOR.redact(str(exc))}", err=True)
+        say(REDACTOR.redact(str(exc)), level=logging.ERROR)
         sys.exit(EX_PARTIAL)
     except KeyboardInterrupt:
-        click.echo("limefort: interrupted", err=True)
+        say("interrupted", level=logging.ERROR)
         sys.exit(130)
     except Exception as exc:
         if verbose:
             log.exception("internal error")
-        click.echo(
-            f"limefort: internal error: {REDACTOR.redact(repr(exc))} (run with -v for the traceback)",
-            err=True,
+        say(
+            f"internal error: {REDACTOR.redact(repr(exc))} (run with -v for the traceback)",
+            level=logging.ERROR,
         )
         sys.exit(70)
     sys.exit(rc if isinstance(rc, int) else EX_OK)

@@ -143,6 +143,13 @@ def one_pass(
                 store.finish_run(run_id, code, counts)
                 _write_metrics(cfg, store, started, code, counts)
                 pinger.finish(code)
+                log.info(
+                    "%s finished with exit code %s: %s",
+                    command,
+                    code,
+                    summarise(counts),
+                    extra={"counts": counts, "exit_code": code, "command": command},
+                )
             report(result, False)
             return code
         finally:

@@ -364,6 +364,8 @@ class Syncer:
             window=window,
         )
         actions: list[Action] = [SkipHistorical(d, kind) for d in tri.historical]
+        # A quarantined deal that is no longer won needs no document: it leaves quarantine.
+        actions += [Release(d.key) for d in deals if d.stage_id not in won and d.key in quarantined]
         if not tri.wins:
             return actions
         # The companies these deals are for: included by Lime Go, else read one by one.
@@ -477,7 +479,9 @@ class Syncer:
                 self._incomplete = True
                 self.result.counts["failed"] += 1
                 self.result.problems.append((key, f"not synced, will be retried: {exc}"))
-                log.warning("%s: not synced, will be retried next pass: %s", key, exc)
+                log.warning(
+                    "%s: not synced, will be retried next pass: %s", key, exc, extra={"key": key}
+                )
                 if self._transient_streak >= MAX_CONSECUTIVE_TRANSIENT:
                     raise PassAborted(f"Fortnox is not answering: {exc}") from exc
 
@@ -584,7 +588,12 @@ class Syncer:
             raise
         self._done_customer(company, created["CustomerNumber"], payload)
         self.result.counts["customers_created"] += 1
-        log.info("%s: created Fortnox customer %s", company.key, created["CustomerNumber"])
+        log.info(
+            "%s: created Fortnox customer %s",
+            company.key,
+            created["CustomerNumber"],
+            extra={"key": company.key},
+        )
 
     def _adopt_customer(self, company: Company, number: str, payload: dict[str, Any]) -> None:
         try:
@@ -602,7 +611,12 @@ class Syncer:
             return
         self._done_customer(company, number, payload)
         self.result.counts["customers_adopted"] += 1
-        log.info("%s: linked to existing Fortnox customer %s", company.key, number)
+        log.info(
+            "%s: linked to existing Fortnox customer %s",
+            company.key,
+            number,
+            extra={"key": company.key},
+        )
 
     def _update_customer(self, a: UpdateCustomer) -> None:
         try:
@@ -628,6 +642,7 @@ class Syncer:
             a.company.key,
             a.customer_number,
             ", ".join(a.changes),
+            extra={"key": a.company.key},
         )
 
     def _create_document(self, a: CreateDocument) -> None:
@@ -687,7 +702,9 @@ class Syncer:
             self.store.document_done(deal.id, document_number=str(doc["DocumentNumber"]))
             self.store.release(deal.key)
         self.result.counts[f"{a.kind}s_created"] += 1
-        log.info("%s: created %s %s", deal.key, a.kind, doc["DocumentNumber"])
+        log.info(
+            "%s: created %s %s", deal.key, a.kind, doc["DocumentNumber"], extra={"key": deal.key}
+        )
 
     def _lost_answer(self, key: str, table: str, rid: str, exc: UnknownOutcome) -> None:
         """The POST may or may not have been applied: keep the intent, mark how it ended.
@@ -707,7 +724,10 @@ class Syncer:
                 f"UPDATE {table} SET outcome = 'lost' WHERE {pk} = ? AND state = 'pending'", [rid]
             )
         log.warning(
-            "%s: Fortnox's answer was lost (%s); will check Fortnox before anything else", key, exc
+            "%s: Fortnox's answer was lost (%s); will check Fortnox before anything else",
+            key,
+            exc,
+            extra={"key": key},
         )
 
     def _follow_companies(self) -> None:
@@ -731,7 +751,7 @@ class Syncer:
     def _gone(self, key: str, why: str) -> None:
         with self.store.transaction():
             self.store.release(key)
-        log.warning("%s: %s; released from quarantine", key, why)
+        log.warning("%s: %s; released from quarantine", key, why, extra={"key": key})
 
     # ------------------------------------------------------------------------------------------
     # Reconciliation of unknown outcomes (rule 3)
@@ -780,7 +800,11 @@ class Syncer:
                     (key, f"Fortnox holds {len(numbers)} {row['kind']}s for this deal: {numbers}")
                 )
             log.info(
-                "%s: the lost POST had been applied: adopted %s %s", key, row["kind"], numbers[0]
+                "%s: the lost POST had been applied: adopted %s %s",
+                key,
+                row["kind"],
+                numbers[0],
+                extra={"key": key},
             )
             return
         if not self._settled(row, "since"):
@@ -789,7 +813,9 @@ class Syncer:
         # Fortnox certainly has none: forget the intent and let the deal be planned again.
         with self.store.transaction():
             self.store.drop_document_intent(row["deal_id"])
-        log.info("%s: Fortnox has no %s for it; sending it again", key, row["kind"])
+        log.info(
+            "%s: Fortnox has no %s for it; sending it again", key, row["kind"], extra={"key": key}
+        )
         got = self.limego.get_deal(row["deal_id"])
         if got is None:
             return
@@ -824,7 +850,12 @@ class Syncer:
             company = Company(row["company_id"], {"name": row["name"]}, self.clock())
             self._done_customer(company, number, payload)
             self.result.counts["reconciled"] += 1
-            log.info("%s: the lost POST had been applied: adopted customer %s", key, number)
+            log.info(
+                "%s: the lost POST had been applied: adopted customer %s",
+                key,
+                number,
+                extra={"key": key},
+            )
             return
         if not self._settled(row, "intent_at"):
             self._still_pending(key, "no customer found yet; the POST may still be in flight")
@@ -838,7 +869,7 @@ class Syncer:
     def _still_pending(self, key: str, why: str) -> None:
         self.result.counts["pending"] += 1
         self.result.problems.append((key, f"pending: {why}"))
-        log.warning("%s pending: %s", key, why)
+        log.warning("%s pending: %s", key, why, extra={"key": key})
 
     # ------------------------------------------------------------------------------------------
 
