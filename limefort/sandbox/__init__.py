@@ -7,6 +7,19 @@
 
 Strict on purpose: what works against these servers must work against the real services.
 This package imports nothing from the rest of limefort (stdlib only).
+
+Beyond the core API (see the attributes of `LimeGo` and `Fortnox`), tests may use:
+- Lime Go: `add_contact`, `update_contact`, `stage_id(name|category|id)`, `expire_changes()`
+  (every change cursor answers 410), `expire_tokens()`, `allowed_scopes` (a set; drop one to
+  get 403s), `change_cursor`; `update_deal` also takes `stage=`, `company_id=`,
+  `contact_ids=`, `owner_ids=`; add/update set `updated_at` to now unless one is given
+  (ISO 8601 UTC with Z, e.g. `seed.iso(datetime)`), for back-dated records.
+- Fortnox: `customer(number)`, `add_invoice`, `add_order`, `book_invoice`,
+  `issue_access_token(scopes)`, `expire_access_tokens()`, `service_scopes` (scopes of the
+  client-credentials token), `refresh_token_lifetime`, `code_lifetime`, `last_consent`,
+  `capitalised_errors`, `revoke_chain_on_reuse`, `server_errors` (sandbox bugs, answered 500).
+- Both: `faults`, `requests`, `reset_log()`, `count(...)`, `latency`.
+Error codes and messages: `rules.py`.
 """
 
 from __future__ import annotations

@@ -398,9 +398,9 @@ class LimeGo(App):
         with self._lock:
             id_ = str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
             now = self._now()
-            if "created_at" in attrs:
+            if "created_at" in attrs:  # explicit timestamps win (back-dated test records)
                 attrs["created_at"] = attrs.get("created_at") or now
-                attrs["updated_at"] = now
+                attrs["updated_at"] = attrs.get("updated_at") or now
             res = {
                 "type": type_,
                 "id": id_,
@@ -435,7 +435,8 @@ class LimeGo(App):
                 if "stage" in rels and "probability" not in attributes:
                     stage = self.stages[rels["stage"]["data"]["id"]]
                     attrs["probability"] = stage["attributes"]["probability"]
-            attrs["updated_at"] = self._now()
+            if "updated_at" not in attributes:
+                attrs["updated_at"] = self._now()
             res["meta"]["revision"] += 1
             self._record_change(type_, id_, res["meta"]["revision"])
 

@@ -418,6 +418,8 @@ def test_update_company_bumps_updated_at_and_merges_custom_fields(
     assert served == sb.limego.companies[cid]
     with pytest.raises(TypeError):
         sb.limego.update_company(cid, colour="red")
+    sb.limego.update_company(cid, updated_at="2025-01-01T00:00:00.000000Z")  # back-dated
+    assert sb.limego.companies[cid]["attributes"]["updated_at"] == "2025-01-01T00:00:00.000000Z"
 
 
 def test_add_win_lose_deals_and_won_ids(sb: Sandbox) -> None:
