@@ -406,6 +406,7 @@ def normalise_date(raw: str) -> str | Invalid:
 
 
 _AMOUNT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d{1,2}")
 
 
 def parse_amount(raw: Any) -> Decimal | Invalid | None:
@@ -414,7 +415,12 @@ def parse_amount(raw: Any) -> Decimal | Invalid | None:
     None when there is no amount at all."""
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
-    bad = Invalid(f"{quote(str(raw))} is not a number")
+    if isinstance(raw, str) and _DECIMAL_COMMA.fullmatch(raw.strip()):
+        # "12,50" is a number to a Swede: say what is wrong with it, not that it is none.
+        return Invalid(
+            f"{quote(raw.strip())} has a decimal comma; write the value with a point, like 12.50"
+        )
+    bad = Invalid(f"{quote(str(raw))} is not a plain number like 1234.50")
     if isinstance(raw, bool):
         return bad
     try:
