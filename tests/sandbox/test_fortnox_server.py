@@ -166,8 +166,9 @@ def test_authorization_code_flow(sb: Sandbox) -> None:
     assert f"{loc.scheme}://{loc.netloc}{loc.path}" == "http://127.0.0.1:8765/callback"
     q = {k: v[0] for k, v in parse_qs(loc.query).items()}
     assert q["state"] == "xyz123"
-    assert sb.fortnox.last_consent["scopes"] == ("customer", "invoice")
-    assert sb.fortnox.last_consent["account_type"] is None
+    consent_ = sb.fortnox.last_consent
+    assert consent_ is not None
+    assert consent_["scopes"] == ("customer", "invoice") and consent_["account_type"] is None
     r = token_request(
         sb,
         grant_type="authorization_code",
@@ -203,6 +204,7 @@ def test_code_exchange_needs_the_same_redirect_uri(sb: Sandbox) -> None:
 def test_service_account_consent_is_recorded(sb: Sandbox) -> None:
     r = consent(sb, account_type="service", scope="customer invoice order companyinformation")
     assert r.status_code == 302
+    assert sb.fortnox.last_consent is not None
     assert sb.fortnox.last_consent["account_type"] == "service"
 
 
@@ -398,6 +400,7 @@ def test_what_fortnox_accepts(sb: Sandbox, fx: requests.Session) -> None:
         Active=False,
     )
     c = sb.fortnox.customer(number)
+    assert c is not None
     assert c["DeliveryCountry"] == "Norge" and c["VisitingCountry"] == "Åland"
     assert c["Active"] is False and c["Comments"] == "Två\nrader\tmed tab"
     assert new_customer(fx, sb, OrganisationNumber="640823-3234")  # a personal number

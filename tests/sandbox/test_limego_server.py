@@ -255,7 +255,7 @@ def test_unknown_parameters_are_named_in_a_400(sb: Sandbox, lg: requests.Session
 
 
 def test_include_company_and_stage_on_deals(sb: Sandbox, lg: requests.Session) -> None:
-    doc = lg.get(api(sb, "deals"), params={"include": "company,stage", "page[size]": 50}).json()
+    doc = lg.get(api(sb, "deals"), params={"include": "company,stage", "page[size]": "50"}).json()
     included = {(r["type"], r["id"]) for r in doc["included"]}
     assert len(included) == len(doc["included"])  # deduplicated
     want = set()
