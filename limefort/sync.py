@@ -649,15 +649,18 @@ class Syncer:
         deal, company = a.deal, a.company
         cust = self.store.customer(company.id)
         if cust is None or cust["state"] != "done":
-            if cust is not None:  # the customer's own POST is pending reconciliation
+            q = self.store.quarantined([company.key]).get(company.key)
+            if cust is not None or q is None:
+                # Its customer's POST is pending reconciliation, or failed in a way that is
+                # retried (Fortnox never got it): the deal is not at fault, it waits.
                 self._incomplete = True
                 self.result.counts["deferred"] += 1
+                wait = "confirmed" if cust is not None else "created on the next pass"
                 self.result.problems.append(
-                    (deal.key, f"waiting for its customer ({company.key}) to be confirmed")
+                    (deal.key, f"waiting for its customer ({company.key}) to be {wait}")
                 )
                 return
-            q = self.store.quarantined([company.key]).get(company.key)
-            why = q["reason"] if q else "it could not be created"
+            why = q["reason"]
             named = f"{quote(company.name)} ({company.key})" if company.name else company.key
             reason = f"its company {named} is not in Fortnox: {why}"
             hint = "fix the company in Lime Go; the deal follows on the next pass"
