@@ -256,7 +256,9 @@ class Store:
         self, company_id: str, *, orgnr: str | None, name: str, payload: str, hash: str
     ) -> None:
         """Recorded before a customer POST: a crash after it leaves a pending row to reconcile."""
-        self.db.table("customers").upsert(
+        _upsert(
+            self.db,
+            "customers",
             {
                 "company_id": company_id,
                 "state": "pending",
@@ -282,7 +284,9 @@ class Store:
         payload: str,
         hash: str,
     ) -> None:
-        self.db.table("customers").upsert(
+        _upsert(
+            self.db,
+            "customers",
             {
                 "company_id": company_id,
                 "state": "done",
@@ -295,7 +299,9 @@ class Store:
             },
             pk="company_id",
         )
-        self.db.table("fortnox_customers").upsert(
+        _upsert(
+            self.db,
+            "fortnox_customers",
             {"customer_number": customer_number, "orgnr": orgnr, "name": name},
             pk="customer_number",
         )
@@ -359,7 +365,9 @@ class Store:
         won_at: str,
     ) -> None:
         """Committed before the POST (rule 3): from here on the outcome is tracked."""
-        self.db.table("documents").upsert(
+        _upsert(
+            self.db,
+            "documents",
             {
                 "deal_id": deal_id,
                 "kind": kind,
@@ -434,7 +442,9 @@ class Store:
         """`waits_for`: the key of the record that must reach Fortnox first (its company)."""
         existing = self.quarantined([key]).get(key)
         now = now_iso()
-        self.db.table("quarantine").upsert(
+        _upsert(
+            self.db,
+            "quarantine",
             {
                 "key": key,
                 "name": name,
@@ -527,6 +537,19 @@ class Store:
                 },
                 pk="name",
             )
+
+
+def _upsert(db: Database, table: str, row: dict[str, Any], *, pk: str) -> None:
+    """Insert the row, or update just these columns of the existing one: sqlite-utils'
+    `upsert` as one statement (it spends a dozen introspection queries on each call, most of
+    the store's time per record in a first pass)."""
+    cols = ", ".join(f"[{c}]" for c in row)
+    marks = ", ".join("?" * len(row))
+    sets = ", ".join(f"[{c}] = excluded.[{c}]" for c in row if c != pk)
+    db.execute(
+        f"INSERT INTO [{table}] ({cols}) VALUES ({marks}) ON CONFLICT([{pk}]) DO UPDATE SET {sets}",
+        list(row.values()),
+    )
 
 
 def _rows_by(db: Database, table: str, pk: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
