@@ -114,11 +114,18 @@ def plan_company(
     quarantine row, `index_matches` the Fortnox customers with its organisation number."""
     if state is not None and state["state"] == "pending":
         return None  # an unknown outcome: reconciliation owns it, never a second POST
-    shash = source_hash(company)
-    if quarantined is not None and not force and quarantined.get("source_hash") == shash:
+    # The source hash only matters for a quarantined or rejected company: not hashed otherwise
+    # (a `--since` pass re-reads every company, nearly all of them in neither state).
+    if (
+        quarantined is not None
+        and not force
+        and quarantined.get("source_hash") == source_hash(company)
+    ):
         return None  # nothing changed in Lime Go since it was quarantined
     if isinstance(result, Rejected):
-        return Quarantine(company.key, company.name, result.reason, result.hint, shash)
+        return Quarantine(
+            company.key, company.name, result.reason, result.hint, source_hash(company)
+        )
     payload = result.payload
     if state is None:
         if index_matches:
