@@ -303,9 +303,11 @@ class Syncer:
     # ------------------------------------------------------------------------------------------
 
     def _plan_companies(
-        self, companies: list[Company], *, scoped: bool, force: bool = False
+        self, companies: list[Company], *, scoped: bool, force: bool = False, resend: bool = False
     ) -> list[Action]:
         states = self.store.customers_for(c.id for c in companies)
+        if resend:  # reconciliation found that Fortnox never got these: plan them afresh
+            states = {k: v for k, v in states.items() if v["state"] != "pending"}
         quarantined = self.store.quarantined(c.key for c in companies)
         todo = [
             c
@@ -348,10 +350,13 @@ class Syncer:
         *,
         force: bool = False,
         window: tuple[datetime, datetime] | None = None,
+        resend: bool = False,
     ) -> list[Action]:
         kind: DocumentKind = "order" if self.cfg.sync.deal_target == "order" else "invoice"
         won = self._won_stages()
         docs = self.store.documents_for(d.id for d in deals)
+        if resend:  # reconciliation found that Fortnox never got these: plan them afresh
+            docs = {k: v for k, v in docs.items() if v["state"] != "pending"}
         quarantined = self.store.quarantined(d.key for d in deals)
         tri = triage_deals(
             deals,
@@ -563,6 +568,7 @@ class Syncer:
         if orgnr and (same := self.store.index_by_orgnr(orgnr)):
             self._adopt_customer(company, same[0], payload)
             return
+        self._sent.add(company.key)
         with self.store.transaction():
             self.store.customer_intent(
                 company.id,
@@ -581,10 +587,11 @@ class Syncer:
                 self.store.drop_customer_intent(company.id)
             self._quarantine_api_error(company.key, company.name, exc, source_hash(company))
             return
-        except BaseException:
-            # Certainly not applied (retries exhausted on 429/503/refused): forget the intent.
-            with self.store.transaction():
-                self.store.drop_customer_intent(company.id)
+        except TransientError:
+            # Certainly not applied (429/503/refused until retries ran out). The intent stays,
+            # so the next pass checks Fortnox and sends it again: dropping it here would lose
+            # a record that is already behind the cursor (a resend from reconciliation).
+            self._mark_outcome("customers", company.id, "not_sent")
             raise
         self._done_customer(company, created["CustomerNumber"], payload)
         self.result.counts["customers_created"] += 1
@@ -676,6 +683,7 @@ class Syncer:
             self._note_quarantine(deal.key, reason, hint)
             return
         payload = {"CustomerNumber": cust["customer_number"], **a.payload}
+        self._sent.add(deal.key)
         with self.store.transaction():
             self.store.document_intent(
                 deal.id,
@@ -697,10 +705,11 @@ class Syncer:
                 self.store.drop_document_intent(deal.id)
             self._quarantine_api_error(deal.key, deal.name, exc, source_hash(deal, company))
             return
-        except BaseException:
-            with self.store.transaction():
-                self.store.drop_document_intent(deal.id)
+        except TransientError:
+            self._mark_outcome("documents", deal.id, "not_sent")
             raise
+        # Anything else (a bug, Ctrl-C in library use) leaves the intent as it is: pending, in
+        # flight, reconciled by a search once 2 x http.timeout has passed. Never a blind POST.
         with self.store.transaction():
             self.store.document_done(deal.id, document_number=str(doc["DocumentNumber"]))
             self.store.release(deal.key)
@@ -713,7 +722,6 @@ class Syncer:
         """The POST may or may not have been applied: keep the intent, mark how it ended.
         Only an answer that Fortnox ended (5xx, reset) is `lost`; after a timeout it may still
         be applying the POST, so `_settled` waits before believing a search that finds none."""
-        pk = "company_id" if table == "customers" else "deal_id"
         if exc.in_flight:
             log.warning(
                 "%s: no answer from Fortnox in time (%s); will check Fortnox before anything else",
@@ -722,16 +730,21 @@ class Syncer:
                 extra={"key": key},
             )
             return
-        with self.store.transaction():
-            self.store.db.execute(
-                f"UPDATE {table} SET outcome = 'lost' WHERE {pk} = ? AND state = 'pending'", [rid]
-            )
+        self._mark_outcome(table, rid, "lost")
         log.warning(
             "%s: Fortnox's answer was lost (%s); will check Fortnox before anything else",
             key,
             exc,
             extra={"key": key},
         )
+
+    def _mark_outcome(self, table: str, rid: str, outcome: str) -> None:
+        pk = "company_id" if table == "customers" else "deal_id"
+        with self.store.transaction():
+            self.store.db.execute(
+                f"UPDATE {table} SET outcome = ? WHERE {pk} = ? AND state = 'pending'",
+                [outcome, rid],
+            )
 
     def _follow_companies(self) -> None:
         """Deals quarantined only because their company was not in Fortnox, whose company now
@@ -764,7 +777,7 @@ class Syncer:
         """Could a POST behind this intent still be running at Fortnox? A lost answer (reset,
         5xx) means Fortnox finished; otherwise (timeout, or our process died mid-request) wait
         until twice the request timeout has passed before believing a search that finds none."""
-        if row.get("outcome") == "lost":
+        if row.get("outcome") in ("lost", "not_sent"):
             return True
         at = datetime.fromisoformat(row[at_field])
         return (self.clock() - at).total_seconds() >= 2 * self.cfg.http.timeout
@@ -813,18 +826,26 @@ class Syncer:
         if not self._settled(row, "since"):
             self._still_pending(key, "no document found yet; the POST may still be in flight")
             return
-        # Fortnox certainly has none: forget the intent and let the deal be planned again.
-        with self.store.transaction():
-            self.store.drop_document_intent(row["deal_id"])
+        # Fortnox certainly has none: plan the deal again under its intent, which is dropped
+        # only if the deal turns out to need no document any more. Dropping it first would
+        # lose the deal if this pass died or failed before the new intent: it is older than
+        # the cursor's window and would never be read again.
+        try:
+            got = self.limego.get_deal(row["deal_id"])
+        except ServiceError as exc:
+            self._still_pending(key, f"Fortnox has none; could not re-read it from Lime Go: {exc}")
+            return
         log.info(
             "%s: Fortnox has no %s for it; sending it again", key, row["kind"], extra={"key": key}
         )
-        got = self.limego.get_deal(row["deal_id"])
-        if got is None:
-            return
-        deal, company = got
-        comps = {company.id: company} if company else {}
-        self._run_actions(self._plan_deals([deal], comps, window=self._window))
+        self._sent.discard(key)
+        if got is not None:
+            deal, company = got
+            comps = {company.id: company} if company else {}
+            self._run_actions(self._plan_deals([deal], comps, window=self._window, resend=True))
+        if key not in self._sent:
+            with self.store.transaction():
+                self.store.drop_document_intent(row["deal_id"])
 
     def _reconcile_customer(self, row: dict[str, Any]) -> None:
         key = f"company:{row['company_id']}"
@@ -863,11 +884,17 @@ class Syncer:
         if not self._settled(row, "intent_at"):
             self._still_pending(key, "no customer found yet; the POST may still be in flight")
             return
-        with self.store.transaction():
-            self.store.drop_customer_intent(row["company_id"])
-        company_now = self.limego.get_company(row["company_id"])
+        try:
+            company_now = self.limego.get_company(row["company_id"])
+        except ServiceError as exc:
+            self._still_pending(key, f"Fortnox has none; could not re-read it from Lime Go: {exc}")
+            return
+        self._sent.discard(key)
         if company_now is not None:
-            self._run_actions(self._plan_companies([company_now], scoped=False))
+            self._run_actions(self._plan_companies([company_now], scoped=False, resend=True))
+        if key not in self._sent:
+            with self.store.transaction():
+                self.store.drop_customer_intent(row["company_id"])
 
     def _still_pending(self, key: str, why: str) -> None:
         self.result.counts["pending"] += 1

@@ -16,7 +16,7 @@ import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -545,3 +545,34 @@ def test_a_customer_post_that_fails_transiently_defers_its_deal_not_quarantines_
     codes = sync_until_clean(lf)
     assert_exactly_once(sb, lf, deals, companies)
     print(f"\ntransient customer POST: exit codes {[first.code, *codes]}")
+
+
+def test_a_resend_that_fails_keeps_its_intent_until_fortnox_has_the_invoice(
+    make_sandbox: Any, tmp_path: Path
+) -> None:
+    """Reconciliation finds that Fortnox never got a POST and sends it again, but Fortnox
+    refuses that resend with 503s until the retries run out. The deal was won two days ago,
+    outside every later read window: only the intent, kept pending, brings it to Fortnox."""
+    sb = make_sandbox(seed=5, companies=4, deals=0)
+    lf = Lf(sb, tmp_path)
+    cid = sb.limego.add_company(name="Bortglömda AB", business_id="556036-0793", status="customer")
+    two_days_ago = (datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    did = sb.limego.add_deal(
+        company_id=cid, stage="won", name="Gammal affär", value="500.00", updated_at=two_days_ago
+    )
+    key = f"deal:{did}"
+    # The first POST is lost (500); every resend after it is refused (503) until cleared.
+    sb.fortnox.faults.add(FaultRule("500", methods=("POST",), path_prefix="/3/invoices", times=1))
+    sb.fortnox.faults.add(FaultRule("503", methods=("POST",), path_prefix="/3/invoices"))
+    assert lf.run("sync").code == 1
+    assert [p["key"] for p in lf.status()["pending"]] == [key], "the failed resend lost its intent"
+    second = lf.run("sync")
+    assert second.code == 1, second.err
+    assert [p["key"] for p in lf.status()["pending"]] == [key], "the failed resend lost its intent"
+    assert sb.fortnox.documents_by_ref(f"limego:{key}") == []
+
+    sb.fortnox.faults.clear()
+    third = lf.run("sync")
+    assert third.code == 0, third.err
+    assert len(sb.fortnox.documents_by_ref(f"limego:{key}")) == 1
+    assert lf.status()["pending"] == []
