@@ -119,6 +119,7 @@ class Syncer:
         )
         self.result = PassResult()
         self._incomplete = False  # something neither in Fortnox nor quarantined: hold cursors
+        self._sent: set[str] = set()  # keys whose intent this pass recorded (a POST was tried)
         self._transient_streak = 0
         self._index_fresh = False
         # A backfill's [from, to]: an intent it finds Fortnox never got is sent again under the
