@@ -827,26 +827,21 @@ class Syncer:
         if not self._settled(row, "since"):
             self._still_pending(key, "no document found yet; the POST may still be in flight")
             return
-        # Fortnox certainly has none: plan the deal again under its intent, which is dropped
-        # only if the deal turns out to need no document any more. Dropping it first would
-        # lose the deal if this pass died or failed before the new intent: it is older than
-        # the cursor's window and would never be read again.
-        try:
-            got = self.limego.get_deal(row["deal_id"])
-        except ServiceError as exc:
-            self._still_pending(key, f"Fortnox has none; could not re-read it from Lime Go: {exc}")
-            return
         log.info(
             "%s: Fortnox has no %s for it; sending it again", key, row["kind"], extra={"key": key}
         )
-        self._sent.discard(key)
-        if got is not None:
+
+        def plan(got: tuple[Deal, Company | None]) -> list[Action]:
             deal, company = got
             comps = {company.id: company} if company else {}
-            self._run_actions(self._plan_deals([deal], comps, window=self._window, resend=True))
-        if key not in self._sent:
-            with self.store.transaction():
-                self.store.drop_document_intent(row["deal_id"])
+            return self._plan_deals([deal], comps, window=self._window, resend=True)
+
+        self._resend(
+            key,
+            lambda: self.limego.get_deal(row["deal_id"]),
+            plan,
+            lambda: self.store.drop_document_intent(row["deal_id"]),
+        )
 
     def _reconcile_customer(self, row: dict[str, Any]) -> None:
         key = f"company:{row['company_id']}"
@@ -885,17 +880,35 @@ class Syncer:
         if not self._settled(row, "intent_at"):
             self._still_pending(key, "no customer found yet; the POST may still be in flight")
             return
+        self._resend(
+            key,
+            lambda: self.limego.get_company(row["company_id"]),
+            lambda company: self._plan_companies([company], scoped=False, resend=True),
+            lambda: self.store.drop_customer_intent(row["company_id"]),
+        )
+
+    def _resend(
+        self,
+        key: str,
+        fetch: Callable[[], Any],
+        plan: Callable[[Any], list[Action]],
+        drop_intent: Callable[[], None],
+    ) -> None:
+        """Fortnox certainly has none of this record: read it again from Lime Go and plan it
+        under its still-recorded intent, which is dropped only if nothing is sent for it (gone,
+        no longer won, quarantined). Dropping it first would lose the record if the pass died
+        or failed in between: it may be older than the cursor's window, never read again."""
         try:
-            company_now = self.limego.get_company(row["company_id"])
+            record = fetch()
         except ServiceError as exc:
             self._still_pending(key, f"Fortnox has none; could not re-read it from Lime Go: {exc}")
             return
         self._sent.discard(key)
-        if company_now is not None:
-            self._run_actions(self._plan_companies([company_now], scoped=False, resend=True))
+        if record is not None:
+            self._run_actions(plan(record))
         if key not in self._sent:
             with self.store.transaction():
-                self.store.drop_customer_intent(row["company_id"])
+                drop_intent()
 
     def _still_pending(self, key: str, why: str) -> None:
         self.result.counts["pending"] += 1
