@@ -183,13 +183,12 @@ class Syncer:
         self._collect_stats()
         return self.result
 
-    def backfill_candidates(
-        self, start: datetime, end: datetime
-    ) -> list[tuple[Deal, dict[str, Company]]]:
-        """Deals won in [start, end] that Fortnox has no document for yet (lists ids, writes
-        nothing), for `backfill` to count and confirm before it writes."""
+    def backfill_candidates(self, start: datetime, end: datetime) -> list[str]:
+        """The ids of deals won in [start, end] that Fortnox has no document for yet (writes
+        nothing), for `backfill` to count and confirm before it writes. Ids, not deals: a
+        backfill may span years of deals, and `backfill` reads them again page by page."""
         won = self._won_stages()
-        out: list[tuple[Deal, dict[str, Company]]] = []
+        out: list[str] = []
         for page in self.limego.iter_deals(updated_since=start):
             docs = self.store.documents_for(d.id for d in page.deals)
             tri = triage_deals(
@@ -201,27 +200,33 @@ class Syncer:
                 companies=page.companies,
                 window=(start, end),
             )
-            for deal in tri.wins:
-                comp = page.companies.get(deal.company_id or "")
-                out.append((deal, {comp.id: comp} if comp else {}))
+            out.extend(d.id for d in tri.wins)
         return out
 
     def backfill(
         self,
-        candidates: list[tuple[Deal, dict[str, Company]]],
+        candidates: Iterable[str],
         *,
         start: datetime,
         end: datetime,
         progress: Callable[[Deal], None] | None = None,
     ) -> PassResult:
+        """Documents for the confirmed `candidates` (deal ids), read again from Lime Go one
+        page at a time so that memory stays flat however many there are."""
         self._window = (start, end)
+        wanted = set(candidates)
         try:
             self.reconcile()
-            for deal, comps in candidates:
-                self._check_stop()
-                self._run_actions(self._plan_deals([deal], comps, window=(start, end)))
-                if progress:
-                    progress(deal)
+            pages = self.limego.iter_deals(updated_since=start) if wanted else iter(())
+            for page in self._guard_reads(pages):
+                for deal in page.deals:
+                    if deal.id not in wanted:
+                        continue
+                    wanted.discard(deal.id)
+                    self._check_stop()
+                    self._run_actions(self._plan_deals([deal], page.companies, window=(start, end)))
+                    if progress:
+                        progress(deal)
         except PassAborted as exc:
             self.result.aborted = str(exc)
         except _Stop:
