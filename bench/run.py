@@ -1,0 +1,422 @@
+"""limefort's benchmark: how close a pass runs to Fortnox's rate limit, and what it costs.
+
+Runs against the sandbox servers (in this process) through the real CLI code paths and prints
+three small tables:
+
+1. Fortnox requests per record, by kind of change (limit off).
+2. The sustained Fortnox request rate of a 300-document `backfill` with the real limit on
+   (sandbox 25 per 5 s, client limiter 25 per 5 s), and the number of 429s.
+3. Wall time, CPU time per record and peak memory of a first pass and of a `--since` pass that
+   re-reads every company and deal (limit off, no latency). These passes run in a child
+   process, so its CPU and memory are limefort's alone; the sandbox stays in this process.
+
+    python bench/run.py            # the full run (`make bench`), a few minutes
+    python bench/run.py --quick    # a small smoke version, well under a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from limefort.sandbox import Sandbox, toml_value
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The child that runs one limefort command and reports its own resource use. Peak memory is
+# VmHWM, the high-water mark of the child's own address space: on Linux `ru_maxrss` carries
+# the forking parent's high-water mark over exec, so with the sandbox's data in this process
+# it would report the sandbox, not limefort.
+CHILD = """
+import atexit, json, resource, sys
+out = sys.argv[1]
+
+def report():
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    hwm = None
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    rss = hwm if hwm is not None else ru.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    with open(out, "w") as f:
+        json.dump({"cpu": ru.ru_utime + ru.ru_stime, "peak": rss}, f)
+
+atexit.register(report)
+from limefort.cli import main
+main(sys.argv[2:])
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Plumbing
+# ---------------------------------------------------------------------------------------------
+
+
+class Lf:
+    """limefort pointed at a sandbox: its own directory, state file and config."""
+
+    def __init__(self, sb: Sandbox, *, rate_limit: int, **sync: Any) -> None:
+        self.sb = sb
+        self.dir = Path(tempfile.mkdtemp(prefix="limefort-bench-"))
+        self.config = self.dir / "limefort.toml"
+        text = sb.config_toml(self.dir / "limefort.db", **sync)
+        text = text.replace("[fortnox]\n", f"[fortnox]\nrate_limit = {toml_value(rate_limit)}\n")
+        self.config.write_text(text, encoding="utf-8")
+        self.config.chmod(0o600)
+
+    def run(self, *args: str) -> int:
+        """One command in this process (the sandbox answers from its own threads)."""
+        from limefort.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        code = 0
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(["-q", "--config", str(self.config), *args])
+            except SystemExit as exc:
+                code = int(exc.code or 0)
+        if code not in (0, 1):
+            raise SystemExit(f"limefort {' '.join(args)} exited {code}: {err.getvalue()}")
+        return code
+
+    def spawn(self, *args: str) -> Child:
+        """One command in a child process: its wall time, CPU time and peak memory."""
+        report = self.dir / "child.json"
+        report.unlink(missing_ok=True)
+        parent0 = _cpu(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(report), "-q", "--config", str(self.config), *args],
+            cwd=self.dir,
+        )
+        code = proc.wait()
+        wall = time.perf_counter() - t0
+        if code not in (0, 1):
+            raise SystemExit(f"limefort {' '.join(args)} exited {code}")
+        got = json.loads(report.read_text())
+        return Child(wall, got["cpu"], got["peak"], _cpu(resource.RUSAGE_SELF) - parent0)
+
+
+@dataclass
+class Child:
+    wall: float
+    cpu: float  # limefort's CPU seconds
+    peak: int  # limefort's peak resident memory, bytes
+    sandbox_cpu: float  # this process's CPU seconds meanwhile (the sandbox servers)
+
+
+def _cpu(who: int) -> float:
+    ru = resource.getrusage(who)
+    return ru.ru_utime + ru.ru_stime
+
+
+def api_calls(sb: Sandbox, since: int = 0) -> list[Any]:
+    return [r for r in sb.fortnox.requests[since:] if r.path.startswith("/3/")]
+
+
+def orgnr(i: int) -> str:
+    """A valid Swedish organisation number (Luhn check digit), distinct for each i."""
+    body = f"556{i:06d}"
+    total = 0
+    for pos, ch in enumerate(body):
+        d = int(ch) * (2 if pos % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return f"{body[:6]}-{body[6:]}{(10 - total % 10) % 10}"
+
+
+def add_customers(sb: Sandbox, n: int, first: int) -> list[str]:
+    return [
+        sb.limego.add_company(
+            name=f"Bänkbolaget {i} AB",
+            business_id=orgnr(i),
+            status="customer",
+            phone="08-123 45 67",
+            street=f"Storgatan {i % 90 + 1}",
+            postal_code="111 22",
+            city="Stockholm",
+            country="Sverige",
+        )
+        for i in range(first, first + n)
+    ]
+
+
+def fmt_bytes(n: int) -> str:
+    return f"{n / 2**20:.0f} MB"
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"]
+    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        lines.append(
+            "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+        )
+    return "\n".join(lines)
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Requests per record
+# ---------------------------------------------------------------------------------------------
+
+
+def requests_per_record(n: int) -> tuple[list[list[str]], bool]:
+    say(f"1/3 requests per record ({n} of each kind)...")
+    with Sandbox(seed=3, companies=0, deals=0, fortnox_rate_limit=None) as sb:
+        lf = Lf(sb, rate_limit=0, start=datetime.now(UTC).isoformat(timespec="seconds"))
+        lf.run("sync")  # fetches the token
+
+        def measure(*args: str) -> tuple[Counter[str], int]:
+            mark = len(sb.fortnox.requests)
+            lf.run(*args)
+            calls = api_calls(sb, mark)
+            kinds: Counter[str] = Counter()
+            index = 0
+            for c in calls:
+                if c.method == "GET" and c.path == "/3/customers":
+                    index += 1  # the customer index (pages of 500), not per record
+                else:
+                    kinds[
+                        f"{c.method} {c.path.rsplit('/', 1)[0] if c.method == 'PUT' else c.path}"
+                    ] += 1
+            return kinds, index
+
+        rows: list[list[str]] = []
+        ok = True
+
+        def row(kind: str, calls: Counter[str], index: int, want: float) -> None:
+            nonlocal ok
+            per = sum(calls.values()) / n
+            ok = ok and per == want
+            what = ", ".join(f"{v} {k}" for k, v in sorted(calls.items())) or "none"
+            note = (
+                f"+{index} GET /3/customers (index refresh) per pass with new customers"
+                if index
+                else ""
+            )
+            rows.append([kind, f"{per:.2f}", what, note])
+
+        ids = add_customers(sb, n, 1)
+        calls, index = measure("sync")
+        row("new customer", calls, index, 1.0)
+
+        for cid in ids:
+            sb.limego.update_company(cid, phone="08-765 43 21")
+        calls, index = measure("sync")
+        row("changed customer", calls, index, 1.0)
+
+        for i, cid in enumerate(ids):
+            sb.limego.add_deal(company_id=cid, stage="won", name=f"Affär {i}", value="1000.00")
+        calls, index = measure("sync")
+        row("new document (invoice)", calls, index, 1.0)
+
+        since = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+        calls, index = measure("sync", "--since", since)
+        calls_all = sum(calls.values()) + index
+        rows.append(
+            [
+                f"unchanged record ({n} companies + {n} deals re-read)",
+                f"{calls_all / (2 * n):.2f}",
+                "none" if not calls_all else str(calls),
+                "",
+            ]
+        )
+        ok = ok and calls_all == 0
+    return rows, ok
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Sustained rate at the real limit
+# ---------------------------------------------------------------------------------------------
+
+LIMIT, WINDOW = 25, 5.0
+
+
+def backfill_rate(n: int) -> tuple[list[list[str]], bool]:
+    say(f"2/3 backfill of {n} documents at the real limit (about {n / 5:.0f} s)...")
+    with Sandbox(
+        seed=4, companies=0, deals=0, fortnox_rate_limit=LIMIT, fortnox_rate_window=WINDOW
+    ) as sb:
+        ids = add_customers(sb, 10, 1)
+        for i in range(n):
+            sb.limego.add_deal(
+                company_id=ids[i % len(ids)], stage="won", name=f"Gammal affär {i}", value="950.00"
+            )
+        # Won before sync.start: the pass records them as historical and creates nothing.
+        start = (datetime.now(UTC) + timedelta(seconds=5)).isoformat(timespec="seconds")
+        lf = Lf(sb, rate_limit=LIMIT, start=start)
+        lf.run("sync")
+        assert not sb.fortnox.invoices, "the deals should have been skipped as historical"
+        # A new process's limiter knows nothing of the last one's requests: let the window pass.
+        time.sleep(WINDOW + 0.5)
+        mark, limited0 = len(sb.fortnox.requests), sb.fortnox.rate_limited
+        t0 = time.time()
+        lf.run(
+            "backfill",
+            "--from",
+            (datetime.now(UTC) - timedelta(days=1)).date().isoformat(),
+            "--yes",
+        )
+        wall = time.time() - t0
+        calls = api_calls(sb, mark)
+        made = len(sb.fortnox.invoices)
+    limited = sb.fortnox.rate_limited - limited0
+    times = [c.at for c in calls]
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    # At Fortnox's ceiling request k can go no earlier than (k // LIMIT) windows after the
+    # first: the empty first window is a burst, not a rate. So the sustained rate is the
+    # requests after the first window's worth over the time they took; exactly 5/s means
+    # every window as full as Fortnox allows.
+    after_first = LIMIT * ((len(calls) - 1) // LIMIT)
+    steady = after_first / span if span else 0.0
+    busiest = max((sum(1 for u in times if t <= u < t + WINDOW) for t in times), default=0)
+    ceiling = LIMIT / WINDOW
+    ok = made == n and limited == 0 and steady / ceiling >= 0.90
+    rows = [
+        ["documents created", f"{made} of {n}"],
+        [
+            "Fortnox requests",
+            f"{len(calls)} ("
+            + ", ".join(
+                f"{v} {k}" for k, v in Counter(f"{c.method} {c.path}" for c in calls).items()
+            )
+            + ")",
+        ],
+        ["wall time of `backfill`", f"{wall:.1f} s"],
+        [
+            "sustained rate (after the first window)",
+            f"{steady:.2f}/s = {steady / ceiling:.2f} of {ceiling:.0f}/s",
+        ],
+        ["busiest 5 s window", f"{busiest} requests (limit {LIMIT})"],
+        ["HTTP 429 answers", str(limited)],
+    ]
+    return rows, ok
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Cost of a pass
+# ---------------------------------------------------------------------------------------------
+
+
+def pass_costs(companies: int, deals: int, customers: int) -> tuple[list[list[str]], bool]:
+    say(f"3/3 generating {companies} companies and {deals} deals...")
+    with Sandbox(
+        seed=5,
+        companies=companies,
+        deals=deals,
+        customer_ratio=customers / companies,
+        fortnox_rate_limit=None,
+        latency=0.0,
+    ) as sb:
+        lf = Lf(sb, rate_limit=0, start="now")
+        rows: list[list[str]] = []
+
+        say(f"    first pass ({customers} customers to create)...")
+        mark = len(sb.fortnox.requests)
+        first = lf.spawn("sync")
+        created = len(api_calls(sb, mark))
+        records = companies + deals
+        rows.append(
+            [
+                f"first pass: {companies} companies ({len(sb.fortnox.customers)} customers "
+                f"created) + {deals} deals (the won ones recorded as won before sync.start)",
+                f"{first.wall:.1f} s",
+                f"{first.cpu:.1f} s ({first.cpu / records * 1e6:.0f} µs/record)",
+                f"{first.sandbox_cpu:.1f} s",
+                fmt_bytes(first.peak),
+                str(created),
+            ]
+        )
+
+        say(f"    --since pass re-reading {companies} companies and {deals} deals...")
+        mark = len(sb.fortnox.requests)
+        again = lf.spawn("sync", "--since", "2000-01-01")
+        calls = len(api_calls(sb, mark))
+        rows.append(
+            [
+                f"`sync --since` re-reading {companies} companies + {deals} deals, all unchanged",
+                f"{again.wall:.1f} s",
+                f"{again.cpu:.1f} s ({again.cpu / records * 1e6:.0f} µs/record)",
+                f"{again.sandbox_cpu:.1f} s",
+                fmt_bytes(again.peak),
+                str(calls),
+            ]
+        )
+    ok = again.wall < 60 and again.peak < 250 * 2**20 and calls == 0
+    return rows, ok
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    ap.add_argument("--only", choices=["1", "2", "3"], help="run one part")
+    args = ap.parse_args(argv)
+    per_kind = 20 if args.quick else 100
+    docs = 60 if args.quick else 300
+    big = (5_000, 5_000, 1_000) if args.quick else (100_000, 100_000, 20_000)
+
+    results = []
+    ok = True
+    if args.only in (None, "1"):
+        rows, good = requests_per_record(per_kind)
+        ok &= good
+        results.append(
+            "Fortnox requests per record (limit off)\n\n"
+            + table(["kind", "requests/record", "requests", "per pass"], rows)
+        )
+    if args.only in (None, "2"):
+        rows, good = backfill_rate(docs)
+        ok &= good
+        results.append(
+            f"`backfill` of {docs} documents, sandbox limit and client limiter both "
+            f"{LIMIT} per {WINDOW:.0f} s\n\n" + table(["", ""], rows)
+        )
+    if args.only in (None, "3"):
+        rows, good = pass_costs(*big)
+        ok &= good
+        results.append(
+            "Cost of a pass (limit off, no latency; limefort in a child process)\n\n"
+            + table(
+                [
+                    "pass",
+                    "wall",
+                    "CPU (limefort)",
+                    "CPU (sandbox)",
+                    "peak memory",
+                    "Fortnox requests",
+                ],
+                rows,
+            )
+        )
+    print(f"limefort bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}\n")
+    print("\n\n".join(results))
+    print("\nall targets met" if ok else "\nSOME TARGETS MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
