@@ -17,11 +17,13 @@ three small tables:
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import io
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,6 +77,7 @@ class Lf:
     def __init__(self, sb: Sandbox, *, rate_limit: int, **sync: Any) -> None:
         self.sb = sb
         self.dir = Path(tempfile.mkdtemp(prefix="limefort-bench-"))
+        atexit.register(shutil.rmtree, self.dir, ignore_errors=True)
         self.config = self.dir / "limefort.toml"
         text = sb.config_toml(self.dir / "limefort.db", **sync)
         text = text.replace("[fortnox]\n", f"[fortnox]\nrate_limit = {toml_value(rate_limit)}\n")
