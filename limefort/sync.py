@@ -260,6 +260,7 @@ class Syncer:
         cur = self.store.get_cursor("deals")
         since = cursors.read_since(cur, self.cfg.sync.lookback, widen)
         self._incomplete = False
+        self._start(now)
         # A first pass reads every deal once so that deals already won before `sync.start`
         # are recorded as such and never invoiced later when someone edits them.
         for page in self._guard_reads(self.limego.iter_deals(updated_since=since)):
@@ -280,15 +281,16 @@ class Syncer:
         with self.store.transaction():
             self.store.set_cursor(name, new)
 
-    def _start(self) -> datetime:
-        """`sync.start`, with "now" frozen at the first pass that looked at deals."""
+    def _start(self, now: datetime | None = None) -> datetime:
+        """`sync.start`, with "now" frozen at the start of the first pass that looked at deals,
+        whether or not that pass found any: a deal won after it is a new win."""
         start = self.cfg.sync.start
         if start != "now":
             return resolve_start(start, self.clock())
         stored = self.store.get_meta("start")
         if stored:
             return datetime.fromisoformat(stored)
-        frozen = self.clock()
+        frozen = now or self.clock()
         if not self.dry_run:
             with self.store.transaction():
                 self.store.set_meta("start", frozen.isoformat())

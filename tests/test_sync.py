@@ -254,3 +254,17 @@ def test_status_json_contract(lf: Lf) -> None:
     for q in s["quarantined"]:
         assert {"key", "reason", "attempts", "since"} <= set(q)
         assert q["key"].split(":")[0] in ("company", "deal")
+
+
+def test_start_now_is_frozen_by_a_first_pass_that_sees_no_deals(
+    make_sandbox: Any, tmp_path: Path
+) -> None:
+    """An empty CRM on the first pass: a deal won before the second pass is a new win."""
+    sb = make_sandbox(seed=3, companies=3, deals=0)
+    lf = Lf(sb, tmp_path, start="now")
+    assert lf.run("sync").code == 0
+    cid = sb.limego.add_company(name="Första Kunden AB", status="customer")
+    did = sb.limego.add_deal(company_id=cid, stage="won", name="Första affären", value="10.00")
+    r = lf.run("sync")
+    assert r.code == 0, r.err
+    assert len(sb.fortnox.documents_by_ref(f"limego:deal:{did}")) == 1
