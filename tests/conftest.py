@@ -23,7 +23,12 @@ import pytest
 from limefort.sandbox import Sandbox
 
 # Fast retries for tests: the waits are tiny, the classification is the real one.
-TEST_HTTP = {"attempts": 4, "backoff_initial": '"0.01s"', "backoff_max": '"0.05s"', "timeout": '"2s"'}
+TEST_HTTP = {
+    "attempts": 4,
+    "backoff_initial": '"0.01s"',
+    "backoff_max": '"0.05s"',
+    "timeout": '"2s"',
+}
 
 
 def add_keys(toml: str, section: str, **values: Any) -> str:
@@ -93,7 +98,9 @@ class Lf:
         assert r.code == 0, r.err
         return json.loads(r.out)
 
-    def spawn(self, *args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen[str]:
+    def spawn(
+        self, *args: str, env: dict[str, str] | None = None, **kw: Any
+    ) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "limefort", "--config", str(self.config), *args],
             stdout=subprocess.PIPE,
