@@ -7,7 +7,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -70,33 +70,29 @@ def locked(cfg: Config) -> Iterator[None]:
         yield
 
 
-def summarise(counts: dict[str, int], dry_run: bool = False) -> str:
+def summarise(counts: Mapping[str, int], dry_run: bool = False) -> str:
+    # (count key, what happened, what a dry run would do): the count is put in front.
     verbs = [
-        ("customers_created", "customer created", "customers created"),
-        ("customers_adopted", "customer linked", "customers linked"),
-        ("customers_updated", "customer updated", "customers updated"),
-        ("invoices_created", "invoice created", "invoices created"),
-        ("orders_created", "order created", "orders created"),
-        ("reconciled", "lost answer reconciled", "lost answers reconciled"),
+        ("customers_created", "customer{s} created", "customer{s} to create"),
+        ("customers_adopted", "customer{s} linked", "customer{s} to link"),
+        ("customers_updated", "customer{s} updated", "customer{s} to update"),
+        ("invoices_created", "invoice{s} created", "invoice{s} to create"),
+        ("orders_created", "order{s} created", "order{s} to create"),
+        ("reconciled", "lost answer{s} reconciled", "lost answer{s} to reconcile"),
         (
             "skipped_historical",
-            "deal won before sync.start skipped",
-            "deals won before sync.start skipped",
+            "deal{s} won before sync.start skipped",
+            "deal{s} won before sync.start to skip",
         ),
-        ("quarantined", "quarantined", "quarantined"),
+        ("quarantined", "quarantined", "to quarantine"),
         ("pending", "pending", "pending"),
         ("failed", "failed (will retry)", "failed (will retry)"),
     ]
     parts = []
-    for key, one, many in verbs:
+    for key, done, todo in verbs:
         n = counts.get(key, 0)
         if n:
-            text = one if n == 1 else many
-            if dry_run:
-                text = "would be " + text.replace("created", "created").replace(
-                    " skipped", " skipped"
-                )
-            parts.append(f"{n} {text}")
+            parts.append(f"{n} " + (todo if dry_run else done).format(s="" if n == 1 else "s"))
     if not parts:
         parts.append("nothing to do: Fortnox is in line with Lime Go")
     reqs = counts.get("fortnox_requests", 0)

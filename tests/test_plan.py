@@ -185,3 +185,22 @@ def test_cursor_rules() -> None:
     assert cursor.advance(T0, now, complete=False) == T0
     assert cursor.advance(now, T0, complete=True) == now  # never backwards
     assert cursor.is_new_win(T0, T0) and not cursor.is_new_win(T0 - timedelta(seconds=1), T0)
+
+
+def test_summary_lines_for_a_pass_and_a_dry_run() -> None:
+    from limefort.runner import summarise
+
+    counts = {
+        "customers_created": 1,
+        "invoices_created": 3,
+        "quarantined": 2,
+        "fortnox_requests": 4,
+    }
+    assert (
+        summarise(counts)
+        == "1 customer created; 3 invoices created; 2 quarantined (4 Fortnox requests)"
+    )
+    assert summarise(counts, dry_run=True).startswith(
+        "1 customer to create; 3 invoices to create; 2 to quarantine"
+    )
+    assert summarise({}).startswith("nothing to do")
