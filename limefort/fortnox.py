@@ -590,7 +590,11 @@ class FortnoxClient:
             total = _int_code(meta.get("@TotalPages")) if isinstance(meta, Mapping) else None
             if items:
                 yield items
-            if not items or page >= (total or 1):
+            # Without MetaInformation, a full page means there may be another.
+            last = (
+                page >= total if total is not None else len(items) < max(1, min(limit, MAX_LIMIT))
+            )
+            if not items or last:
                 return
             page += 1
 

@@ -352,6 +352,16 @@ def test_customer_paging(rsps, client):
     assert len(api_calls(rsps)) == 3
 
 
+def test_paging_without_meta_information_goes_on_while_pages_are_full(rsps, client):
+    add_token(rsps)
+    full = {"Customers": [{"CustomerNumber": str(n)} for n in range(2)]}
+    rsps.get(f"{API}/customers", json=full)
+    rsps.get(f"{API}/customers", json={"Customers": [{"CustomerNumber": "9"}]})
+    pages = list(client.iter_customers(limit=2))
+    assert [len(p) for p in pages] == [2, 1]
+    assert [query(c)["page"] for c in api_calls(rsps)] == [["1"], ["2"]]
+
+
 def test_lastmodified_is_swedish_summer_time(rsps, client):
     add_token(rsps)
     rsps.get(f"{API}/customers", json=customers_page(1, 1, []))
