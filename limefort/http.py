@@ -189,6 +189,10 @@ class SlidingWindowLimiter:
     Fortnox counts 25 requests in a sliding 5-second window; pacing evenly still drew 429s
     for others, so this remembers the last `limit` send times and waits only when sending now
     would make one window too full. The margin absorbs clock and network skew.
+
+    A slot is moved to the time its answer arrived (`release`): Fortnox counted the request at
+    some moment between sending and answering, so a request slowed on its way cannot make the
+    server's window fuller than ours.
     """
 
     def __init__(
@@ -205,7 +209,7 @@ class SlidingWindowLimiter:
         self.margin = margin
         self._clock = clock
         self._sleep = sleep
-        self._sent: deque[float] = deque(maxlen=self.limit or None)
+        self._sent: deque[list[float]] = deque(maxlen=self.limit or None)
         # Held while sleeping on purpose: other threads would have to wait just as long.
         self._lock = threading.Lock()
         self.waits = 0
@@ -217,22 +221,32 @@ class SlidingWindowLimiter:
 
     def acquire(self) -> float:
         """Block until a send is allowed, record it, and return the seconds waited."""
+        return self.reserve()[1]
+
+    def reserve(self) -> tuple[list[float], float]:
+        """As `acquire`, also returning the slot to `release` when the answer is in."""
+        slot = [0.0]
         if not self.enabled:
-            return 0.0
+            return slot, 0.0
         span = self.window + self.margin
         waited = 0.0
         with self._lock:
             while len(self._sent) >= self.limit:
-                delay = self._sent[0] + span - self._clock()
+                delay = min(s[0] for s in self._sent) + span - self._clock()
                 if delay <= 0:
                     break
                 if waited == 0.0:
                     self.waits += 1
                 self._sleep(delay)
                 waited += delay
-            self._sent.append(self._clock())
+            slot[0] = self._clock()
+            self._sent.append(slot)
             self.waited += waited
-        return waited
+        return slot, waited
+
+    def release(self, slot: list[float]) -> None:
+        with self._lock:
+            slot[0] = max(slot[0], self._clock())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -576,8 +590,7 @@ class HttpClient:
                 hdrs.update(self.auth(force[0]))
                 force[0] = False
             # Every attempt is a request Fortnox counts, so every attempt asks the limiter.
-            if self.limiter is not None:
-                self.limiter.acquire()
+            slot = self.limiter.reserve()[0] if self.limiter is not None else None
             self._bump("requests", method)
             try:
                 resp = self.session.request(
@@ -603,6 +616,9 @@ class HttpClient:
                 )
                 lost.in_flight = any(isinstance(e, timeouts) for e in exception_chain(exc))
                 raise lost from exc
+            finally:
+                if slot is not None and self.limiter is not None:
+                    self.limiter.release(slot)
             return self._classify(resp, method, shown, idempotent)
 
         def wait(rs: tenacity.RetryCallState) -> float:

@@ -456,3 +456,26 @@ def test_retry_warnings_carry_no_secret_and_name_path_attempt_reason_wait(rsps, 
     assert len(warnings) == 2
     assert "GET /x: attempt 1/6 failed (connection lost); retrying in" in warnings[0]
     assert "attempt 2/6 failed (HTTP 503)" in warnings[1]
+
+
+def test_limiter_counts_a_slow_request_from_when_its_answer_arrived():
+    clock = FakeClock()
+    lim = SlidingWindowLimiter(25, 5.0, margin=0.2, clock=clock, sleep=clock.sleep)
+    slow, _ = lim.reserve()  # sent at t=0, answered at t=1: Fortnox may have counted it at 1
+    clock.t = 1.0
+    lim.release(slow)
+    for _ in range(24):
+        lim.acquire()
+    lim.acquire()  # the 26th waits for the earliest slot, now the slow one at t=1
+    assert clock.t == pytest.approx(6.2)
+
+
+def test_every_attempt_releases_its_slot_even_when_the_connection_fails(rsps):
+    clock = FakeClock()
+    lim = SlidingWindowLimiter(25, 5.0, margin=0.2, clock=clock, sleep=clock.sleep)
+    settings = RetrySettings(attempts=4, sleep=lambda s: None)
+    client = HttpClient(BASE, "Fortnox", settings=settings, limiter=lim)
+    rsps.get(f"{BASE}/3/x", body=requests.exceptions.ConnectionError("reset"))
+    rsps.get(f"{BASE}/3/x", json={"ok": True})
+    assert client.request("GET", "/3/x").json() == {"ok": True}
+    assert len(lim._sent) == 2
