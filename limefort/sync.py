@@ -132,16 +132,11 @@ class Syncer:
     # Entry points
     # ------------------------------------------------------------------------------------------
 
-    def run_pass(self, *, since: datetime | None = None, only: str | None = None) -> PassResult:
-        now = self.clock()
+    def _guarded(self, work: Callable[[], None]) -> PassResult:
+        """Run one entry point's work: an unreachable service or a stop request ends it
+        between two records, with everything done so far committed."""
         try:
-            self.reconcile()
-            if only in (None, "customers"):
-                self._companies_phase(now, since)
-            if only in (None, "deals") and self.cfg.sync.deal_target != "none":
-                self._deals_phase(now, since)
-                self._follow_companies()
-            self.reconcile(settle_only=True)
+            work()
         except PassAborted as exc:
             self.result.aborted = str(exc)
             log.error("pass stopped: %s", exc)
@@ -151,9 +146,25 @@ class Syncer:
         self._collect_stats()
         return self.result
 
+    def run_pass(self, *, since: datetime | None = None, only: str | None = None) -> PassResult:
+        now = self.clock()
+
+        def work() -> None:
+            self.reconcile()
+            if only in (None, "customers"):
+                self._companies_phase(now, since)
+            if only in (None, "deals") and self.cfg.sync.deal_target != "none":
+                self._deals_phase(now, since)
+                self._follow_companies()
+            # Answers lost during this pass: check now rather than leave them for the next.
+            self.reconcile(only=set(self._sent))
+
+        return self._guarded(work)
+
     def retry(self, keys: Iterable[str]) -> PassResult:
         """Re-attempt quarantined records now, whether or not Lime Go changed them."""
-        try:
+
+        def work() -> None:
             self.reconcile()
             for key in keys:
                 self._check_stop()
@@ -176,12 +187,8 @@ class Syncer:
                     self.result.problems.append((key, "not a company:<id> or deal:<id> key"))
             if self.cfg.sync.deal_target != "none":
                 self._follow_companies()
-        except PassAborted as exc:
-            self.result.aborted = str(exc)
-        except _Stop:
-            self.result.stopped = True
-        self._collect_stats()
-        return self.result
+
+        return self._guarded(work)
 
     def backfill_candidates(self, start: datetime, end: datetime) -> list[str]:
         """The ids of deals won in [start, end] that Fortnox has no document for yet (writes
@@ -215,7 +222,8 @@ class Syncer:
         page at a time so that memory stays flat however many there are."""
         self._window = (start, end)
         wanted = set(candidates)
-        try:
+
+        def work() -> None:
             self.reconcile()
             pages = self.limego.iter_deals(updated_since=start) if wanted else iter(())
             for page in self._guard_reads(pages):
@@ -227,12 +235,8 @@ class Syncer:
                     self._run_actions(self._plan_deals([deal], page.companies, window=(start, end)))
                     if progress:
                         progress(deal)
-        except PassAborted as exc:
-            self.result.aborted = str(exc)
-        except _Stop:
-            self.result.stopped = True
-        self._collect_stats()
-        return self.result
+
+        return self._guarded(work)
 
     # ------------------------------------------------------------------------------------------
     # Phases
@@ -790,7 +794,10 @@ class Syncer:
         at = datetime.fromisoformat(row[at_field])
         return (self.clock() - at).total_seconds() >= 2 * self.cfg.http.timeout
 
-    def reconcile(self, *, settle_only: bool = False) -> None:
+    def reconcile(self, *, only: set[str] | None = None) -> None:
+        """Settle pending intents; `only` limits it to these keys (those sent this pass)."""
+        if only is not None and not only:
+            return
         if self.dry_run:
             for row in self.store.pending_customers():
                 self.echo(
@@ -802,9 +809,11 @@ class Syncer:
                 )
             return
         for row in self.store.pending_customers():
-            self._reconcile_customer(row)
+            if only is None or f"company:{row['company_id']}" in only:
+                self._reconcile_customer(row)
         for row in self.store.pending_documents():
-            self._reconcile_document(row)
+            if only is None or f"deal:{row['deal_id']}" in only:
+                self._reconcile_document(row)
 
     def _reconcile_document(self, row: dict[str, Any]) -> None:
         key = f"deal:{row['deal_id']}"

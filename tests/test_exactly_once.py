@@ -327,6 +327,7 @@ def test_a_pending_intent_fortnox_cannot_confirm_stays_pending_and_is_never_rese
     for r in runs:
         assert r.code == 1, r.err
         assert key in r.err and "pending" in r.err
+        assert r.err.count(f"limefort: {key} pending:") == 1, r.err  # named once per pass
     status = lf.status()
     assert [p["key"] for p in status["pending"]] == [key]
     assert status["pending"][0]["since"]
