@@ -13,7 +13,8 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,39 @@ def lf(sandbox: Sandbox, tmp_path: Path) -> Lf:
 
 def fortnox_calls(sb: Sandbox) -> list[str]:
     return [f"{r.method} {r.path}" for r in sb.fortnox.requests if r.path.startswith("/3/")]
+
+
+DEADLINE = 60.0  # a bound for a hung process, never a performance claim
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = DEADLINE, what: str = "") -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or cond}")
+
+
+def spawn_logged(lf: Lf, name: str, *args: str, **kw: Any) -> tuple[subprocess.Popen[str], Path]:
+    """A real `limefort` process; output goes to files so a chatty one never blocks."""
+    err = lf.dir / f"{name}.err"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "limefort", "--config", str(lf.config), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=(lf.dir / f"{name}.out").open("w"),
+        stderr=err.open("w"),
+        text=True,
+        **kw,
+    )
+    return proc, err
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = DEADLINE) -> int:
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise

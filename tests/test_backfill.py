@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Lf, fortnox_calls
+from conftest import DEADLINE, Lf, finish, fortnox_calls, spawn_logged, wait_for
 
 from limefort.cli import Progress
 from limefort.sandbox import Sandbox
@@ -25,7 +22,6 @@ from limefort.store import Store
 from limefort.sync import eta_seconds
 
 N = 150
-DEADLINE = 60.0  # generous: a bound for a hung process, not a performance claim
 
 
 class _Any:
@@ -51,39 +47,6 @@ class Historical:
 
     def created(self) -> int:
         return len(self.sb.fortnox.invoices)
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = DEADLINE, what: str = "") -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or cond}")
-
-
-def spawn(lf: Lf, name: str, *args: str, **kw: Any) -> tuple[subprocess.Popen[str], Path]:
-    """A real `limefort` process; stderr goes to a file so a chatty one never blocks."""
-    err = lf.dir / f"{name}.err"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "limefort", "--config", str(lf.config), *args],
-        stdin=subprocess.DEVNULL,
-        stdout=(lf.dir / f"{name}.out").open("w"),
-        stderr=err.open("w"),
-        text=True,
-        **kw,
-    )
-    return proc, err
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = DEADLINE) -> int:
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise
 
 
 @pytest.fixture
@@ -118,7 +81,7 @@ def test_backfill_interrupted_twice_ends_with_exactly_one_invoice_per_deal(
     sb.latency = 0.03  # slow enough that the interruptions land mid-way
 
     # 1. SIGINT (Ctrl-C) after some invoices: the record in hand finishes, exit 1.
-    proc, err = spawn(lf, "bf1", "backfill", "--from", hist.today, "--yes")
+    proc, err = spawn_logged(lf, "bf1", "backfill", "--from", hist.today, "--yes")
     wait_for(lambda: hist.created() >= 30 or proc.poll() is not None, what="30 invoices")
     proc.send_signal(signal.SIGINT)
     assert finish(proc) == 1, err.read_text()
@@ -138,7 +101,7 @@ def test_backfill_interrupted_twice_ends_with_exactly_one_invoice_per_deal(
     assert status["documents"]["invoice"] == first
 
     # 2. SIGKILL a little later: no chance to tidy up; at most one intent is left pending.
-    proc, err = spawn(lf, "bf2", "backfill", "--from", hist.today, "--yes")
+    proc, err = spawn_logged(lf, "bf2", "backfill", "--from", hist.today, "--yes")
     out2 = (lf.dir / "bf2.out").read_text
     wait_for(lambda: hist.created() >= first + 30 or proc.poll() is not None, what="30 more")
     proc.kill()
@@ -238,7 +201,7 @@ def test_dry_run_writes_nothing_and_estimates_from_the_rate_limit(hist: Historic
 
 def test_without_yes_and_without_a_terminal_it_refuses_in_one_line(hist: Historical) -> None:
     hist.sb.fortnox.reset_log()
-    proc, err = spawn(hist.lf, "noyes", "backfill", "--from", hist.today)
+    proc, err = spawn_logged(hist.lf, "noyes", "backfill", "--from", hist.today)
     assert finish(proc) == 2
     lines = err.read_text().strip().splitlines()
     assert len(lines) == 1, lines

@@ -6,54 +6,17 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Lf
+from conftest import Lf, finish, spawn_logged, wait_for
 
 from limefort.sandbox import Sandbox
 
-DEADLINE = 60.0  # a bound for something hung, never a performance claim
 BATCH = 40  # new won deals: with the added latency a pass over them takes seconds
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = DEADLINE, what: str = "") -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or cond}")
-
-
-def spawn(lf: Lf, name: str, *args: str) -> tuple[subprocess.Popen[str], Path]:
-    """A real `limefort` process; output goes to files so a chatty daemon never blocks."""
-    err = lf.dir / f"{name}.err"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "limefort", "--config", str(lf.config), *args],
-        stdin=subprocess.DEVNULL,
-        stdout=(lf.dir / f"{name}.out").open("w"),
-        stderr=err.open("w"),
-        text=True,
-    )
-    return proc, err
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = 30.0) -> int:
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise
 
 
 def synced_customers(lf: Lf, sb: Sandbox) -> list[str]:
@@ -113,7 +76,7 @@ def test_daemon_follows_changes_then_stops_cleanly_on_sigterm_mid_pass(
     cid = customers[0]
     open_deal = sb.limego.add_deal(cid, stage="open", name="Fönsterbyte", value="9900.00")
 
-    proc, err = spawn(lf, "daemon", "--log-format", "json", "run")
+    proc, err = spawn_logged(lf, "daemon", "--log-format", "json", "run")
     try:
         # The first pass (at start) sees the open deal and does nothing with it.
         wait_for(
@@ -186,7 +149,7 @@ def test_sync_honours_sigterm_at_a_record_boundary(sb: Sandbox, tmp_path: Path) 
     sb.latency = 0.1
     batch = add_batch(sb, customers)
 
-    proc, err = spawn(lf, "sync", "sync")
+    proc, err = spawn_logged(lf, "sync", "sync")
     try:
         wait_for(lambda: invoices_for(sb, batch) >= 1, what="the sync to start on the batch")
         proc.send_signal(signal.SIGTERM)
