@@ -40,39 +40,11 @@ TOKEN_LIFETIME = 1800.0  # seconds, when the answer leaves out expires_in
 TOKEN_MARGIN = 60.0  # fetch a new token this long before the old one expires
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# Company attributes the default mapping reads (api/limego.md). Not sent as fields[companies]
-# by default: the mapping is user-overridable and may name any attribute (or a custom field),
-# and a sparse fieldset would silently turn such an attribute into "missing". A page of 100
-# companies is small, so the bandwidth saved is not worth that trap. The same goes for deals,
-# whose document mapping is overridable too; there a sparse fieldset would also have to list
-# every relationship by name or drop it. Callers that know exactly what they need may pass
-# `fields=`.
-COMPANY_ATTRIBUTES = (
-    "name",
-    "business_id",
-    "status",
-    "phone",
-    "email",
-    "street",
-    "postal_code",
-    "city",
-    "state",
-    "country",
-    "custom_fields",
-    "created_at",
-    "updated_at",
-)
-DEAL_ATTRIBUTES = (
-    "name",
-    "description",
-    "value",
-    "currency",
-    "probability",
-    "expected_close_date",
-    "custom_fields",
-    "created_at",
-    "updated_at",
-)
+# No sparse fieldsets (fields[companies], fields[deals]) by default: the mapping is
+# user-overridable and may name any attribute (or a custom field), and a sparse fieldset would
+# silently turn such an attribute into "missing". A page of 100 is small, so the bandwidth saved
+# is not worth that trap; for deals a fieldset would also have to list every relationship by
+# name or drop it. Callers that know exactly what they need may pass `fields=`.
 DEAL_RELATIONSHIPS = ("company", "stage", "contacts", "owners")
 
 BAD_CLIENT = "Lime Go rejected the client id/secret: check [limego] client_id and client_secret"
