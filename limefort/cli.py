@@ -21,6 +21,7 @@ from limefort import config as config_mod
 from limefort.config import Config
 from limefort.errors import EX_OK, EX_PARTIAL, EX_USAGE, ConfigError, LimefortError, UserError
 from limefort.http import REDACTOR
+from limefort.keys import company_key, deal_key
 from limefort.runner import build_clients, locked, one_pass, open_store, summarise
 from limefort.store import Store
 from limefort.sync import PassResult, Syncer, eta_seconds
@@ -386,10 +387,14 @@ def status(app: App, as_json: bool) -> int:
     return EX_OK
 
 
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t else None
+
+
 def status_data(store: Store) -> dict[str, Any]:
     runs = store.runs(10)
     last = runs[0] if runs else None
-    skipped = store.db.execute("SELECT count(*) FROM documents WHERE state='skipped'").fetchone()[0]
+    skipped = store.count_skipped()
     return {
         "cursors": store.cursors(),
         "customers": store.count_customers(),
@@ -397,22 +402,22 @@ def status_data(store: Store) -> dict[str, Any]:
         "skipped_historical": skipped,
         "quarantined": [
             {
-                "key": q["key"],
-                "name": q["name"],
-                "reason": q["reason"],
-                "hint": q["hint"],
-                "attempts": q["attempts"],
-                "since": q["first_seen"],
-                "last_seen": q["last_seen"],
+                "key": q.key,
+                "name": q.name,
+                "reason": q.reason,
+                "hint": q.hint,
+                "attempts": q.attempts,
+                "since": q.first_seen,
+                "last_seen": q.last_seen,
             }
             for q in store.all_quarantined()
         ],
         "pending": [
-            {"key": f"company:{p['company_id']}", "kind": "customer", "since": p["intent_at"]}
+            {"key": company_key(p.company_id), "kind": "customer", "since": _iso(p.intent_at)}
             for p in store.pending_customers()
         ]
         + [
-            {"key": f"deal:{p['deal_id']}", "kind": p["kind"], "since": p["since"]}
+            {"key": deal_key(p.deal_id), "kind": p.kind, "since": _iso(p.since)}
             for p in store.pending_documents()
         ],
         "last_run": (
@@ -450,7 +455,7 @@ def retry(app: App, keys: tuple[str, ...], all_: bool) -> int:
     cfg = app.config()
 
     def work(s: Syncer) -> PassResult:
-        todo = list(keys) or [q["key"] for q in s.store.all_quarantined()]
+        todo = list(keys) or [q.key for q in s.store.all_quarantined()]
         if not todo:
             app.echo("Nothing is quarantined.")
         return s.retry(todo)

@@ -27,10 +27,10 @@ from limefort.errors import (
     ApiError,
     AuthError,
     NotFound,
-    ServiceError,
     TransientError,
     UnknownOutcome,
 )
+from limefort.explain import explain, int_code
 from limefort.http import (
     REDACTOR,
     HttpClient,
@@ -97,83 +97,6 @@ BAD_CODE = (
 )
 
 
-# ---------------------------------------------------------------------------------------------
-# Errors in plain words
-# ---------------------------------------------------------------------------------------------
-
-_PLAIN: dict[int, str] = {
-    2000433: "the customer does not exist in Fortnox",
-    2000637: "the customer number is already used by another Fortnox customer",
-    2000359: "a field holds characters Fortnox does not accept",
-    2000106: "a field that must be alphanumeric holds other characters",
-    2000108: "a field that must be numeric holds other characters",
-    2000310: "Fortnox rejected the login (invalid credentials)",
-    2000311: "Fortnox rejected the login (invalid credentials)",
-    2001399: "a field name Fortnox does not know (check the [mapping] tables)",
-    2002115: "the request body was not valid JSON",
-    2001392: "the request body was empty or had the wrong shape",
-    2000423: "the bookkeeping account does not exist in Fortnox (check [sync] account_number)",
-    2004167: (
-        "a row with a custom VAT rate needs a sales account (EasyVat): set [sync] "
-        "account_number or article_number"
-    ),
-    1000003: "Fortnox had an internal error (system exception); try again later",
-}
-
-
-def _plain(code: int | None, scope: str | None = None) -> str:
-    scope_name = f"'{scope}'" if scope else "the needed"
-    if code == 2001101:
-        return (
-            f"the Fortnox company has no licence for the {scope_name} module: buy or activate "
-            "it in Fortnox, or set [sync] deal_target to something the company has"
-        )
-    if code == 2000663:
-        return (
-            f"the integration is not authorised for the {scope_name} scope: add it to "
-            "[fortnox] scopes and to the app, then consent again (`limefort auth fortnox`)"
-        )
-    return _PLAIN.get(code or 0, "")
-
-
-def explain(
-    code: int | str | ServiceError | None,
-    message: str | None = None,
-    *,
-    scope: str | None = None,
-) -> str:
-    """Fortnox's error code in plain English, with Fortnox's own words after it.
-
-    Also takes a whole ServiceError (as the sync does for quarantine reasons): then the answer
-    is the error's one-line form, with the plain words added if they are not there yet.
-    """
-    if isinstance(code, ServiceError):
-        exc = code
-        text = exc.message
-        if exc.service == SERVICE:
-            plain = _plain(_int_code(exc.code), scope)
-            if plain and plain not in text:
-                text = f"{plain} (Fortnox: {text})"
-        head = [exc.service]
-        if exc.status is not None:
-            head.append(f"HTTP {exc.status}")
-        if exc.code is not None:
-            head.append(f"code {exc.code}")
-        return f"{' '.join(head)}: {text}"
-    plain = _plain(_int_code(code), scope)
-    message = (message or "").strip()
-    if plain and message:
-        return f"{plain} (Fortnox: {message})"
-    return plain or message or "Fortnox gave no reason"
-
-
-def _int_code(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _scope_of(url: str) -> str | None:
     parts = [p for p in urlsplit(url).path.split("/") if p]
     if "3" in parts:
@@ -192,7 +115,7 @@ def fortnox_error(resp: requests.Response) -> ApiError:
         raw = next((v for k, v in body.items() if k.lower() == "errorinformation"), None)
         if isinstance(raw, Mapping):
             info = {str(k).lower(): v for k, v in raw.items()}
-    code = _int_code(info.get("code"))
+    code = int_code(info.get("code"))
     message = info.get("message")
     if message is None:
         text = (resp.text or "").strip()
@@ -587,7 +510,7 @@ class FortnoxClient:
             items = body.get(list_key) if isinstance(body, Mapping) else None
             items = [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
             meta = body.get("MetaInformation") if isinstance(body, Mapping) else None
-            total = _int_code(meta.get("@TotalPages")) if isinstance(meta, Mapping) else None
+            total = int_code(meta.get("@TotalPages")) if isinstance(meta, Mapping) else None
             if items:
                 yield items
             # Without MetaInformation, a full page means there may be another.
@@ -642,6 +565,17 @@ class FortnoxClient:
         path, one, _ = DOCUMENTS[kind]
         body = self._call("POST", f"/{path}", json={one: dict(payload)})
         return self._unwrap(body, one, method="POST", path=f"/{path}")
+
+    def iter_documents(
+        self, kind: DocumentKind, *, lastmodified: datetime | None = None, limit: int = MAX_LIMIT
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of invoice or order list items: each carries ExternalInvoiceReference1,
+        DocumentNumber, CustomerNumber, Cancelled, Booked (invoices), Sent and Total."""
+        path, _, many = DOCUMENTS[kind]
+        params: dict[str, Any] = {}
+        if lastmodified is not None:
+            params["lastmodified"] = format_lastmodified(lastmodified)
+        yield from self._pages(f"/{path}", many, params, limit)
 
     def find_documents(self, kind: DocumentKind, external_ref: str) -> list[dict[str, Any]]:
         """Documents whose ExternalInvoiceReference1 is exactly `external_ref` (Fortnox's search

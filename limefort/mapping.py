@@ -22,6 +22,7 @@ from typing import Any, Literal
 import simplejson
 
 from limefort.errors import ConfigError
+from limefort.keys import customer_ref, document_ref
 from limefort.models import Company, CustomFieldDef, Deal, DocumentKind, Person
 from limefort.normalise import (
     Invalid,
@@ -446,7 +447,7 @@ def map_company(
             "fill in the organisation number (business_id) in Lime Go, "
             "or set sync.require_orgnr = false",
         )
-    key = _key_value(CUSTOMER_KEY_FIELD, f"limego:company:{company.id}")
+    key = _key_value(CUSTOMER_KEY_FIELD, customer_ref(company.id))
     if key is None:
         return Rejected(
             f"company id {quote(company.id)} cannot be stored in Fortnox's ExternalReference",
@@ -544,7 +545,7 @@ def map_deal(
         if got.value is not None:
             payload[name] = got.value
 
-    key = _key_value(DOCUMENT_KEY_FIELD, f"limego:deal:{deal.id}")
+    key = _key_value(DOCUMENT_KEY_FIELD, document_ref(deal.id))
     if key is None:
         return Rejected(
             f"deal id {quote(deal.id)} does not fit Fortnox's ExternalInvoiceReference1",

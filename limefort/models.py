@@ -12,6 +12,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+from limefort.keys import company_key, deal_key
+
 DocumentKind = Literal["invoice", "order"]
 
 
@@ -35,7 +37,7 @@ class Company:
 
     @property
     def key(self) -> str:
-        return f"company:{self.id}"
+        return company_key(self.id)
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,8 @@ class Deal:
         return Decimal(str(raw))
 
     @property
-    def currency(self) -> str | None:
-        return self.attributes.get("currency")
-
-    @property
     def key(self) -> str:
-        return f"deal:{self.id}"
+        return deal_key(self.id)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,12 @@
-"""Decide, then do (after vdirsyncer): turn Lime Go records plus stored state into actions.
+"""Decide, then do (after vdirsyncer): every rule of the sync, as pure functions.
 
-Everything here is pure: the caller passes in what the store and Fortnox's customer index
-know, and gets back a list of actions. `sync` executes them; a dry run only prints them.
+`plan_page` turns a `Snapshot` (the records of one page of Lime Go, what the store holds for
+them, what Fortnox's own indexes hold for them, the people and field definitions the mapping
+needs) and the pass's `Rules` into a list of actions. The executor runs them in order and only
+executes; what a failure means is the pure table `after_failure`. A dry run prints the plan.
+
+Nothing here does I/O or reads a clock: every fact comes in as data, so every rule has a table
+test in tests/test_plan*.py.
 """
 
 from __future__ import annotations
@@ -12,8 +17,35 @@ from datetime import datetime
 from typing import Any
 
 from limefort.cursor import is_new_win
-from limefort.mapping import Mapped, Rejected, changed_fields, from_json, payload_hash
-from limefort.models import Company, Deal, DocumentKind, Stage
+from limefort.errors import ApiError, NotFound, ServiceError, TransientError, UnknownOutcome
+from limefort.explain import explain
+from limefort.keys import customer_ref, document_ref
+from limefort.mapping import (
+    DealContext,
+    Mapped,
+    Rejected,
+    changed_fields,
+    from_json,
+    map_company,
+    map_deal,
+    payload_hash,
+)
+from limefort.models import Company, CustomFieldDef, Deal, DocumentKind, Person, Stage
+from limefort.normalise import quote
+from limefort.store import CustomerLink, DocumentIntent, LedgerDocument, QuarantineEntry
+
+# --- actions ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CustomerOf:
+    """The Fortnox customer that an earlier action of the same plan creates or links for this
+    company: a document for a new company refers to its creation, not to a number."""
+
+    company_id: str
+
+
+CustomerRef = str | CustomerOf
 
 
 @dataclass(frozen=True)
@@ -25,12 +57,14 @@ class CreateCustomer:
 
 @dataclass(frozen=True)
 class AdoptCustomer:
-    """Fortnox already has a customer with this organisation number: link it, send our fields."""
+    """Fortnox already has this customer (same organisation number, or limefort's own
+    ExternalReference): link it and send our fields, never create a second one."""
 
     company: Company
-    customer_number: str
+    customer: CustomerRef
     payload: dict[str, Any]
     warnings: tuple[str, ...] = ()
+    by: str = "organisation number"
 
 
 @dataclass(frozen=True)
@@ -46,9 +80,21 @@ class UpdateCustomer:
 class CreateDocument:
     deal: Deal
     kind: DocumentKind
-    payload: dict[str, Any]  # without CustomerNumber: known only once the customer exists
+    payload: dict[str, Any]  # without CustomerNumber: the executor adds the resolved one
     company: Company
+    customer: CustomerRef
     warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LinkDocument:
+    """Fortnox already holds a document with this deal's key (Fortnox is the ledger): link the
+    deal to it instead of creating another. `others` are further documents with the same key."""
+
+    deal: Deal
+    kind: DocumentKind
+    document: LedgerDocument
+    others: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,13 +110,23 @@ class Quarantine:
     reason: str
     hint: str
     source_hash: str | None
+    waits_for: str | None = None
 
 
 @dataclass(frozen=True)
 class Release:
-    """A quarantined record that is now in line with Fortnox without a request."""
+    """A quarantined record that needs nothing more from Fortnox."""
 
     key: str
+    why: str = "already in line with Fortnox"
+
+
+@dataclass(frozen=True)
+class Defer:
+    """Not this pass: the record waits (its cursor is held) and is planned again next pass."""
+
+    key: str
+    why: str
 
 
 Action = (
@@ -78,10 +134,89 @@ Action = (
     | AdoptCustomer
     | UpdateCustomer
     | CreateDocument
+    | LinkDocument
     | SkipHistorical
     | Quarantine
     | Release
+    | Defer
 )
+
+
+def key_of(a: Action) -> str:
+    match a:
+        case CreateCustomer(company=c) | AdoptCustomer(company=c) | UpdateCustomer(company=c):
+            return c.key
+        case CreateDocument(deal=d) | LinkDocument(deal=d) | SkipHistorical(deal=d):
+            return d.key
+        case Quarantine(key=k) | Release(key=k) | Defer(key=k):
+            return k
+    raise TypeError(a)
+
+
+def count_name(a: Action) -> str:
+    """The pass counter an action adds to when it is done (or, in a dry run, planned)."""
+    match a:
+        case CreateCustomer():
+            return "customers_created"
+        case AdoptCustomer():
+            return "customers_adopted"
+        case UpdateCustomer():
+            return "customers_updated"
+        case CreateDocument(kind=k):
+            return f"{k}s_created"
+        case LinkDocument():
+            return "documents_relinked"
+        case SkipHistorical():
+            return "skipped_historical"
+        case Quarantine():
+            return "quarantined"
+        case Release():
+            return "released"
+        case Defer():
+            return "deferred"
+    raise TypeError(a)
+
+
+# --- what a pass knows ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What holds for a whole pass: configuration, won stages, `sync.start`, a backfill's window."""
+
+    customer_map: Mapping[str, str]
+    document_map: Mapping[str, str]
+    statuses: frozenset[str]
+    kind: DocumentKind | None  # None: deal_target = "none"
+    won: frozenset[str]
+    start: datetime
+    window: tuple[datetime, datetime] | None = None
+    require_orgnr: bool = False
+    require_positive_value: bool = True
+    article_number: str = ""
+    account_number: str = ""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the planner may know about one page, gathered before it decides."""
+
+    companies: Sequence[Company] = ()  # companies read for their own sake
+    scoped: bool = True  # only customers by status (or already linked) are planned
+    deals: Sequence[Deal] = ()
+    related: Mapping[str, Company] = field(default_factory=dict)  # the deals' companies
+    links: Mapping[str, CustomerLink] = field(default_factory=dict)  # by company id
+    intents: Mapping[str, DocumentIntent] = field(default_factory=dict)  # by deal id
+    quarantine: Mapping[str, QuarantineEntry] = field(default_factory=dict)  # by key
+    by_orgnr: Mapping[str, Sequence[str]] = field(default_factory=dict)  # Fortnox customers
+    by_ref: Mapping[str, Sequence[str]] = field(default_factory=dict)  # by ExternalReference
+    ledger: Mapping[str, Sequence[LedgerDocument]] = field(default_factory=dict)  # by doc key
+    contacts: Mapping[str, Person] = field(default_factory=dict)
+    owners: Mapping[str, Person] = field(default_factory=dict)
+    field_defs: Mapping[str, CustomFieldDef] = field(default_factory=dict)
+    force: bool = False  # retry: plan quarantined records though Lime Go did not change them
+    resend: frozenset[str] = frozenset()  # keys whose pending intent Fortnox certainly lacks
+    planned: frozenset[str] = frozenset()  # company ids an earlier page already plans to link
 
 
 def source_hash(*records: Company | Deal | None) -> str:
@@ -91,131 +226,425 @@ def source_hash(*records: Company | Deal | None) -> str:
     )
 
 
+def won_stage_ids(
+    stages: Mapping[str, Stage], categories: Iterable[str], names: Iterable[str]
+) -> frozenset[str]:
+    cats = {c.casefold() for c in categories}
+    wanted = {n.casefold() for n in names}
+    return frozenset(
+        s.id
+        for s in stages.values()
+        if (s.category or "").casefold() in cats or s.name.casefold() in wanted
+    )
+
+
 # --- companies --------------------------------------------------------------------------------
 
 
-def company_in_scope(
-    company: Company, statuses: Iterable[str], state: Mapping[str, Any] | None
-) -> bool:
+def company_in_scope(company: Company, statuses: Iterable[str], link: CustomerLink | None) -> bool:
     """A customer by status, or one limefort already put in Fortnox (its changes still flow)."""
-    return state is not None or (company.status or "") in set(statuses)
+    return link is not None or (company.status or "") in set(statuses)
+
+
+def map_one_company(company: Company, rules: Rules) -> Mapped | Rejected:
+    return map_company(company, rules.customer_map, require_orgnr=rules.require_orgnr)
+
+
+def orgnr_of(result: Mapped | Rejected) -> str | None:
+    return result.payload.get("OrganisationNumber") if isinstance(result, Mapped) else None
+
+
+def customer_lookups(
+    companies: Iterable[Company],
+    links: Mapping[str, CustomerLink],
+    rules: Rules,
+    quarantine: Mapping[str, QuarantineEntry],
+    force: bool = False,
+) -> tuple[set[str], set[str]]:
+    """What Fortnox's customer index must answer before these companies can be planned: the
+    organisation numbers of unlinked companies, and the ExternalReference of those without one
+    (they can be recognised only by limefort's own key). Not asked for companies that will not
+    be sent: rejected by the mapping, or quarantined and unchanged since."""
+    orgnrs: set[str] = set()
+    refs: set[str] = set()
+    for c in companies:
+        if c.id in links:
+            continue
+        q = quarantine.get(c.key)
+        if q is not None and not force and q.source_hash == source_hash(c):
+            continue
+        result = map_one_company(c, rules)
+        if isinstance(result, Rejected):
+            continue
+        orgnr = orgnr_of(result)
+        if orgnr:
+            orgnrs.add(orgnr)
+        else:
+            refs.add(customer_ref(c.id))
+    return orgnrs, refs
 
 
 def plan_company(
     company: Company,
     result: Mapped | Rejected,
     *,
-    state: Mapping[str, Any] | None,
-    quarantined: Mapping[str, Any] | None,
-    index_matches: Sequence[str] = (),
+    link: CustomerLink | None,
+    quarantined: QuarantineEntry | None,
+    matches: Sequence[str] = (),
     force: bool = False,
+    by: str = "organisation number",
 ) -> Action | None:
-    """One company, already mapped. `state` is its `customers` row, `quarantined` its
-    quarantine row, `index_matches` the Fortnox customers with its organisation number."""
-    if state is not None and state["state"] == "pending":
+    """One company, already mapped. `matches`: Fortnox customers that are this company
+    (same organisation number, or limefort's ExternalReference for it)."""
+    if link is not None and link.state == "pending":
         return None  # an unknown outcome: reconciliation owns it, never a second POST
     # The source hash only matters for a quarantined or rejected company: not hashed otherwise
     # (a `--since` pass re-reads every company, nearly all of them in neither state).
-    if (
-        quarantined is not None
-        and not force
-        and quarantined.get("source_hash") == source_hash(company)
-    ):
+    if quarantined is not None and not force and quarantined.source_hash == source_hash(company):
         return None  # nothing changed in Lime Go since it was quarantined
     if isinstance(result, Rejected):
         return Quarantine(
             company.key, company.name, result.reason, result.hint, source_hash(company)
         )
     payload = result.payload
-    if state is None:
-        if index_matches:
-            return AdoptCustomer(company, index_matches[0], payload, result.warnings)
+    if link is None:
+        if matches:
+            return AdoptCustomer(company, matches[0], payload, result.warnings, by=by)
         return CreateCustomer(company, payload, result.warnings)
-    if payload_hash(payload) == state["hash"]:
+    if payload_hash(payload) == link.hash:
         return Release(company.key) if quarantined is not None else None
-    changes = changed_fields(from_json(state["payload"]) if state["payload"] else {}, payload)
-    return UpdateCustomer(company, state["customer_number"], payload, changes, result.warnings)
+    assert link.customer_number is not None  # a done link has its number
+    changes = changed_fields(from_json(link.payload) if link.payload else {}, payload)
+    return UpdateCustomer(company, link.customer_number, payload, changes, result.warnings)
+
+
+def plan_companies(snap: Snapshot, rules: Rules) -> list[Action]:
+    """The companies of a page. Two companies of one page with one organisation number: the
+    first is created, the second is linked to the customer that creation makes."""
+    actions: list[Action] = []
+    creating: dict[str, str] = {}  # organisation number -> company id created in this plan
+    for c in snap.companies:
+        if snap.scoped and not company_in_scope(c, rules.statuses, snap.links.get(c.id)):
+            continue
+        act = _plan_company_in(snap, c, rules, creating)
+        if act is not None:
+            actions.append(act)
+    return actions
+
+
+def _plan_company_in(
+    snap: Snapshot, c: Company, rules: Rules, creating: dict[str, str]
+) -> Action | None:
+    result = map_one_company(c, rules)
+    orgnr = orgnr_of(result)
+    if orgnr:
+        matches: Sequence[str] = snap.by_orgnr.get(orgnr, ())
+        by = "organisation number"
+    else:
+        matches = snap.by_ref.get(customer_ref(c.id), ())
+        by = "limefort's ExternalReference"
+    link = _live_link(snap, c)
+    act = plan_company(
+        c,
+        result,
+        link=link,
+        quarantined=snap.quarantine.get(c.key),
+        matches=matches,
+        force=snap.force,
+        by=by,
+    )
+    if isinstance(act, CreateCustomer) and orgnr:
+        if orgnr in creating:
+            return AdoptCustomer(c, CustomerOf(creating[orgnr]), act.payload, act.warnings)
+        creating[orgnr] = c.id
+    return act
 
 
 # --- deals ------------------------------------------------------------------------------------
 
 
-def won_stage_ids(
-    stages: Mapping[str, Stage], categories: Iterable[str], names: Iterable[str]
-) -> set[str]:
-    cats = {c.casefold() for c in categories}
-    wanted = {n.casefold() for n in names}
-    return {
-        s.id
-        for s in stages.values()
-        if (s.category or "").casefold() in cats or s.name.casefold() in wanted
-    }
-
-
 @dataclass
-class DealTriage:
-    """Which deals of a page need a document, and which were won before `sync.start`."""
+class Triage:
+    """Which deals of a page need a document, which were won before `sync.start`, and which
+    quarantined ones need nothing any more."""
 
     wins: list[Deal] = field(default_factory=list)
     historical: list[Deal] = field(default_factory=list)
+    released: list[Deal] = field(default_factory=list)
 
 
-def triage_deals(
-    deals: Iterable[Deal],
-    *,
-    documents: Mapping[str, Mapping[str, Any]],
-    won: set[str],
-    start: datetime,
-    quarantined: Mapping[str, Mapping[str, Any]],
-    companies: Mapping[str, Company],
-    force: bool = False,
-    window: tuple[datetime, datetime] | None = None,
-) -> DealTriage:
-    """`window` is a backfill's [from, to]: historical (skipped) deals in it become wins."""
-    out = DealTriage()
-    for deal in deals:
-        if deal.stage_id not in won:
+def triage(snap: Snapshot, rules: Rules) -> Triage:
+    out = Triage()
+    for deal in snap.deals:
+        if deal.stage_id not in rules.won:
+            if deal.key in snap.quarantine:
+                out.released.append(deal)  # no longer won: it needs no document
             continue
-        row = documents.get(deal.id)
-        if window is not None:
-            if (row is None or row["state"] == "skipped") and (
-                window[0] <= deal.updated_at <= window[1]
-            ):
+        row = snap.intents.get(deal.id)
+        if row is not None and row.state == "pending" and deal.key in snap.resend:
+            row = None  # Fortnox certainly never got it: plan it afresh
+        if rules.window is not None:
+            lo, hi = rules.window
+            if (row is None or row.state == "skipped") and lo <= deal.updated_at <= hi:
                 out.wins.append(deal)
             continue
         if row is not None:
             continue  # done, pending (reconciliation owns it) or skipped as historical
-        q = quarantined.get(deal.key)
-        company = companies.get(deal.company_id or "")
-        if q is not None and not force and q.get("source_hash") == source_hash(deal, company):
+        q = snap.quarantine.get(deal.key)
+        company = snap.related.get(deal.company_id or "")
+        if q is not None and not snap.force and q.source_hash == source_hash(deal, company):
             continue
-        if is_new_win(deal.updated_at, start):
+        if is_new_win(deal.updated_at, rules.start):
             out.wins.append(deal)
         else:
             out.historical.append(deal)
     return out
 
 
-def plan_document(
+def deal_lookups(wins: Iterable[Deal], snap: Snapshot) -> tuple[set[str], set[str]]:
+    """What must be read before these wins can be planned: companies Lime Go did not include,
+    and the first contact of each (Er referens)."""
+    companies = {d.company_id for d in wins if d.company_id and d.company_id not in snap.related}
+    contacts = {d.contact_ids[0] for d in wins if d.contact_ids}
+    return companies, contacts
+
+
+def plan_deals(snap: Snapshot, rules: Rules) -> list[Action]:
+    if rules.kind is None:
+        return []
+    kind = rules.kind
+    tri = triage(snap, rules)
+    actions: list[Action] = [SkipHistorical(d, kind) for d in tri.historical]
+    actions += [Release(d.key, "no longer won in Lime Go") for d in tri.released]
+    linking: dict[str, Action] = {}  # company id -> the action that links it in this plan
+    creating: dict[str, str] = {}
+    for d in tri.wins:
+        actions += _plan_win(snap, rules, d, kind, linking, creating)
+    return actions
+
+
+def _plan_win(
+    snap: Snapshot,
+    rules: Rules,
     deal: Deal,
-    result: Mapped | Rejected,
-    *,
     kind: DocumentKind,
-    company: Company | None,
-) -> Action:
+    linking: dict[str, Action],
+    creating: dict[str, str],
+) -> list[Action]:
+    existing = list(snap.ledger.get(document_ref(deal.id), ()))
+    if existing:
+        # Fortnox is the ledger: whatever the state file says, this deal has a document.
+        mine = [x for x in existing if x.kind == kind] or existing
+        first = next((x for x in mine if not x.cancelled), mine[0])
+        others = tuple(x.document_number for x in existing if x is not first)
+        return [LinkDocument(deal, kind, first, others)]
+    company = snap.related.get(deal.company_id or "")
+    ctx = DealContext(
+        deal=deal,
+        company=company,
+        contact=snap.contacts.get(deal.contact_ids[0]) if deal.contact_ids else None,
+        owner=snap.owners.get(deal.owner_ids[0]) if deal.owner_ids else None,
+        field_defs=snap.field_defs,
+    )
+    result = map_deal(
+        ctx,
+        kind,
+        rules.document_map,
+        article_number=rules.article_number,
+        account_number=rules.account_number,
+        require_positive_value=rules.require_positive_value,
+    )
     if isinstance(result, Rejected):
-        return Quarantine(
-            deal.key, deal.name, result.reason, result.hint, source_hash(deal, company)
-        )
+        return [
+            Quarantine(deal.key, deal.name, result.reason, result.hint, source_hash(deal, company))
+        ]
     if company is None:  # mapping rejects deals without a company; this is the belt
-        return Quarantine(
-            deal.key,
-            deal.name,
-            "the deal's company could not be read from Lime Go",
-            "check that the company still exists in Lime Go, then run `limefort retry`",
-            source_hash(deal, company),
+        return [
+            Quarantine(
+                deal.key,
+                deal.name,
+                "the deal's company could not be read from Lime Go",
+                "check that the company still exists in Lime Go, then run `limefort retry`",
+                source_hash(deal, company),
+            )
+        ]
+    out: list[Action] = []
+    link = _live_link(snap, company)
+    customer: CustomerRef
+    if link is not None and link.done:
+        assert link.customer_number is not None
+        customer = link.customer_number
+    elif link is not None and link.state == "pending":
+        return [Defer(deal.key, f"waiting for its customer ({company.key}) to be confirmed")]
+    elif company.id in linking or company.id in snap.planned:
+        customer = CustomerOf(company.id)
+    else:
+        act = _plan_company_in(snap, company, rules, creating)
+        if isinstance(act, CreateCustomer | AdoptCustomer):
+            linking[company.id] = act
+            out.append(act)
+            customer = CustomerOf(company.id)
+        elif act is None and company.key in snap.quarantine:
+            return [customer_not_ready(deal, company, None, snap.quarantine[company.key])]
+        elif isinstance(act, Quarantine):
+            out.append(act)
+            return [*out, customer_not_ready(deal, company, None, _as_entry(act))]
+        else:
+            return [Defer(deal.key, f"waiting for its customer ({company.key})")]
+    out.append(CreateDocument(deal, kind, result.payload, company, customer, result.warnings))
+    return out
+
+
+def _live_link(snap: Snapshot, company: Company) -> CustomerLink | None:
+    """The company's link, unless it is a pending one Fortnox certainly never got."""
+    link = snap.links.get(company.id)
+    if link is not None and link.state == "pending" and company.key in snap.resend:
+        return None
+    return link
+
+
+def _as_entry(q: Quarantine) -> QuarantineEntry:
+    return QuarantineEntry(q.key, q.name, q.reason, q.hint, 1, q.source_hash, "", "", None)
+
+
+def customer_not_ready(
+    deal: Deal,
+    company: Company,
+    link: CustomerLink | None,
+    company_quarantine: QuarantineEntry | None,
+) -> Action:
+    """A document's customer is not in Fortnox when it is to be sent. If the company is at
+    fault (quarantined), so is the deal, waiting for it; otherwise (its POST is pending or
+    failed in a way that is retried) the deal is not at fault: it waits, cursor held."""
+    if link is not None or company_quarantine is None:
+        wait = "confirmed" if link is not None else "created on the next pass"
+        return Defer(deal.key, f"waiting for its customer ({company.key}) to be {wait}")
+    named = f"{quote(company.name)} ({company.key})" if company.name else company.key
+    return Quarantine(
+        deal.key,
+        deal.name,
+        f"its company {named} is not in Fortnox: {company_quarantine.reason}",
+        "fix the company in Lime Go; the deal follows on the next pass",
+        source_hash(deal, company),
+        waits_for=company.key,
+    )
+
+
+def plan_page(snap: Snapshot, rules: Rules) -> list[Action]:
+    return plan_companies(snap, rules) + plan_deals(snap, rules)
+
+
+# --- what a failure means ---------------------------------------------------------------------
+
+# Fortnox refusals caused by Fortnox's settings or limefort's configuration, not by the record:
+# account not found, EasyVat needs an account, no licence, no scope, unknown field name.
+ACCOUNT_NOT_FOUND = 2000423
+CUSTOMER_NOT_FOUND = 2000433
+SETTING_CODES = frozenset({ACCOUNT_NOT_FOUND, 2004167, 2001101, 2000663, 2001399})
+
+# After this many Fortnox failures in a row that retries could not cure, the service is down:
+# stop the pass instead of hammering it record by record (cursors stay where they were).
+MAX_CONSECUTIVE_TRANSIENT = 3
+
+
+@dataclass(frozen=True)
+class KeepIntent:
+    """The write may or may not have been applied: keep the intent, reconcile by its key."""
+
+    in_flight: bool  # we stopped waiting (timeout): Fortnox may still be applying it
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Fortnox refused the record: drop any intent and quarantine it with reason and hint."""
+
+    reason: str
+    hint: str
+
+
+@dataclass(frozen=True)
+class NotSent:
+    """Certainly not applied and worth trying again: next pass (cursor held)."""
+
+    why: str
+    stop_pass: bool = False  # Fortnox is down: stop the pass, nothing is lost
+
+
+@dataclass(frozen=True)
+class StaleLink:
+    """The Fortnox customer behind a link no longer exists: forget the link so the company
+    is created or adopted afresh."""
+
+    customer_number: str
+
+
+Outcome = KeepIntent | Refused | NotSent | StaleLink
+
+
+def _int_code(code: object) -> int | None:
+    try:
+        return int(str(code))
+    except ValueError:
+        return None
+
+
+def after_failure(
+    action: Action, error: ServiceError, *, streak: int = 0, account_number: str = ""
+) -> Outcome:
+    """What a failed action means. `streak`: failures in a row before this one."""
+    if isinstance(error, UnknownOutcome):
+        return KeepIntent(in_flight=error.in_flight)
+    if isinstance(error, TransientError):
+        return NotSent(str(error), stop_pass=streak + 1 >= MAX_CONSECUTIVE_TRANSIENT)
+    if isinstance(error, ApiError):
+        gone = isinstance(error, NotFound) or _int_code(error.code) == CUSTOMER_NOT_FOUND
+        if gone:
+            match action:
+                case UpdateCustomer(customer_number=n):
+                    return StaleLink(n)
+                case AdoptCustomer(customer=str(n)):
+                    return StaleLink(n)
+                case CreateDocument(customer=str(n)):
+                    return StaleLink(n)
+        key = key_of(action)
+        return Refused(explain(error), refusal_hint(key, error, account_number))
+    return NotSent(str(error), stop_pass=streak + 1 >= MAX_CONSECUTIVE_TRANSIENT)
+
+
+def refusal_hint(key: str, exc: ApiError, account_number: str = "") -> str:
+    """What to do about a Fortnox refusal. Some codes are about Fortnox's settings or the
+    configuration, not the record: editing it in Lime Go would not help."""
+    retry = f"then run `limefort retry {key}`"
+    code = _int_code(exc.code)
+    if code == ACCOUNT_NOT_FOUND:
+        if account_number.strip():
+            return (
+                f"check that account {account_number.strip()} ([sync] "
+                f"account_number) exists in Fortnox's chart of accounts, {retry}"
+            )
+        return (
+            "the row has no sales account and the Fortnox company has no default one: set "
+            f"[sync] account_number or article_number, or a default sales account in "
+            f"Fortnox, {retry}"
         )
-    return CreateDocument(deal, kind, result.payload, company, result.warnings)
+    if code in SETTING_CODES:
+        return f"fix the Fortnox setting or limefort configuration the reason names, {retry}"
+    return f"fix the record in Lime Go (the next pass retries it) or run `limefort retry {key}`"
+
+
+# --- pending intents --------------------------------------------------------------------------
+
+
+def settled(outcome: str | None, since: datetime | None, now: datetime, timeout: float) -> bool:
+    """Could a POST behind an intent still be running at Fortnox? A lost answer (reset, 5xx)
+    or a certain refusal means Fortnox finished; otherwise (a timeout, or our process died
+    mid-request) wait until twice the request timeout has passed before believing a search
+    that finds nothing."""
+    if outcome in ("lost", "not_sent"):
+        return True
+    if since is None:
+        return True
+    return (now - since).total_seconds() >= 2 * timeout
 
 
 # --- dry-run output ---------------------------------------------------------------------------
@@ -228,16 +657,22 @@ def _fmt(v: Any) -> str:
     return repr(s) if len(s) < 70 else repr(s[:67] + "...")
 
 
+def _customer_text(ref: CustomerRef) -> str:
+    return f"Fortnox customer {ref}" if isinstance(ref, str) else "the customer linked above"
+
+
 def describe(action: Action) -> list[str]:
     """A readable diff of one action, for `--dry-run`."""
+    w: tuple[str, ...] = ()
     match action:
         case CreateCustomer(company=c, payload=p, warnings=w):
             lines = [f"+ create customer  {c.key}  {c.name!r}"]
             lines += [f"      {k}: {_fmt(v)}" for k, v in p.items()]
-        case AdoptCustomer(company=c, customer_number=n, payload=p, warnings=w):
+        case AdoptCustomer(company=c, customer=ref, payload=p, warnings=w, by=by):
+            same = p.get("OrganisationNumber") if by == "organisation number" else None
             lines = [
-                f"= adopt customer   {c.key}  {c.name!r} -> Fortnox customer {n} "
-                f"(same organisation number {p.get('OrganisationNumber')})"
+                f"= adopt customer   {c.key}  {c.name!r} -> {_customer_text(ref)} (same {by}"
+                + (f" {same})" if same else ")")
             ]
         case UpdateCustomer(company=c, customer_number=n, changes=ch, warnings=w):
             lines = [f"~ update customer  {c.key}  {c.name!r} (Fortnox customer {n})"]
@@ -252,12 +687,21 @@ def describe(action: Action) -> list[str]:
                 for f, v in p.items()
                 if f not in ("InvoiceRows", "OrderRows")
             ]
+        case LinkDocument(deal=d, document=doc, others=others):
+            extra = f" (and {', '.join(others)} with the same key)" if others else ""
+            cancelled = " (cancelled in Fortnox)" if doc.cancelled else ""
+            return [
+                f"= link {doc.kind:<10} {d.key}  {d.name!r} -> Fortnox {doc.kind} "
+                f"{doc.document_number}{cancelled}{extra}: Fortnox already has it"
+            ]
         case SkipHistorical(deal=d):
             return [
                 f"  skip            {d.key}  {d.name!r}: won before sync.start (backfill can add it)"
             ]
         case Quarantine(key=key, name=name, reason=reason, hint=hint):
             return [f"! quarantine      {key}  {name!r}: {reason} ({hint})"]
-        case Release(key=key):
-            return [f"  release         {key}: already in line with Fortnox"]
+        case Release(key=key, why=why):
+            return [f"  release         {key}: {why}"]
+        case Defer(key=key, why=why):
+            return [f"  wait            {key}: {why}"]
     return lines + [f"      warning: {x}" for x in w]

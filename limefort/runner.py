@@ -89,6 +89,16 @@ def summarise(counts: Mapping[str, int], dry_run: bool = False) -> str:
         ("failed", "failed (will retry)", "failed (will retry)"),
     ]
     parts = []
+    relinked = counts.get("documents_relinked", 0)
+    if relinked:
+        # A lost, old or second state file: Fortnox (the ledger) already had these.
+        adopted = counts.get("customers_adopted", 0)
+        verb = "rebuilt links" if not dry_run else "links to rebuild"
+        parts.append(
+            f"{verb}: {adopted} customer{'s' if adopted != 1 else ''}, "
+            f"{relinked} document{'s' if relinked != 1 else ''}"
+        )
+        verbs = [v for v in verbs if v[0] != "customers_adopted"]
     for key, done, todo in verbs:
         n = counts.get(key, 0)
         if n:

@@ -1,9 +1,11 @@
-"""The local state: the only module that touches SQLite.
+"""The local state: the only module that touches SQLite, and it speaks types.
 
-Every change the sync makes is one transaction (`with store.transaction():`). The file is
-created 0600 because it holds OAuth tokens, runs in WAL mode with `synchronous=FULL` so a
-committed intent survives `kill -9` and a power cut, and its schema changes only through the
-named migrations below, applied in order and recorded in `_migrations`.
+The state file is a cache of links between Lime Go records and Fortnox's, plus the intents
+that make a POST safe to retry (Fortnox itself is the ledger: see `ledger.py`). Every change
+the sync makes is one transaction (`with store.transaction():`). The file is created 0600
+because it holds OAuth tokens, runs in WAL mode with `synchronous=FULL` so a committed intent
+survives `kill -9` and a power cut, and its schema changes only through the named migrations
+in `migrations.py`. Timestamps come from the injected clock, like the sync's.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,118 +24,263 @@ from typing import Any
 from sqlite_utils import Database
 
 from limefort.errors import StateError
+from limefort.migrations import MIGRATIONS
 from limefort.models import TokenRecord
 
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-# --- migrations -------------------------------------------------------------------------------
-# Append only. A released migration is never edited: add a new one.
-
-
-def _m001_initial(db: Database) -> None:
-    db.table("cursors").create({"name": str, "value": str, "updated_at": str}, pk="name")
-    db.table("meta").create({"key": str, "value": str}, pk="key")
-    db.table("customers").create(
-        {
-            "company_id": str,
-            "state": str,  # pending (POST sent or about to be, outcome unknown) | done
-            "customer_number": str,
-            "orgnr": str,
-            "name": str,
-            "payload": str,  # JSON of the payload last sent (Decimal-exact)
-            "hash": str,
-            "intent_at": str,
-            "outcome": str,  # null while the POST may be in flight; "lost" once Fortnox finished
-            "updated_at": str,
-        },
-        pk="company_id",
-    )
-    db.table("customers").create_index(["orgnr"])
-    db.table("customers").create_index(["state"])
-    db.table("documents").create(
-        {
-            "deal_id": str,
-            "kind": str,  # invoice | order
-            "state": str,  # pending | done | skipped (won before sync.start)
-            "idem_key": str,
-            "document_number": str,
-            "customer_number": str,
-            "company_id": str,
-            "name": str,
-            "value": str,
-            "won_at": str,
-            "since": str,
-            "outcome": str,  # as for customers
-            "done_at": str,
-        },
-        pk="deal_id",
-    )
-    db.table("documents").create_index(["state"])
-    db.table("quarantine").create(
-        {
-            "key": str,
-            "name": str,
-            "reason": str,
-            "hint": str,
-            "attempts": int,
-            "source_hash": str,
-            "first_seen": str,
-            "last_seen": str,
-        },
-        pk="key",
-    )
-    db.table("runs").create(
-        {
-            "id": int,
-            "command": str,
-            "started_at": str,
-            "finished_at": str,
-            "exit_code": int,
-            "counts": str,
-        },
-        pk="id",
-    )
-    db.table("tokens").create(
-        {
-            "name": str,
-            "access_token": str,
-            "expires_at": float,
-            "refresh_token": str,
-            "refresh_issued_at": float,
-            "scope": str,
-            "tenant_id": str,
-            "updated_at": str,
-        },
-        pk="name",
-    )
-    # What limefort knows of Fortnox's customers, for matching by organisation number without a
-    # search per company (rule 4). Built from pages of 500, refreshed by `lastmodified`.
-    db.table("fortnox_customers").create(
-        {"customer_number": str, "orgnr": str, "name": str}, pk="customer_number"
-    )
-    db.table("fortnox_customers").create_index(["orgnr"])
-    db.table("fortnox_customers").create_index(["name"])
-
-
-def _m002_quarantine_waits_for(db: Database) -> None:
-    # A deal quarantined only because its company is not in Fortnox names that company here,
-    # so it follows once the company is in, even though the deal itself never changes.
-    db.table("quarantine").add_column("waits_for", str)
-
-
-MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
-    ("001_initial", _m001_initial),
-    ("002_quarantine_waits_for", _m002_quarantine_waits_for),
+__all__ = [
+    "MIGRATIONS",
+    "CustomerLink",
+    "DocumentIntent",
+    "LedgerDocument",
+    "QuarantineEntry",
+    "RunRow",
+    "Store",
 ]
 
+Clock = Callable[[], datetime]
 
-class Store:
-    def __init__(self, db: Database, path: Path | None = None) -> None:
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- typed rows -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CustomerLink:
+    """A Lime Go company and its Fortnox customer. `pending`: a POST was (or is about to be)
+    sent and its outcome is unknown; `done`: linked to `customer_number`."""
+
+    company_id: str
+    state: str
+    customer_number: str | None
+    orgnr: str | None
+    name: str
+    payload: str | None  # JSON of the payload last sent (Decimal-exact)
+    hash: str | None
+    intent_at: datetime | None
+    outcome: str | None  # None while a POST may be in flight; "lost" | "not_sent" once known
+
+    @property
+    def done(self) -> bool:
+        return self.state == "done"
+
+
+@dataclass(frozen=True)
+class DocumentIntent:
+    """A won deal's document: `pending` (intent recorded, outcome unknown), `done` or
+    `skipped` (won before sync.start; only `backfill` makes one)."""
+
+    deal_id: str
+    kind: str
+    state: str
+    idem_key: str | None
+    document_number: str | None
+    customer_number: str | None
+    company_id: str | None
+    name: str | None
+    value: str | None
+    won_at: str | None
+    since: datetime | None
+    outcome: str | None
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    key: str
+    name: str | None
+    reason: str
+    hint: str
+    attempts: int
+    source_hash: str | None
+    first_seen: str
+    last_seen: str
+    waits_for: str | None
+
+
+@dataclass(frozen=True)
+class LedgerDocument:
+    """An invoice or order as Fortnox's list shows it."""
+
+    kind: str
+    document_number: str
+    ext_ref: str | None
+    customer_number: str | None
+    cancelled: bool
+    booked: bool
+    sent: bool
+    total: str | None
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    command: str
+    started_at: str
+    finished_at: str | None
+    exit_code: int | None
+    counts: dict[str, int]
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _link(r: Mapping[str, Any]) -> CustomerLink:
+    return CustomerLink(
+        r["company_id"], r["state"], r["customer_number"], r["orgnr"], r["name"] or "",
+        r["payload"], r["hash"], _dt(r["intent_at"]), r["outcome"],
+    )  # fmt: skip
+
+
+def _intent(r: Mapping[str, Any]) -> DocumentIntent:
+    return DocumentIntent(
+        r["deal_id"], r["kind"], r["state"], r["idem_key"], r["document_number"],
+        r["customer_number"], r["company_id"], r["name"], r["value"], r["won_at"],
+        _dt(r["since"]), r["outcome"],
+    )  # fmt: skip
+
+
+def _entry(r: Mapping[str, Any]) -> QuarantineEntry:
+    return QuarantineEntry(
+        r["key"], r["name"], r["reason"] or "", r["hint"] or "", int(r["attempts"] or 0),
+        r["source_hash"], r["first_seen"], r["last_seen"], r.get("waits_for"),
+    )  # fmt: skip
+
+
+def _ledger(r: Mapping[str, Any]) -> LedgerDocument:
+    return LedgerDocument(
+        r["kind"], r["document_number"], r["ext_ref"], r["customer_number"],
+        bool(r["cancelled"]), bool(r["booked"]), bool(r["sent"]), r["total"],
+    )  # fmt: skip
+
+
+def _flag(v: Any) -> int:
+    return 1 if v in (True, 1, "true", "True") else 0
+
+
+class _Base:
+    db: Database
+    clock: Clock
+
+    def now_iso(self) -> str:
+        return self.clock().astimezone(UTC).isoformat(timespec="seconds")
+
+
+class _LedgerTables(_Base):
+    """What limefort knows of Fortnox's own records: its customers by organisation number and
+    ExternalReference, its documents by key. Filled from list pages (`ledger.py`)."""
+
+    def index_save(self, items: Iterable[Mapping[str, Any]]) -> int:
+        rows = [
+            {
+                "customer_number": str(i["CustomerNumber"]),
+                "orgnr": i.get("OrganisationNumber") or None,
+                "name": i.get("Name") or None,
+            }
+            for i in items
+        ]
+        if rows:
+            # Not upsert_all: that would blank an ext_ref learnt earlier (list items lack it).
+            for row in rows:
+                _upsert(self.db, "fortnox_customers", row, pk="customer_number")
+        return len(rows)
+
+    def index_remember(
+        self, customer_number: str, *, orgnr: str | None, name: str | None, ext_ref: str | None
+    ) -> None:
+        row: dict[str, Any] = {"customer_number": customer_number, "orgnr": orgnr, "name": name}
+        if ext_ref is not None:
+            row["ext_ref"] = ext_ref
+        _upsert(self.db, "fortnox_customers", row, pk="customer_number")
+
+    def index_by_orgnr(self, orgnr: str) -> list[str]:
+        return self._numbers("orgnr = ?", [orgnr])
+
+    def index_by_ext_ref(self, ext_ref: str) -> list[str]:
+        return self._numbers("ext_ref = ?", [ext_ref])
+
+    def index_by_name(self, name: str) -> list[tuple[str, str | None]]:
+        """(customer number, ExternalReference if known) of customers with exactly this name."""
+        return [
+            (r[0], r[1])
+            for r in self.db.execute(
+                "SELECT customer_number, ext_ref FROM fortnox_customers WHERE name = ? "
+                "ORDER BY length(customer_number), customer_number",
+                [name],
+            )
+        ]
+
+    def _numbers(self, where: str, args: list[Any]) -> list[str]:
+        return [
+            r[0]
+            for r in self.db.execute(
+                f"SELECT customer_number FROM fortnox_customers WHERE {where} "
+                "ORDER BY length(customer_number), customer_number",
+                args,
+            )
+        ]
+
+    def index_forget(self, customer_number: str) -> None:
+        self.db.execute(
+            "DELETE FROM fortnox_customers WHERE customer_number = ?", [customer_number]
+        )
+
+    def ledger_save(self, kind: str, items: Iterable[Mapping[str, Any]]) -> int:
+        rows = [
+            {
+                "kind": kind,
+                "document_number": str(i["DocumentNumber"]),
+                "ext_ref": i.get("ExternalInvoiceReference1") or None,
+                "customer_number": str(i.get("CustomerNumber") or "") or None,
+                "cancelled": _flag(i.get("Cancelled")),
+                "booked": _flag(i.get("Booked")),
+                "sent": _flag(i.get("Sent")),
+                "total": None if i.get("Total") is None else str(i.get("Total")),
+                "currency": i.get("Currency") or None,
+            }
+            for i in items
+            if i.get("DocumentNumber") is not None
+        ]
+        for row in rows:
+            _upsert(self.db, "fortnox_documents", row, pk="kind, document_number")
+        return len(rows)
+
+    def ledger_by_ref(self, refs: Iterable[str]) -> dict[str, list[LedgerDocument]]:
+        out: dict[str, list[LedgerDocument]] = {}
+        for r in _rows_where_in(self.db, "fortnox_documents", "ext_ref", refs):
+            out.setdefault(r["ext_ref"], []).append(_ledger(r))
+        for docs in out.values():
+            docs.sort(key=lambda d: (d.kind, _numkey(d.document_number)))
+        return out
+
+    def ledger_duplicates(self) -> dict[str, list[LedgerDocument]]:
+        """Keys Fortnox holds more than one document for (made twice by hand, or by a tool
+        that did not look first)."""
+        refs = [
+            r[0]
+            for r in self.db.execute(
+                "SELECT ext_ref FROM fortnox_documents WHERE ext_ref LIKE 'limego:deal:%' "
+                "GROUP BY ext_ref HAVING count(*) > 1 ORDER BY ext_ref"
+            )
+        ]
+        return self.ledger_by_ref(refs)
+
+    def ledger_cancelled(self) -> list[LedgerDocument]:
+        return [
+            _ledger(r)
+            for r in self.db.table("fortnox_documents").rows_where(
+                "cancelled = 1 AND ext_ref LIKE 'limego:deal:%'", order_by="ext_ref"
+            )
+        ]
+
+
+class Store(_LedgerTables):
+    def __init__(self, db: Database, path: Path | None = None, clock: Clock = _utcnow) -> None:
         self.db = db
         self.path = path
+        self.clock = clock
 
     # --- opening ------------------------------------------------------------------------------
 
@@ -165,8 +313,8 @@ class Store:
         return store
 
     @classmethod
-    def memory(cls) -> Store:
-        store = cls(Database(memory=True))
+    def memory(cls, clock: Clock = _utcnow) -> Store:
+        store = cls(Database(memory=True), clock=clock)
         store.migrate()
         return store
 
@@ -194,7 +342,7 @@ class Store:
                 continue
             with self.db.atomic():
                 fn(self.db)
-                self.db.table("_migrations").insert({"name": name, "applied_at": now_iso()})
+                self.db.table("_migrations").insert({"name": name, "applied_at": self.now_iso()})
             done.append(name)
         return done
 
@@ -233,8 +381,11 @@ class Store:
         return datetime.fromisoformat(row[0]) if row else None
 
     def set_cursor(self, name: str, value: datetime) -> None:
-        self.db.table("cursors").upsert(
-            {"name": name, "value": value.isoformat(), "updated_at": now_iso()}, pk="name"
+        _upsert(
+            self.db,
+            "cursors",
+            {"name": name, "value": value.isoformat(), "updated_at": self.now_iso()},
+            pk="name",
         )
 
     def get_meta(self, key: str) -> str | None:
@@ -242,37 +393,34 @@ class Store:
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db.table("meta").upsert({"key": key, "value": value}, pk="key")
+        _upsert(self.db, "meta", {"key": key, "value": value}, pk="key")
 
-    # --- customers ----------------------------------------------------------------------------
+    # --- customer links -----------------------------------------------------------------------
 
-    def customers_for(self, company_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        return _rows_by(self.db, "customers", "company_id", company_ids)
+    def links(self, company_ids: Iterable[str]) -> dict[str, CustomerLink]:
+        return {
+            r["company_id"]: _link(r)
+            for r in _rows_where_in(self.db, "customers", "company_id", company_ids)
+        }
 
-    def customer(self, company_id: str) -> dict[str, Any] | None:
-        return self.customers_for([company_id]).get(company_id)
+    def link(self, company_id: str) -> CustomerLink | None:
+        return self.links([company_id]).get(company_id)
 
     def customer_intent(
         self, company_id: str, *, orgnr: str | None, name: str, payload: str, hash: str
     ) -> None:
         """Recorded before a customer POST: a crash after it leaves a pending row to reconcile."""
+        now = self.now_iso()
         _upsert(
             self.db,
             "customers",
             {
-                "company_id": company_id,
-                "state": "pending",
-                "customer_number": None,
-                "orgnr": orgnr,
-                "name": name,
-                "payload": payload,
-                "hash": hash,
-                "intent_at": now_iso(),
-                "outcome": None,
-                "updated_at": now_iso(),
+                "company_id": company_id, "state": "pending", "customer_number": None,
+                "orgnr": orgnr, "name": name, "payload": payload, "hash": hash,
+                "intent_at": now, "outcome": None, "updated_at": now,
             },
             pk="company_id",
-        )
+        )  # fmt: skip
 
     def customer_done(
         self,
@@ -283,74 +431,59 @@ class Store:
         name: str,
         payload: str,
         hash: str,
+        ext_ref: str | None = None,
     ) -> None:
         _upsert(
             self.db,
             "customers",
             {
-                "company_id": company_id,
-                "state": "done",
-                "customer_number": customer_number,
-                "orgnr": orgnr,
-                "name": name,
-                "payload": payload,
-                "hash": hash,
-                "updated_at": now_iso(),
+                "company_id": company_id, "state": "done", "customer_number": customer_number,
+                "orgnr": orgnr, "name": name, "payload": payload, "hash": hash,
+                "updated_at": self.now_iso(),
             },
             pk="company_id",
-        )
-        _upsert(
-            self.db,
-            "fortnox_customers",
-            {"customer_number": customer_number, "orgnr": orgnr, "name": name},
-            pk="customer_number",
-        )
+        )  # fmt: skip
+        self.index_remember(customer_number, orgnr=orgnr, name=name, ext_ref=ext_ref)
 
     def drop_customer_intent(self, company_id: str) -> None:
         self.db.execute(
             "DELETE FROM customers WHERE company_id = ? AND state = 'pending'", [company_id]
         )
 
-    def pending_customers(self) -> list[dict[str, Any]]:
-        return list(
-            self.db.table("customers").rows_where("state = 'pending'", order_by="intent_at")
+    def forget_link(self, company_id: str) -> None:
+        """The Fortnox customer behind a link is gone: the company is linked afresh."""
+        self.db.execute("DELETE FROM customers WHERE company_id = ?", [company_id])
+
+    def mark_outcome(self, key_kind: str, record_id: str, outcome: str) -> None:
+        """How a pending POST ended, when that is known: `lost` (Fortnox finished, answer
+        lost) or `not_sent` (certainly not applied)."""
+        table, pk = (
+            ("customers", "company_id") if key_kind == "company" else ("documents", "deal_id")
+        )
+        self.db.execute(
+            f"UPDATE {table} SET outcome = ? WHERE {pk} = ? AND state = 'pending'",
+            [outcome, record_id],
         )
 
+    def pending_customers(self) -> list[CustomerLink]:
+        rows = self.db.table("customers").rows_where("state = 'pending'", order_by="intent_at")
+        return [_link(r) for r in rows]
+
     def count_customers(self) -> int:
-        return self.db.execute("SELECT count(*) FROM customers WHERE state = 'done'").fetchone()[0]
-
-    # --- Fortnox customer index ---------------------------------------------------------------
-
-    def index_save(self, items: Iterable[dict[str, Any]]) -> int:
-        rows = [
-            {
-                "customer_number": str(i["CustomerNumber"]),
-                "orgnr": i.get("OrganisationNumber") or None,
-                "name": i.get("Name") or None,
-            }
-            for i in items
-        ]
-        if rows:
-            self.db.table("fortnox_customers").upsert_all(rows, pk="customer_number")
-        return len(rows)
-
-    def index_by_orgnr(self, orgnr: str) -> list[str]:
-        return [
-            r[0]
-            for r in self.db.execute(
-                "SELECT customer_number FROM fortnox_customers WHERE orgnr = ? "
-                "ORDER BY length(customer_number), customer_number",
-                [orgnr],
-            )
-        ]
+        return int(
+            self.db.execute("SELECT count(*) FROM customers WHERE state = 'done'").fetchone()[0]
+        )
 
     # --- documents ----------------------------------------------------------------------------
 
-    def documents_for(self, deal_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        return _rows_by(self.db, "documents", "deal_id", deal_ids)
+    def intents(self, deal_ids: Iterable[str]) -> dict[str, DocumentIntent]:
+        return {
+            r["deal_id"]: _intent(r)
+            for r in _rows_where_in(self.db, "documents", "deal_id", deal_ids)
+        }
 
-    def document(self, deal_id: str) -> dict[str, Any] | None:
-        return self.documents_for([deal_id]).get(deal_id)
+    def document(self, deal_id: str) -> DocumentIntent | None:
+        return self.intents([deal_id]).get(deal_id)
 
     def document_intent(
         self,
@@ -369,29 +502,49 @@ class Store:
             self.db,
             "documents",
             {
-                "deal_id": deal_id,
-                "kind": kind,
-                "state": "pending",
-                "idem_key": idem_key,
-                "document_number": None,
-                "customer_number": customer_number,
-                "company_id": company_id,
-                "name": name,
-                "value": value,
-                "won_at": won_at,
-                "since": now_iso(),
-                "outcome": None,
-                "done_at": None,
+                "deal_id": deal_id, "kind": kind, "state": "pending", "idem_key": idem_key,
+                "document_number": None, "customer_number": customer_number,
+                "company_id": company_id, "name": name, "value": value, "won_at": won_at,
+                "since": self.now_iso(), "outcome": None, "done_at": None,
             },
             pk="deal_id",
+        )  # fmt: skip
+
+    def document_done(
+        self, deal_id: str, *, document_number: str, customer_number: str | None = None
+    ) -> None:
+        self.db.execute(
+            "UPDATE documents SET state = 'done', document_number = ?, done_at = ?, "
+            "customer_number = coalesce(?, customer_number) WHERE deal_id = ?",
+            [str(document_number), self.now_iso(), customer_number, deal_id],
         )
 
-    def document_done(self, deal_id: str, *, document_number: str) -> None:
-        self.db.execute(
-            "UPDATE documents SET state = 'done', document_number = ?, done_at = ? "
-            "WHERE deal_id = ?",
-            [str(document_number), now_iso(), deal_id],
-        )
+    def document_linked(
+        self,
+        deal_id: str,
+        *,
+        kind: str,
+        idem_key: str,
+        document_number: str,
+        customer_number: str | None,
+        company_id: str | None,
+        name: str | None,
+        value: str | None,
+        won_at: str,
+    ) -> None:
+        """A document Fortnox already holds for this deal, linked without a POST."""
+        now = self.now_iso()
+        _upsert(
+            self.db,
+            "documents",
+            {
+                "deal_id": deal_id, "kind": kind, "state": "done", "idem_key": idem_key,
+                "document_number": document_number, "customer_number": customer_number,
+                "company_id": company_id, "name": name, "value": value, "won_at": won_at,
+                "since": now, "outcome": None, "done_at": now,
+            },
+            pk="deal_id",
+        )  # fmt: skip
 
     def drop_document_intent(self, deal_id: str) -> None:
         self.db.execute("DELETE FROM documents WHERE deal_id = ? AND state = 'pending'", [deal_id])
@@ -399,22 +552,17 @@ class Store:
     def documents_skipped(self, rows: Iterable[tuple[str, str, str | None, str]]) -> None:
         """Deals already won before `sync.start` (deal id, kind, name, won_at): never invoiced
         by `sync`, only by an explicit `backfill`."""
+        now = self.now_iso()
         items = [
-            {
-                "deal_id": d,
-                "kind": k,
-                "state": "skipped",
-                "name": n,
-                "won_at": w,
-                "since": now_iso(),
-            }
+            {"deal_id": d, "kind": k, "state": "skipped", "name": n, "won_at": w, "since": now}
             for d, k, n, w in rows
         ]
         if items:
             self.db.table("documents").insert_all(items, pk="deal_id", ignore=True)
 
-    def pending_documents(self) -> list[dict[str, Any]]:
-        return list(self.db.table("documents").rows_where("state = 'pending'", order_by="since"))
+    def pending_documents(self) -> list[DocumentIntent]:
+        rows = self.db.table("documents").rows_where("state = 'pending'", order_by="since")
+        return [_intent(r) for r in rows]
 
     def count_documents(self) -> dict[str, int]:
         counts = {"invoice": 0, "order": 0}
@@ -424,10 +572,14 @@ class Store:
             counts[kind] = n
         return counts
 
+    def count_skipped(self) -> int:
+        sql = "SELECT count(*) FROM documents WHERE state = 'skipped'"
+        return int(self.db.execute(sql).fetchone()[0])
+
     # --- quarantine ---------------------------------------------------------------------------
 
-    def quarantined(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-        return _rows_by(self.db, "quarantine", "key", keys)
+    def quarantined(self, keys: Iterable[str]) -> dict[str, QuarantineEntry]:
+        return {r["key"]: _entry(r) for r in _rows_where_in(self.db, "quarantine", "key", keys)}
 
     def quarantine(
         self,
@@ -441,23 +593,19 @@ class Store:
     ) -> None:
         """`waits_for`: the key of the record that must reach Fortnox first (its company)."""
         existing = self.quarantined([key]).get(key)
-        now = now_iso()
+        now = self.now_iso()
         _upsert(
             self.db,
             "quarantine",
             {
-                "key": key,
-                "name": name,
-                "reason": reason,
-                "hint": hint,
-                "attempts": (existing["attempts"] if existing else 0) + 1,
+                "key": key, "name": name, "reason": reason, "hint": hint,
+                "attempts": (existing.attempts if existing else 0) + 1,
                 "source_hash": source_hash,
-                "first_seen": existing["first_seen"] if existing else now,
-                "last_seen": now,
-                "waits_for": waits_for,
+                "first_seen": existing.first_seen if existing else now,
+                "last_seen": now, "waits_for": waits_for,
             },
             pk="key",
-        )
+        )  # fmt: skip
 
     def waiting_ready(self) -> list[str]:
         """Quarantined records whose company they waited for is now in Fortnox."""
@@ -473,22 +621,28 @@ class Store:
     def release(self, key: str) -> None:
         self.db.execute("DELETE FROM quarantine WHERE key = ?", [key])
 
-    def all_quarantined(self) -> list[dict[str, Any]]:
-        return list(self.db.table("quarantine").rows_where(order_by="first_seen, key"))
+    def all_quarantined(self) -> list[QuarantineEntry]:
+        return [
+            _entry(r) for r in self.db.table("quarantine").rows_where(order_by="first_seen, key")
+        ]
 
     # --- runs ---------------------------------------------------------------------------------
 
     def start_run(self, command: str) -> int:
         runs = self.db.table("runs")
         with self.transaction():
-            runs.insert({"command": command, "started_at": now_iso()})
+            runs.insert({"command": command, "started_at": self.now_iso()})
         return int(runs.last_pk or 0)
 
     def finish_run(self, run_id: int, exit_code: int, counts: dict[str, int]) -> None:
         with self.transaction():
             self.db.table("runs").update(
                 run_id,
-                {"finished_at": now_iso(), "exit_code": exit_code, "counts": json.dumps(counts)},
+                {
+                    "finished_at": self.now_iso(),
+                    "exit_code": exit_code,
+                    "counts": json.dumps(counts),
+                },
             )
 
     def runs(self, limit: int = 10) -> list[dict[str, Any]]:
@@ -506,7 +660,7 @@ class Store:
     # --- tokens (the TokenCache protocol of the clients) ---------------------------------------
 
     def load(self, name: str) -> TokenRecord | None:
-        row = _rows_by(self.db, "tokens", "name", [name]).get(name)
+        row = next(_rows_where_in(self.db, "tokens", "name", [name]), None)
         if not row:
             return None
         return TokenRecord(
@@ -533,38 +687,43 @@ class Store:
                     "refresh_issued_at": record.refresh_issued_at,
                     "scope": record.scope,
                     "tenant_id": record.tenant_id,
-                    "updated_at": now_iso(),
+                    "updated_at": self.now_iso(),
                 },
                 pk="name",
             )
 
 
-def _upsert(db: Database, table: str, row: dict[str, Any], *, pk: str) -> None:
+def _upsert(db: Database, table: str, row: Mapping[str, Any], *, pk: str) -> None:
     """Insert the row, or update just these columns of the existing one: sqlite-utils'
     `upsert` as one statement (it spends a dozen introspection queries on each call, most of
     the store's time per record in a first pass)."""
     cols = ", ".join(f"[{c}]" for c in row)
     marks = ", ".join("?" * len(row))
-    sets = ", ".join(f"[{c}] = excluded.[{c}]" for c in row if c != pk)
+    keys = {k.strip() for k in pk.split(",")}
+    sets = ", ".join(f"[{c}] = excluded.[{c}]" for c in row if c not in keys)
+    conflict = ", ".join(f"[{k.strip()}]" for k in pk.split(","))
     db.execute(
-        f"INSERT INTO [{table}] ({cols}) VALUES ({marks}) ON CONFLICT([{pk}]) DO UPDATE SET {sets}",
+        f"INSERT INTO [{table}] ({cols}) VALUES ({marks}) ON CONFLICT({conflict}) DO UPDATE SET {sets}",
         list(row.values()),
     )
 
 
-def _rows_by(db: Database, table: str, pk: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Primary-key lookups in batches (one query per 500 keys, not one per record)."""
+def _rows_where_in(
+    db: Database, table: str, column: str, keys: Iterable[str]
+) -> Iterator[dict[str, Any]]:
+    """Lookups in batches (one query per 500 keys, not one per record)."""
     keys = list(dict.fromkeys(keys))
-    out: dict[str, dict[str, Any]] = {}
     for i in range(0, len(keys), 500):
         chunk = keys[i : i + 500]
         marks = ",".join("?" * len(chunk))
-        cur = db.execute(f"SELECT * FROM [{table}] WHERE [{pk}] IN ({marks})", chunk)
+        cur = db.execute(f"SELECT * FROM [{table}] WHERE [{column}] IN ({marks})", chunk)
         cols = [c[0] for c in cur.description]
         for row in cur:
-            d = dict(zip(cols, row, strict=True))
-            out[d[pk]] = d
-    return out
+            yield dict(zip(cols, row, strict=True))
+
+
+def _numkey(n: str) -> tuple[int, str]:
+    return (int(n), n) if n.isdigit() else (1 << 62, n)
 
 
 def _state_trouble(exc: sqlite3.DatabaseError) -> bool:

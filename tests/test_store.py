@@ -27,7 +27,7 @@ def test_customer_intent_then_done_and_index() -> None:
     s = Store.memory()
     with s.transaction():
         s.customer_intent("c1", orgnr="556036-0793", name="A", payload="{}", hash="h")
-    assert [r["company_id"] for r in s.pending_customers()] == ["c1"]
+    assert [r.company_id for r in s.pending_customers()] == ["c1"]
     with s.transaction():
         s.customer_done(
             "c1", customer_number="5", orgnr="556036-0793", name="A", payload="{}", hash="h"
@@ -49,14 +49,14 @@ def test_document_intent_lifecycle_and_counts() -> None:
     )
     with s.transaction():
         s.document_intent("d1", **kw)  # type: ignore[arg-type]
-    assert [r["deal_id"] for r in s.pending_documents()] == ["d1"]
+    assert [r.deal_id for r in s.pending_documents()] == ["d1"]
     with s.transaction():
         s.document_done("d1", document_number="100")
     assert s.count_documents() == {"invoice": 1, "order": 0}
     with s.transaction():
         s.documents_skipped([("d2", "invoice", "old", "t"), ("d1", "invoice", "x", "t")])
-    assert s.document("d1")["state"] == "done"  # a done row is never overwritten
-    assert s.document("d2")["state"] == "skipped"
+    assert s.document("d1").state == "done"  # type: ignore[union-attr]  # a done row is never overwritten
+    assert s.document("d2").state == "skipped"  # type: ignore[union-attr]
 
 
 def test_quarantine_counts_attempts_and_keeps_first_seen() -> None:
@@ -67,7 +67,7 @@ def test_quarantine_counts_attempts_and_keeps_first_seen() -> None:
     with s.transaction():
         s.quarantine("deal:1", name="n", reason="r2", hint="h", source_hash="b")
     q = s.all_quarantined()[0]
-    assert q["attempts"] == 2 and q["reason"] == "r2" and q["first_seen"] == first["first_seen"]
+    assert q.attempts == 2 and q.reason == "r2" and q.first_seen == first.first_seen
     with s.transaction():
         s.release("deal:1")
     assert s.all_quarantined() == []

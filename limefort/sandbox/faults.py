@@ -30,6 +30,7 @@ class FaultRule:
     path_prefix: str = "/"
     times: int | None = None  # only the next `times` requests that get the fault, then gone
     delay: float = 1.0  # seconds, for kind "slow"
+    after: int = 0  # let this many matching requests through untouched first
 
     def __post_init__(self) -> None:
         self.kind = str(self.kind)
@@ -82,6 +83,9 @@ class Faults:
         with self._lock:
             for rule in self._rules:
                 if rule.times == 0 or not rule.matches(method, path):
+                    continue
+                if rule.after > 0:
+                    rule.after -= 1
                     continue
                 if rule.rate < 1.0 and self._rng.random() >= rule.rate:
                     continue

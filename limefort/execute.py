@@ -1,0 +1,320 @@
+"""Execute: run the planner's actions in order against Fortnox and record what happened.
+
+It decides nothing. A `CustomerOf` reference is resolved from the store (the action before it
+linked the company); when that did not happen, the planner's `customer_not_ready` says what
+the document becomes. What a failure means is the planner's `after_failure` table; this module
+only carries the outcome out. The intent-then-POST protocol (DESIGN rule 3) is written once,
+in `_post`, for customers and documents alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from limefort import plan
+from limefort.errors import ServiceError
+from limefort.fortnox import FortnoxClient
+from limefort.keys import customer_ref
+from limefort.ledger import Ledger
+from limefort.mapping import payload_hash, to_json, update_body
+from limefort.models import Company
+from limefort.passstate import PassAborted, PassState
+from limefort.store import Store
+
+log = logging.getLogger("limefort.sync")
+
+Replan = Callable[[str], None]
+
+
+class Executor:
+    def __init__(
+        self,
+        store: Store,
+        fortnox: FortnoxClient,
+        ledger: Ledger,
+        state: PassState,
+        *,
+        account_number: str = "",
+        replan: Replan | None = None,
+    ) -> None:
+        self.store = store
+        self.fortnox = fortnox
+        self.ledger = ledger
+        self.state = state
+        self.account_number = account_number
+        # Re-read a record from Lime Go and plan it again (a stale link was forgotten).
+        self.replan = replan
+
+    def run(self, actions: list[plan.Action]) -> None:
+        historical = [a for a in actions if isinstance(a, plan.SkipHistorical)]
+        if historical:
+            with self.store.transaction():
+                self.store.documents_skipped(
+                    (a.deal.id, a.kind, a.deal.name, a.deal.updated_at.isoformat())
+                    for a in historical
+                )
+            self.state.count("skipped_historical", len(historical))
+        for a in actions:
+            if isinstance(a, plan.SkipHistorical):
+                continue
+            self.state.check_stop()
+            try:
+                self._execute(a)
+            except ServiceError as exc:
+                outcome = plan.after_failure(
+                    a, exc, streak=self.state.streak, account_number=self.account_number
+                )
+                self._carry_out(a, outcome)
+            else:
+                self.state.streak = 0
+
+    # --- one action ---------------------------------------------------------------------------
+
+    def _execute(self, a: plan.Action) -> None:
+        if isinstance(a, plan.CreateCustomer | plan.AdoptCustomer | plan.UpdateCustomer):
+            self._warn(a.company.key, a.warnings)
+        match a:
+            case plan.CreateCustomer():
+                self._create_customer(a)
+            case plan.AdoptCustomer():
+                self._adopt_customer(a)
+            case plan.UpdateCustomer():
+                self.fortnox.update_customer(a.customer_number, update_body(a.changes))
+                self._linked(a.company, a.customer_number, a.payload)
+                self._done(
+                    a, f"updated Fortnox customer {a.customer_number} ({', '.join(a.changes)})"
+                )
+            case plan.CreateDocument():
+                self._create_document(a)
+            case plan.LinkDocument():
+                self._link_document(a)
+            case plan.Quarantine():
+                with self.store.transaction():
+                    self.store.quarantine(
+                        a.key,
+                        name=a.name,
+                        reason=a.reason,
+                        hint=a.hint,
+                        source_hash=a.source_hash,
+                        waits_for=a.waits_for,
+                    )
+                self._note_quarantine(a.key, a.reason, a.hint)
+            case plan.Release():
+                with self.store.transaction():
+                    self.store.release(a.key)
+                self.state.count("released")
+            case plan.Defer():
+                self.state.incomplete = True
+                self.state.count("deferred")
+                self.state.problem(a.key, a.why)
+
+    def _warn(self, key: str, warnings: tuple[str, ...]) -> None:
+        for w in warnings:
+            # What was cut or left out to fit Fortnox: the record goes, but a person should
+            # know that Fortnox holds something other than what Lime Go says.
+            log.warning("%s: %s", key, w, extra={"key": key})
+
+    def _done(self, a: plan.Action, what: str) -> None:
+        key = plan.key_of(a)
+        self.state.count(plan.count_name(a))
+        log.info("%s: %s", key, what, extra={"key": key})
+
+    def _note_quarantine(self, key: str, reason: str, hint: str) -> None:
+        self.state.count("quarantined")
+        self.state.problem(key, f"quarantined: {reason} ({hint})")
+        log.warning("%s quarantined: %s (%s)", key, reason, hint, extra={"key": key})
+
+    def _resolve(self, ref: plan.CustomerRef) -> str | None:
+        if isinstance(ref, str):
+            return ref
+        link = self.store.link(ref.company_id)
+        return link.customer_number if link is not None and link.done else None
+
+    # --- the intent-then-POST protocol, once ---------------------------------------------------
+
+    def _post(
+        self, key: str, record_intent: Callable[[], None], post: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Commit the intent, then POST. A lost answer raises UnknownOutcome with the intent
+        still pending (reconciled by its key, never re-sent blind); anything else that is not
+        an answer (a bug, Ctrl-C in library use) leaves it pending too."""
+        self.state.sent.add(key)
+        with self.store.transaction():
+            record_intent()
+        return post()
+
+    def _create_customer(self, a: plan.CreateCustomer) -> None:
+        company, payload = a.company, a.payload
+        created = self._post(
+            company.key,
+            lambda: self.store.customer_intent(
+                company.id,
+                orgnr=payload.get("OrganisationNumber"),
+                name=payload.get("Name") or "",
+                payload=to_json(payload),
+                hash=payload_hash(payload),
+            ),
+            lambda: self.fortnox.create_customer(payload),
+        )
+        number = str(created["CustomerNumber"])
+        self._linked(company, number, payload)
+        self._done(a, f"created Fortnox customer {number}")
+
+    def _adopt_customer(self, a: plan.AdoptCustomer) -> None:
+        number = self._resolve(a.customer)
+        if number is None:
+            self._execute(plan.Defer(a.company.key, "waiting for the customer it shares"))
+            return
+        self.fortnox.update_customer(number, a.payload)
+        self._linked(a.company, number, a.payload)
+        self._done(a, f"linked to existing Fortnox customer {number} (same {a.by})")
+
+    def _linked(self, company: Company, number: str, payload: dict[str, Any]) -> None:
+        with self.store.transaction():
+            self.store.customer_done(
+                company.id,
+                customer_number=number,
+                orgnr=payload.get("OrganisationNumber"),
+                name=payload.get("Name") or "",
+                payload=to_json(payload),
+                hash=payload_hash(payload),
+                ext_ref=payload.get("ExternalReference") or customer_ref(company.id),
+            )
+            self.store.release(company.key)
+
+    def _create_document(self, a: plan.CreateDocument) -> None:
+        deal, company = a.deal, a.company
+        number = self._resolve(a.customer)
+        if number is None:
+            q = self.store.quarantined([company.key]).get(company.key)
+            self._execute(plan.customer_not_ready(deal, company, self.store.link(company.id), q))
+            return
+        self._warn(deal.key, a.warnings)
+        payload = {"CustomerNumber": number, **a.payload}
+        doc = self._post(
+            deal.key,
+            lambda: self.store.document_intent(
+                deal.id,
+                kind=a.kind,
+                idem_key=payload["ExternalInvoiceReference1"],
+                company_id=company.id,
+                customer_number=number,
+                name=deal.name,
+                value=str(deal.value) if deal.value is not None else None,
+                won_at=deal.updated_at.isoformat(),
+            ),
+            lambda: self.fortnox.create_document(a.kind, payload),
+        )
+        with self.store.transaction():
+            self.store.document_done(deal.id, document_number=str(doc["DocumentNumber"]))
+            self.store.ledger_save(a.kind, [doc])
+            self.store.release(deal.key)
+        self._done(a, f"created {a.kind} {doc['DocumentNumber']}")
+
+    def _link_document(self, a: plan.LinkDocument) -> None:
+        deal, doc = a.deal, a.document
+        with self.store.transaction():
+            self.store.document_linked(
+                deal.id,
+                kind=doc.kind,
+                idem_key=doc.ext_ref or "",
+                document_number=doc.document_number,
+                customer_number=doc.customer_number,
+                company_id=deal.company_id,
+                name=deal.name,
+                value=str(deal.value) if deal.value is not None else None,
+                won_at=deal.updated_at.isoformat(),
+            )
+            self.store.release(deal.key)
+        what = f"Fortnox already holds {doc.kind} {doc.document_number} for it: linked, not created"
+        if doc.cancelled:
+            what += " (it is cancelled in Fortnox; limefort never re-creates it)"
+        self._done(a, what)
+        if a.others:
+            text = (
+                f"Fortnox holds {1 + len(a.others)} documents for this deal: "
+                f"{', '.join([doc.document_number, *a.others])}"
+            )
+            self.state.result.warnings.append((deal.key, text))
+            log.warning("%s: %s", deal.key, text, extra={"key": deal.key})
+
+    # --- outcomes of failures ------------------------------------------------------------------
+
+    def _carry_out(self, a: plan.Action, outcome: plan.Outcome) -> None:
+        key = plan.key_of(a)
+        kind, _, rid = key.partition(":")
+        match outcome:
+            case plan.KeepIntent(in_flight=in_flight):
+                if not in_flight:
+                    with self.store.transaction():
+                        self.store.mark_outcome(kind, rid, "lost")
+                how = "no answer from Fortnox in time" if in_flight else "Fortnox's answer was lost"
+                log.warning(
+                    "%s: %s; will check Fortnox before anything else", key, how, extra={"key": key}
+                )
+            case plan.Refused(reason=reason, hint=hint):
+                name, shash = _identity(a)
+                with self.store.transaction():
+                    self._drop_intent(a)
+                    self.store.quarantine(
+                        key, name=name, reason=reason, hint=hint, source_hash=shash
+                    )
+                self._note_quarantine(key, reason, hint)
+            case plan.NotSent(why=why, stop_pass=stop):
+                # Certainly not applied. An intent stays (marked), so the next pass checks
+                # Fortnox and sends it again: dropping it here would lose a record that is
+                # already behind the cursor (a resend from reconciliation).
+                with self.store.transaction():
+                    self.store.mark_outcome(kind, rid, "not_sent")
+                self.state.streak += 1
+                self.state.incomplete = True
+                self.state.count("failed")
+                self.state.problem(key, f"not synced, will be retried: {why}")
+                log.warning(
+                    "%s: not synced, will be retried next pass: %s", key, why, extra={"key": key}
+                )
+                if stop:
+                    raise PassAborted(f"Fortnox is not answering: {why}")
+            case plan.StaleLink(customer_number=number):
+                self._stale_link(a, number)
+
+    def _drop_intent(self, a: plan.Action) -> None:
+        if isinstance(a, plan.CreateCustomer):
+            self.store.drop_customer_intent(a.company.id)
+        elif isinstance(a, plan.CreateDocument):
+            self.store.drop_document_intent(a.deal.id)
+
+    def _stale_link(self, a: plan.Action, number: str) -> None:
+        """The Fortnox customer behind a link was deleted: forget it, warn naming it, and plan
+        the record again, which creates or adopts the customer anew (then sends the document)."""
+        if not isinstance(a, plan.UpdateCustomer | plan.AdoptCustomer | plan.CreateDocument):
+            raise TypeError(f"no link to forget for {a!r}")  # after_failure never says so
+        company = a.company
+        with self.store.transaction():
+            self._drop_intent(a)
+            self.store.forget_link(company.id)
+            self.store.index_forget(number)
+        text = f"Fortnox customer {number} no longer exists; linking {company.key} afresh"
+        key = plan.key_of(a)
+        self.state.result.warnings.append((key, text))
+        log.warning("%s: %s", key, text, extra={"key": key})
+        if self.replan is not None:
+            self.replan(key)
+        else:
+            self.state.incomplete = True
+
+
+def _identity(a: plan.Action) -> tuple[str | None, str | None]:
+    """The name and source hash a quarantine entry for this action's record carries."""
+    match a:
+        case (
+            plan.CreateCustomer(company=c)
+            | plan.AdoptCustomer(company=c)
+            | plan.UpdateCustomer(company=c)
+        ):
+            return c.name, plan.source_hash(c)
+        case plan.CreateDocument(deal=d, company=c):
+            return d.name, plan.source_hash(d, c)
+    return None, None

@@ -1,0 +1,234 @@
+"""Gather: read what the planner needs for one page, in batches, and hand it over as a Snapshot.
+
+Reads Lime Go (pages of companies and deals, the companies and contacts a page's wins need,
+reference data once per pass), the store (links, intents, quarantine) and Fortnox's own
+indexes (`ledger.py`). It decides nothing: which records need which lookups is asked of the
+planner's pure helpers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from limefort import plan
+from limefort.config import Config
+from limefort.errors import TransientError
+from limefort.keys import company_key, customer_ref, document_ref
+from limefort.ledger import Ledger
+from limefort.limego import LimeGoClient
+from limefort.mapping import build_mappings
+from limefort.models import Company, CustomFieldDef, Deal, DocumentKind, Person
+from limefort.passstate import PassAborted, PassState
+from limefort.store import QuarantineEntry, Store
+
+log = logging.getLogger("limefort.sync")
+
+T = TypeVar("T")
+
+
+class Gatherer:
+    def __init__(
+        self, cfg: Config, store: Store, limego: LimeGoClient, ledger: Ledger, state: PassState
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.limego = limego
+        self.ledger = ledger
+        self.state = state
+        self.customer_map, self.document_map = build_mappings(
+            cfg.mapping.customer, cfg.mapping.document
+        )
+        self._won: frozenset[str] | None = None
+
+    # --- reads that stop the pass cleanly -------------------------------------------------------
+
+    def guard(self, pages: Iterable[T]) -> Iterator[T]:
+        """Pages from a client; a read that retries could not cure stops the pass cleanly."""
+        it = iter(pages)
+        while True:
+            self.state.check_stop()
+            try:
+                page = next(it)
+            except StopIteration:
+                return
+            except TransientError as exc:
+                raise PassAborted(f"{exc.service} is not answering: {exc}") from exc
+            yield page
+
+    # --- rules of the pass ----------------------------------------------------------------------
+
+    def won(self) -> frozenset[str]:
+        if self._won is None:
+            lg = self.cfg.limego
+            self._won = plan.won_stage_ids(
+                self.limego.stages(), lg.won_stage_categories, lg.won_stage_names
+            )
+        return self._won
+
+    def rules(
+        self,
+        start: datetime,
+        window: tuple[datetime, datetime] | None = None,
+        *,
+        deals: bool = True,
+    ) -> plan.Rules:
+        """`deals=False`: for planning companies only (the won stages are not read)."""
+        s = self.cfg.sync
+        kind: DocumentKind | None = (
+            None if s.deal_target == "none" else "order" if s.deal_target == "order" else "invoice"
+        )
+        return plan.Rules(
+            customer_map=self.customer_map,
+            document_map=self.document_map,
+            statuses=frozenset(self.cfg.limego.customer_statuses),
+            kind=kind,
+            won=self.won() if kind is not None and deals else frozenset(),
+            start=start,
+            window=window,
+            require_orgnr=s.require_orgnr,
+            require_positive_value=s.require_positive_value,
+            article_number=s.article_number,
+            account_number=s.account_number,
+        )
+
+    # --- Lime Go pages --------------------------------------------------------------------------
+
+    def company_pages(self, since: datetime | None, *, first: bool) -> Iterator[list[Company]]:
+        if first:
+            # First pass: every current customer, whenever it last changed.
+            for status in self.cfg.limego.customer_statuses:
+                yield from self.guard(self.limego.iter_companies(status=status))
+            return
+        yield from self.guard(self.limego.iter_companies(updated_since=since))
+
+    def deal_pages(self, since: datetime | None) -> Iterator[tuple[list[Deal], dict[str, Company]]]:
+        for page in self.guard(self.limego.iter_deals(updated_since=since)):
+            yield page.deals, dict(page.companies)
+
+    def read_record(self, key_kind: str, rid: str) -> tuple[Company | Deal, Company | None] | None:
+        """One company, or one deal and its company, as Lime Go has it now (None: deleted)."""
+        if key_kind == "company":
+            company = self.limego.get_company(rid)
+            return None if company is None else (company, company)
+        got = self.limego.get_deal(rid)
+        return None if got is None else got
+
+    # --- snapshots ------------------------------------------------------------------------------
+
+    def companies_snapshot(
+        self,
+        companies: Sequence[Company],
+        rules: plan.Rules,
+        *,
+        scoped: bool = True,
+        force: bool = False,
+        resend: frozenset[str] = frozenset(),
+    ) -> plan.Snapshot:
+        links = self.store.links(c.id for c in companies)
+        live = {k: v for k, v in links.items() if not _resent(v, resend)}
+        todo = [
+            c
+            for c in companies
+            if not scoped or plan.company_in_scope(c, rules.statuses, links.get(c.id))
+        ]
+        quarantine = self.store.quarantined(c.key for c in companies)
+        by_orgnr, by_ref = self._customer_indexes(todo, live, rules, quarantine, force)
+        return plan.Snapshot(
+            companies=companies,
+            scoped=scoped,
+            links=links,
+            quarantine=quarantine,
+            by_orgnr=by_orgnr,
+            by_ref=by_ref,
+            force=force,
+            resend=resend,
+        )
+
+    def deals_snapshot(
+        self,
+        deals: Sequence[Deal],
+        related: dict[str, Company],
+        rules: plan.Rules,
+        *,
+        force: bool = False,
+        resend: frozenset[str] = frozenset(),
+        planned: frozenset[str] = frozenset(),
+    ) -> plan.Snapshot:
+        intents = self.store.intents(d.id for d in deals)
+        quarantine = self.store.quarantined(
+            [d.key for d in deals] + [c.key for c in related.values()]
+        )
+        first = plan.Snapshot(
+            deals=deals,
+            related=related,
+            intents=intents,
+            quarantine=quarantine,
+            force=force,
+            resend=resend,
+        )
+        wins = plan.triage(first, rules).wins
+        if not wins:
+            return first
+        need_companies, need_contacts = plan.deal_lookups(wins, first)
+        for cid in sorted(need_companies):
+            got = self.limego.get_company(cid)
+            if got is not None:
+                related[got.id] = got
+        companies = [related[d.company_id] for d in wins if d.company_id in related]
+        links = self.store.links(c.id for c in companies)
+        live = {k: v for k, v in links.items() if not _resent(v, resend)}
+        unlinked = [c for c in companies if c.id not in planned]
+        quarantine = {**quarantine, **self.store.quarantined(c.key for c in companies)}
+        by_orgnr, by_ref = self._customer_indexes(unlinked, live, rules, quarantine, force)
+        refs = [document_ref(d.id) for d in wins]
+        return plan.Snapshot(
+            deals=deals,
+            related=related,
+            links=links,
+            intents=intents,
+            quarantine=quarantine,
+            by_orgnr=by_orgnr,
+            by_ref=by_ref,
+            ledger=self.ledger.documents_by_ref(rules.kind, refs) if rules.kind else {},
+            contacts=self._contacts(need_contacts),
+            owners=self.owners(),
+            field_defs=self.field_defs(),
+            force=force,
+            resend=resend,
+            planned=planned,
+        )
+
+    def _customer_indexes(
+        self,
+        companies: Sequence[Company],
+        links: dict[str, Any],
+        rules: plan.Rules,
+        quarantine: dict[str, QuarantineEntry],
+        force: bool,
+    ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        orgnrs, refs = plan.customer_lookups(companies, links, rules, quarantine, force)
+        names = {customer_ref(c.id): (c.name or "").strip() for c in companies}
+        by_orgnr = self.ledger.customers_by_orgnr(sorted(orgnrs)) if orgnrs else {}
+        by_ref = self.ledger.customers_by_ref({r: names.get(r, "") for r in sorted(refs)})
+        return by_orgnr, by_ref
+
+    def _contacts(self, ids: Iterable[str]) -> dict[str, Person]:
+        out: dict[str, Person] = {}
+        for cid in sorted(ids):
+            person = self.limego.contact(cid)
+            if person is not None:
+                out[cid] = person
+        return out
+
+    def owners(self) -> dict[str, Person]:
+        return self.limego.owners()
+
+    def field_defs(self) -> dict[str, CustomFieldDef]:
+        return self.limego.deal_field_defs()
+
+
+def _resent(link: Any, resend: frozenset[str]) -> bool:
+    return bool(link.state == "pending" and company_key(link.company_id) in resend)

@@ -1,0 +1,52 @@
+"""Record keys in one place.
+
+Two families of keys, and nothing else spells them:
+- the keys a person types and sees (`company:<id>`, `deal:<id>`): quarantine, status, retry, ack;
+- the keys limefort writes into Fortnox (`limego:company:<id>` in a customer's
+  ExternalReference, `limego:deal:<id>` in a document's ExternalInvoiceReference1), by which
+  Fortnox itself, the ledger, recognises what limefort made.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+RecordKind = Literal["company", "deal"]
+
+# Lime Go ids are UUIDs; the seeded sandbox uses shorter ids. Anything printable without
+# spaces or colons is accepted, so a key can always be split again.
+_ID = re.compile(r"[A-Za-z0-9._~-]{1,128}")
+
+
+def company_key(company_id: str) -> str:
+    return f"company:{company_id}"
+
+
+def deal_key(deal_id: str) -> str:
+    return f"deal:{deal_id}"
+
+
+def parse_key(key: str) -> tuple[RecordKind, str]:
+    """`company:<id>` or `deal:<id>`; anything else raises ValueError saying what is expected."""
+    kind, sep, rid = key.partition(":")
+    if not sep or kind not in ("company", "deal") or not _ID.fullmatch(rid):
+        raise ValueError(f"{key} is not a company:<id> or deal:<id> key")
+    return ("company" if kind == "company" else "deal"), rid
+
+
+def customer_ref(company_id: str) -> str:
+    """What limefort writes into a Fortnox customer's ExternalReference."""
+    return f"limego:company:{company_id}"
+
+
+def document_ref(deal_id: str) -> str:
+    """The idempotency key in a document's ExternalInvoiceReference1."""
+    return f"limego:deal:{deal_id}"
+
+
+def deal_id_of_ref(ref: str | None) -> str | None:
+    """The deal id of a document key found in Fortnox, or None when it is not limefort's."""
+    if ref and ref.startswith("limego:deal:"):
+        return ref[len("limego:deal:") :] or None
+    return None

@@ -1,0 +1,184 @@
+"""Fortnox is the ledger: its own indexes of customers and documents, kept in the store.
+
+The state file is a cache of links. What stops a second customer or a second invoice is what
+Fortnox itself holds, read from its list endpoints in pages of 500 the first time and then
+only what changed (`lastmodified`), at most once per pass that may create something:
+- customers by organisation number (list items carry it) and, for those without one, by
+  limefort's ExternalReference (list items do not carry it: candidates with the same name are
+  read one by one, only before creating such a customer);
+- documents by their key in ExternalInvoiceReference1 (list items carry it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from limefort.fortnox import FortnoxClient
+from limefort.models import DocumentKind
+from limefort.store import LedgerDocument, Store
+
+log = logging.getLogger("limefort.ledger")
+
+# Fortnox's lastmodified has minute resolution in Swedish local time: overlap a little.
+OVERLAP = timedelta(minutes=5)
+
+
+class Ledger:
+    def __init__(
+        self,
+        store: Store,
+        fortnox: FortnoxClient,
+        *,
+        guard: Callable[[Iterable[Any]], Iterator[Any]] = iter,
+        persist: bool = True,
+    ) -> None:
+        """`guard` wraps page iterators (a read retries could not cure stops the pass);
+        `persist=False` (a dry run) reads Fortnox the same way but keeps what it read in
+        this object instead of the state file, which a dry run never writes."""
+        self.store = store
+        self.fortnox = fortnox
+        self.guard = guard
+        self.persist = persist
+        self._fresh: set[str] = set()
+        self._mem_customers: dict[str, list[str]] = {}
+        self._mem_docs: dict[str, list[LedgerDocument]] = {}
+        self._mem_refs: dict[str, list[str]] = {}
+
+    # --- customers ---------------------------------------------------------------------------
+
+    def customers_by_orgnr(self, orgnrs: Iterable[str]) -> dict[str, list[str]]:
+        orgnrs = [o for o in orgnrs if o]
+        if not orgnrs:
+            return {}
+        self._refresh_customers()
+        out: dict[str, list[str]] = {}
+        for o in orgnrs:
+            found = self.store.index_by_orgnr(o) + self._mem_customers.get(o, [])
+            if found:
+                out[o] = list(dict.fromkeys(found))
+        return out
+
+    def customers_by_ref(self, refs: dict[str, str]) -> dict[str, list[str]]:
+        """Customers carrying limefort's ExternalReference. `refs`: ref -> the company's name
+        (candidates are Fortnox customers with exactly that name, each read once)."""
+        if not refs:
+            return {}
+        self._refresh_customers()
+        out: dict[str, list[str]] = {}
+        for ref, name in refs.items():
+            found = self.store.index_by_ext_ref(ref) + self._mem_refs.get(ref, [])
+            if not found and name:
+                found = self._read_candidates(ref, name)
+            if found:
+                out[ref] = found
+        return out
+
+    def _read_candidates(self, ref: str, name: str) -> list[str]:
+        found: list[str] = []
+        for number, known in self.store.index_by_name(name):
+            if known is not None:
+                continue  # its ExternalReference is known already, and it is another one
+            full = self.fortnox.get_customer(number)
+            if full is None:
+                continue
+            ext = full.get("ExternalReference") or ""
+            if self.persist:
+                with self.store.transaction():
+                    self.store.index_remember(
+                        number, orgnr=full.get("OrganisationNumber") or None, name=name, ext_ref=ext
+                    )
+            else:
+                self._mem_refs.setdefault(ext, []).append(number)
+            if ext == ref:
+                found.append(number)
+        return found
+
+    def forget_customer(self, number: str) -> None:
+        with self.store.transaction():
+            self.store.index_forget(number)
+
+    def _refresh_customers(self) -> None:
+        self._refresh(
+            "customers",
+            lambda since: self.fortnox.iter_customers(lastmodified=since, limit=500),
+            self._save_customers,
+        )
+
+    def _save_customers(self, page: list[dict[str, Any]]) -> None:
+        if self.persist:
+            with self.store.transaction():
+                self.store.index_save(page)
+            return
+        for item in page:
+            if item.get("OrganisationNumber"):
+                self._mem_customers.setdefault(item["OrganisationNumber"], []).append(
+                    str(item["CustomerNumber"])
+                )
+
+    # --- documents ---------------------------------------------------------------------------
+
+    def documents_by_ref(
+        self, kind: DocumentKind, refs: Iterable[str]
+    ) -> dict[str, list[LedgerDocument]]:
+        refs = list(refs)
+        if not refs:
+            return {}
+        self._refresh(
+            f"{kind}s",
+            lambda since: self.fortnox.iter_documents(kind, lastmodified=since, limit=500),
+            lambda page: self._save_documents(kind, page),
+        )
+        out = self.store.ledger_by_ref(refs)
+        for ref in refs:
+            if ref in self._mem_docs:
+                out.setdefault(ref, []).extend(self._mem_docs[ref])
+        return out
+
+    def _save_documents(self, kind: DocumentKind, page: list[dict[str, Any]]) -> None:
+        if self.persist:
+            with self.store.transaction():
+                self.store.ledger_save(kind, page)
+            return
+        for i in page:
+            ref = i.get("ExternalInvoiceReference1")
+            if ref and i.get("DocumentNumber") is not None:
+                self._mem_docs.setdefault(ref, []).append(
+                    LedgerDocument(
+                        kind, str(i["DocumentNumber"]), ref, str(i.get("CustomerNumber") or ""),
+                        bool(i.get("Cancelled")), bool(i.get("Booked")), bool(i.get("Sent")),
+                        None if i.get("Total") is None else str(i.get("Total")),
+                    )
+                )  # fmt: skip
+
+    def remember_document(self, kind: DocumentKind, item: dict[str, Any]) -> None:
+        """A document limefort just created or found: known to the ledger at once."""
+        with self.store.transaction():
+            self.store.ledger_save(kind, [item])
+
+    # --- refresh -----------------------------------------------------------------------------
+
+    def _refresh(
+        self,
+        name: str,
+        pages: Callable[[datetime | None], Iterable[list[dict[str, Any]]]],
+        save: Callable[[list[dict[str, Any]]], None],
+    ) -> None:
+        """Once per pass: everything the first time, then what changed since the last read."""
+        if name in self._fresh:
+            return
+        self._fresh.add(name)
+        meta = "fortnox_index_at" if name == "customers" else f"fortnox_{name}_at"
+        started = self.store.clock()
+        last = self.store.get_meta(meta)
+        since = datetime.fromisoformat(last) - OVERLAP if last else None
+        n = 0
+        for page in self.guard(pages(since)):
+            n += len(page)
+            save(page)
+        if self.persist:
+            with self.store.transaction():
+                self.store.set_meta(meta, started.isoformat())
+        log.info("Fortnox %s index: %d read (%s)", name, n, "changes" if last else "full")
