@@ -21,7 +21,7 @@ from limefort import config as config_mod
 from limefort.config import Config
 from limefort.errors import EX_OK, EX_PARTIAL, EX_USAGE, ConfigError, LimefortError, UserError
 from limefort.http import REDACTOR
-from limefort.keys import company_key, deal_key
+from limefort.keys import company_key, deal_id_of_ref, deal_key
 from limefort.runner import build_clients, locked, one_pass, open_store, summarise
 from limefort.store import Store
 from limefort.sync import PassResult, Syncer, eta_seconds
@@ -372,6 +372,20 @@ def status(app: App, as_json: bool) -> int:
             f"  {q['key']}  {name}: {q['reason']}\n      hint: {q['hint']}"
             f"  (attempts {q['attempts']}, since {q['since']})"
         )
+    if data["duplicates"]:
+        click.echo(
+            f"Duplicates:  {len(data['duplicates'])} deals have more than one document in Fortnox"
+        )
+        for d in data["duplicates"]:
+            click.echo(
+                f"  {d['key']}  {', '.join(d['documents'])}: credit or cancel the extra ones"
+            )
+    if data["cancelled"]:
+        click.echo(
+            f"Cancelled:   {len(data['cancelled'])} documents of won deals are cancelled in Fortnox"
+        )
+        for d in data["cancelled"]:
+            click.echo(f"  {d['key']}  {d['document']} (cancelled in Fortnox; never re-created)")
     click.echo(f"Pending:     {len(data['pending'])}")
     for p in data["pending"]:
         click.echo(
@@ -419,6 +433,21 @@ def status_data(store: Store) -> dict[str, Any]:
         + [
             {"key": deal_key(p.deal_id), "kind": p.kind, "since": _iso(p.since)}
             for p in store.pending_documents()
+        ],
+        # Fortnox is the ledger: what its document index shows that a person should know.
+        "duplicates": [
+            {
+                "key": deal_key(deal_id_of_ref(ref) or ref),
+                "documents": [f"{d.kind}:{d.document_number}" for d in docs],
+            }
+            for ref, docs in store.ledger_duplicates().items()
+        ],
+        "cancelled": [
+            {
+                "key": deal_key(deal_id_of_ref(d.ext_ref) or ""),
+                "document": f"{d.kind}:{d.document_number}",
+            }
+            for d in store.ledger_cancelled()
         ],
         "last_run": (
             {

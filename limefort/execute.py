@@ -169,7 +169,8 @@ class Executor:
             return
         self.fortnox.update_customer(number, a.payload)
         self._linked(a.company, number, a.payload)
-        self._done(a, f"linked to existing Fortnox customer {number} (same {a.by})")
+        how = "its deal's document is for it" if a.by == "document" else f"same {a.by}"
+        self._done(a, f"linked to existing Fortnox customer {number} ({how})")
 
     def _linked(self, company: Company, number: str, payload: dict[str, Any]) -> None:
         with self.store.transaction():

@@ -437,7 +437,8 @@ def _plan_win(
         mine = [x for x in existing if x.kind == kind] or existing
         first = next((x for x in mine if not x.cancelled), mine[0])
         others = tuple(x.document_number for x in existing if x is not first)
-        return [LinkDocument(deal, kind, first, others)]
+        return [*_relink_company(snap, rules, deal, first, linking, creating),
+                LinkDocument(deal, kind, first, others)]  # fmt: skip
     company = snap.related.get(deal.company_id or "")
     ctx = DealContext(
         deal=deal,
@@ -493,6 +494,32 @@ def _plan_win(
             return [Defer(deal.key, f"waiting for its customer ({company.key})")]
     out.append(CreateDocument(deal, kind, result.payload, company, customer, result.warnings))
     return out
+
+
+def _relink_company(
+    snap: Snapshot,
+    rules: Rules,
+    deal: Deal,
+    doc: LedgerDocument,
+    linking: dict[str, Action],
+    creating: dict[str, str],
+) -> list[Action]:
+    """A deal whose document Fortnox already holds, of a company the state file does not link
+    (a lost or old state file): link the company too, to the customer Fortnox knows as it, or
+    else to the document's customer. Never a new customer for a deal already invoiced."""
+    company = snap.related.get(deal.company_id or "")
+    if company is None or _live_link(snap, company) is not None:
+        return []
+    if company.id in linking or company.id in snap.planned:
+        return []
+    act = _plan_company_in(snap, company, rules, creating)
+    if isinstance(act, CreateCustomer) and doc.customer_number:
+        creating.pop(orgnr_of(Mapped(act.payload)) or "", None)
+        act = AdoptCustomer(company, doc.customer_number, act.payload, act.warnings, by="document")
+    if isinstance(act, CreateCustomer | AdoptCustomer):
+        linking[company.id] = act
+        return [act]
+    return []
 
 
 def _live_link(snap: Snapshot, company: Company) -> CustomerLink | None:
@@ -670,6 +697,7 @@ def describe(action: Action) -> list[str]:
             lines += [f"      {k}: {_fmt(v)}" for k, v in p.items()]
         case AdoptCustomer(company=c, customer=ref, payload=p, warnings=w, by=by):
             same = p.get("OrganisationNumber") if by == "organisation number" else None
+            by = "customer as its deal's document in Fortnox" if by == "document" else by
             lines = [
                 f"= adopt customer   {c.key}  {c.name!r} -> {_customer_text(ref)} (same {by}"
                 + (f" {same})" if same else ")")

@@ -205,7 +205,9 @@ DEAL_TABLE: list[tuple[str, dict[str, Any], list[str]]] = [
     ("Fortnox already holds its key: linked, never created",
      {"links": LINKED, "ledger": {document_ref("d1"): [ledger_doc("d1")]}}, ["LinkDocument"]),
     ("lost state file: key found in the ledger, company adopted, nothing created",
-     {"by_orgnr": {"556036-0793": ["7"]}, "ledger": {document_ref("d1"): [ledger_doc("d1")]}}, ["LinkDocument"]),
+     {"by_orgnr": {"556036-0793": ["7"]}, "ledger": {document_ref("d1"): [ledger_doc("d1")]}}, ["AdoptCustomer", "LinkDocument"]),
+    ("lost state file, company unknown by orgnr: linked to its document's customer",
+     {"ledger": {document_ref("d1"): [ledger_doc("d1")]}}, ["AdoptCustomer", "LinkDocument"]),
     ("customer's POST pending: the deal waits", {"links": {"c1": link(C, state="pending")}}, ["Defer"]),
     ("quarantined deal, unchanged: waits", {"links": LINKED, "quarantine": {"deal:d1": quarantined("deal:d1", D, C)}}, []),
     ("quarantined deal whose company changed: tried again",
@@ -465,3 +467,12 @@ def test_summary_lines_for_a_pass_and_a_dry_run() -> None:
 def test_rules_are_frozen() -> None:
     r = rules()
     assert replace(r, kind="order").kind == "order" and r.kind == "invoice"
+
+
+def test_relinking_after_a_lost_state_file_adopts_the_documents_customer() -> None:
+    snap = P.Snapshot(
+        deals=[D], related={"c1": C}, ledger={document_ref("d1"): [ledger_doc("d1")]}, **PEOPLE
+    )
+    adopt, linkdoc = P.plan_deals(snap, rules())
+    assert isinstance(adopt, P.AdoptCustomer) and adopt.customer == "7" and adopt.by == "document"
+    assert isinstance(linkdoc, P.LinkDocument) and linkdoc.document.document_number == "55"
