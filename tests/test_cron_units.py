@@ -378,3 +378,49 @@ def test_cron_line_with_the_real_limefort(tmp_path: Path) -> None:
     proc = subprocess.run(["/bin/sh", "-c", command], env=env, timeout=60)
     assert proc.returncode == 0, (tmp_path / "sync.log").read_text()
     assert limefort.__version__ in (tmp_path / "sync.log").read_text()
+
+
+# --- a cron line per tenant (README, "Running many tenants") -------------------------------------
+
+
+def _readme_tenant_cron_lines() -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Running many tenants", 1)[1].split("\n## ", 1)[0]
+    block = section.split("**A cron line per tenant**", 1)[1].split("```", 2)[1]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_readme_cron_lines_per_tenant_share_nothing_and_run(tmp_path: Path, stub: Path) -> None:
+    lines = _readme_tenant_cron_lines()
+    assert len(lines) >= 2
+    seen: dict[str, set[str]] = {"minute": set(), "config": set(), "lock": set(), "log": set()}
+    for line in lines:
+        minute, hour, dom, month, dow, user, command = line.split(None, 6)
+        assert (hour, dom, month, dow, user) == ("*", "*", "*", "*", "limefort")
+        assert "%" not in command
+        m = re.fullmatch(
+            r"flock -n (/var/lib/limefort/(\w+)/\S+) limefort --config (/etc/limefort/(\w+)\.toml)"
+            r" --log-format json sync >> (/var/log/limefort/(\w+)\.log) 2>&1",
+            command,
+        )
+        assert m, command
+        lock, lock_tenant, config, tenant, log, log_tenant = m.groups()
+        assert lock_tenant == tenant == log_tenant, line
+        for key, value in (("minute", minute), ("config", config), ("lock", lock), ("log", log)):
+            assert value not in seen[key], f"two tenants share the {key} {value}"
+            seen[key].add(value)
+        # and it runs: the tenant's config reaches limefort, the output its own log
+        (tmp_path / tenant).mkdir()
+        run = (
+            command.replace(lock, str(tmp_path / tenant / "cron.lock"))
+            .replace(log, str(tmp_path / f"{tenant}.log"))
+            .replace(" limefort --config", f" {stub} --config")
+        )
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "STUB_DIR": str(tmp_path / tenant)}
+        assert subprocess.run(["/bin/sh", "-c", run], env=env, timeout=30).returncode == 0
+        (argv,) = _argvs(tmp_path / tenant)
+        assert argv == ["--config", config, "--log-format", "json", "sync"]
+        assert (tmp_path / f"{tenant}.log").read_text().splitlines() == [
+            "stub on stderr",
+            "stub on stdout",
+        ]
