@@ -288,8 +288,16 @@ def _count_drift(conn: sqlite3.Connection) -> int:
 def read_state(path: Path, *, recent: int = 20) -> StateFacts | None:
     """The facts of one state file; None when it does not exist (no pass has run). Raises
     `UserError` with a one-line reason when it cannot be read."""
-    if not path.exists():
+    try:
+        path.stat()
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        # typically a state directory (0700, its tenant's user) this user may not enter
+        raise UserError(
+            f"state file {path}: {exc.strerror or exc} (run fleet status as the user the "
+            "passes run as, or as root)"
+        ) from None
     try:
         conn = connect_read_only(path)
     except sqlite3.Error as exc:

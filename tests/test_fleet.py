@@ -10,7 +10,12 @@ import contextlib
 import hashlib
 import io
 import json
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -443,3 +448,45 @@ def test_render_table_lines_up_and_summarises() -> None:
     assert lines[2].endswith("error: config: broken")
     assert lines[0].index("EXIT") == lines[1].index(" 0 ") + 1
     assert lines[-1] == "2 tenants: 1 needs attention"
+
+
+SETPRIV = shutil.which("setpriv")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or SETPRIV is None, reason="needs root and setpriv to run as another user"
+)
+def test_another_user_gets_a_row_with_the_reason_not_a_traceback() -> None:
+    # A state directory is 0700, its tenant's user's; the operator may run fleet status as
+    # someone else. That tenant's row says why; a tenant whose files it may read still shows,
+    # even beside a running pass whose -wal and -shm files it cannot write.
+    assert SETPRIV
+    base = Path(tempfile.mkdtemp(prefix="limefort-fleet-"))
+    try:
+        base.chmod(0o755)
+        for tenant, mode in (("acme", 0o700), ("beta", 0o755)):
+            (base / tenant).mkdir(mode=mode)
+            (base / tenant).chmod(mode)
+            tenant_config(base, tenant, f"{tenant}/limefort.db").chmod(0o644)
+            state_with_run(base / tenant / "limefort.db", 0).close()
+        writer = Store.open(base / "beta" / "limefort.db")
+        try:
+            writer.start_run("sync")
+            for p in (base / "beta").iterdir():
+                p.chmod(0o644)
+            proc = subprocess.run(
+                [SETPRIV, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+                + [sys.executable, "-m", "limefort", "fleet", "status", str(base), "--json"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        finally:
+            writer.close()
+        assert proc.returncode == 1, proc.stderr
+        rows = {r["tenant"]: r for r in json.loads(proc.stdout)}
+        assert "Permission denied" in rows["acme"]["error"]
+        assert rows["beta"]["error"] is None and rows["beta"]["ok"] is True
+        assert rows["beta"]["running_since"] is not None
+    finally:
+        shutil.rmtree(base)
