@@ -18,6 +18,7 @@ import click
 
 from limefort import __version__, logs
 from limefort import config as config_mod
+from limefort import fleet as fleet_mod
 from limefort.config import Config
 from limefort.errors import EX_OK, EX_PARTIAL, EX_USAGE, ConfigError, LimefortError, UserError
 from limefort.http import REDACTOR
@@ -650,6 +651,38 @@ def sandbox(
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def fleet() -> None:
+    """Many tenants, one config each: see README, "Running many tenants"."""
+
+
+@fleet.command("status")
+@click.argument(
+    "directory",
+    metavar="[DIR]",
+    required=False,
+    default=str(fleet_mod.DEFAULT_DIR),
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def fleet_status(directory: Path, as_json: bool) -> int:
+    """One row per tenant config (*.toml) in DIR (default /etc/limefort): last run, last
+    success, quarantined, pending and drift. Read-only: opens each state file read-only and
+    takes no lock, so it is safe beside running passes. Ignores --config.
+
+    Exit 0 when every tenant's last pass exited 0 and nothing waits for a person (quarantined
+    records, unacknowledged drift); 1 otherwise, a tenant that never ran or whose config does
+    not load included.
+
+    \b
+    Example:
+      limefort fleet status /etc/limefort --json | jq '.[] | select(.ok | not) | .tenant'
+    """
+    rows = fleet_mod.status_rows(directory)
+    click.echo(fleet_mod.to_json(rows) if as_json else fleet_mod.render_table(rows))
+    return fleet_mod.exit_code(rows)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,9 @@ import limefort
 REPO = Path(__file__).resolve().parents[1]
 CRON = REPO / "cron"
 UNITS = ("limefort.service", "limefort.timer", "limefort-daemon.service")
+TEMPLATES = ("limefort@.service", "limefort@.timer")
+# verify loads a template through an instance name, as `systemctl enable limefort@acme.timer`
+INSTANCES = ("limefort@acme.service", "limefort@acme.timer")
 INSTALLED_BIN = "/usr/local/bin/limefort"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or (
     "/usr/bin/systemd-analyze" if os.path.exists("/usr/bin/systemd-analyze") else None
@@ -42,7 +45,7 @@ ENVIRONMENTAL = [
 def _units_dir(tmp_path: Path, executable: str) -> Path:
     d = tmp_path / "units"
     d.mkdir()
-    for name in UNITS:
+    for name in UNITS + TEMPLATES:
         text = (CRON / name).read_text()
         # verify checks that ExecStart's program exists and is executable
         (d / name).write_text(text.replace(INSTALLED_BIN, executable))
@@ -69,7 +72,7 @@ def _verify(directory: Path, *names: str) -> tuple[int, list[str]]:
 
 
 def _ours(line: str, directory: Path) -> bool:
-    return str(directory) in line or any(u in line for u in UNITS)
+    return str(directory) in line or any(u in line for u in UNITS + TEMPLATES + INSTANCES)
 
 
 def _real_problems(lines: list[str], directory: Path) -> list[str]:
@@ -170,6 +173,84 @@ def test_daemon_unit_settings() -> None:
     assert hardening
     for key in hardening + ["ReadWritePaths", "User", "Group", "StateDirectory", "UMask"]:
         assert s.get(key) == oneshot.get(key), f"{key} differs between the two services"
+
+
+# --- templates: one instance per tenant ----------------------------------------------------------
+
+
+@needs_systemd_analyze
+def test_template_units_pass_systemd_analyze_verify_as_an_instance(tmp_path: Path) -> None:
+    d = _units_dir(tmp_path, _executable())
+    rc, lines = _verify(d, *INSTANCES)
+    assert _real_problems(lines, d) == [], "\n".join(lines)
+    assert rc == 0, "\n".join(lines)
+
+
+@needs_systemd_analyze
+def test_verify_reads_the_template_behind_an_instance_name(tmp_path: Path) -> None:
+    # The control: a typo in the template must show when verifying limefort@acme.service,
+    # and so must a missing program, so a silent verify above really read the template.
+    d = _units_dir(tmp_path, _executable())
+    unit = d / "limefort@.service"
+    unit.write_text(unit.read_text().replace("ProtectSystem=strict", "ProtectSystem=strickt"))
+    _, lines = _verify(d, "limefort@acme.service")
+    assert any("strickt" in line or "protect system" in line.lower() for line in lines), lines
+    assert _real_problems(lines, d)
+    (tmp_path / "second").mkdir()
+    d2 = _units_dir(tmp_path / "second", str(tmp_path / "no-such-limefort"))
+    rc, lines = _verify(d2, "limefort@acme.service")
+    assert rc != 0 and any("no-such-limefort" in line for line in lines), lines
+
+
+def _instance(name: str, tenant: str) -> configparser.ConfigParser:
+    """The template with %i expanded, as systemd does for limefort@<tenant>."""
+    cp = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    cp.optionxform = str  # type: ignore[assignment,method-assign]
+    cp.read_string((CRON / name).read_text().replace("%i", tenant))
+    return cp
+
+
+def test_template_service_is_the_single_service_for_one_tenant() -> None:
+    single = _unit("limefort.service")["Service"]
+    s = _instance("limefort@.service", "acme")["Service"]
+    # What differs, and only that: the tenant's config, secrets and state directory.
+    per_tenant = {
+        "ExecStart": (f"{INSTALLED_BIN} --config /etc/limefort/acme.toml --log-format json sync"),
+        "EnvironmentFile": "-/etc/limefort/acme.env",
+        "StateDirectory": "limefort/acme",
+        "WorkingDirectory": "/var/lib/limefort/acme",
+        "ReadWritePaths": "/var/lib/limefort/acme",
+    }
+    for key, value in per_tenant.items():
+        assert s[key] == value, key
+    assert set(s) == set(single), "the template and the single unit set different keys"
+    for key in set(single) - set(per_tenant):
+        assert s[key] == single[key], f"{key} differs from limefort.service"
+    assert "75" in s["SuccessExitStatus"].split()
+
+
+def test_two_instances_share_nothing_writable() -> None:
+    a = _instance("limefort@.service", "acme")["Service"]
+    b = _instance("limefort@.service", "globex")["Service"]
+    for key in ("ExecStart", "EnvironmentFile", "StateDirectory", "ReadWritePaths"):
+        assert a[key] != b[key], key
+    assert not b["ReadWritePaths"].startswith(a["ReadWritePaths"])
+
+
+def test_template_timer_runs_each_tenant_every_five_minutes_at_its_own_offset() -> None:
+    single = _unit("limefort.timer")["Timer"]
+    u = _instance("limefort@.timer", "acme")
+    t = u["Timer"]
+    assert t["OnCalendar"] == single["OnCalendar"] == "*:0/5"
+    assert t["Persistent"] == "true"
+    assert t["Unit"] == "limefort@acme.service"
+    assert t["FixedRandomDelay"] == "yes"
+    # a fixed offset below the 5-minute period: still one pass every 5 minutes per tenant
+    m = re.fullmatch(r"(\d+)(s|m|min)?", t["RandomizedDelaySec"])
+    assert m, t["RandomizedDelaySec"]
+    seconds = int(m.group(1)) * (60 if m.group(2) in ("m", "min") else 1)
+    assert 60 <= seconds < 300
+    assert u["Install"]["WantedBy"] == "timers.target"
 
 
 # --- cron -------------------------------------------------------------------------------------
@@ -297,3 +378,49 @@ def test_cron_line_with_the_real_limefort(tmp_path: Path) -> None:
     proc = subprocess.run(["/bin/sh", "-c", command], env=env, timeout=60)
     assert proc.returncode == 0, (tmp_path / "sync.log").read_text()
     assert limefort.__version__ in (tmp_path / "sync.log").read_text()
+
+
+# --- a cron line per tenant (README, "Running many tenants") -------------------------------------
+
+
+def _readme_tenant_cron_lines() -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Running many tenants", 1)[1].split("\n## ", 1)[0]
+    block = section.split("**A cron line per tenant**", 1)[1].split("```", 2)[1]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_readme_cron_lines_per_tenant_share_nothing_and_run(tmp_path: Path, stub: Path) -> None:
+    lines = _readme_tenant_cron_lines()
+    assert len(lines) >= 2
+    seen: dict[str, set[str]] = {"minute": set(), "config": set(), "lock": set(), "log": set()}
+    for line in lines:
+        minute, hour, dom, month, dow, user, command = line.split(None, 6)
+        assert (hour, dom, month, dow, user) == ("*", "*", "*", "*", "limefort")
+        assert "%" not in command
+        m = re.fullmatch(
+            r"flock -n (/var/lib/limefort/(\w+)/\S+) limefort --config (/etc/limefort/(\w+)\.toml)"
+            r" --log-format json sync >> (/var/log/limefort/(\w+)\.log) 2>&1",
+            command,
+        )
+        assert m, command
+        lock, lock_tenant, config, tenant, log, log_tenant = m.groups()
+        assert lock_tenant == tenant == log_tenant, line
+        for key, value in (("minute", minute), ("config", config), ("lock", lock), ("log", log)):
+            assert value not in seen[key], f"two tenants share the {key} {value}"
+            seen[key].add(value)
+        # and it runs: the tenant's config reaches limefort, the output its own log
+        (tmp_path / tenant).mkdir()
+        run = (
+            command.replace(lock, str(tmp_path / tenant / "cron.lock"))
+            .replace(log, str(tmp_path / f"{tenant}.log"))
+            .replace(" limefort --config", f" {stub} --config")
+        )
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "STUB_DIR": str(tmp_path / tenant)}
+        assert subprocess.run(["/bin/sh", "-c", run], env=env, timeout=30).returncode == 0
+        (argv,) = _argvs(tmp_path / tenant)
+        assert argv == ["--config", config, "--log-format", "json", "sync"]
+        assert (tmp_path / f"{tenant}.log").read_text().splitlines() == [
+            "stub on stderr",
+            "stub on stdout",
+        ]
