@@ -6,14 +6,13 @@ file is touched, no migration runs, and a pass running at the same moment is nei
 nor disturbed (WAL lets a reader see the last committed state). Reading the state file needs
 no credentials either, so the configs are loaded without the tenants' secrets.
 
-Layout: `read_*` functions do the I/O; `build_row`, `row_ok`, `exit_code` and `render_table`
+Layout: `read_tenant` and the store's `read_state` do the I/O; `build_row`, `row_ok`, `exit_code` and `render_table`
 are pure and take what the readers found.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from typing import Any
 
 from limefort import config as config_mod
 from limefort.errors import EX_OK, EX_PARTIAL, LimefortError, UserError
+from limefort.store import Run, StateFacts, read_state
 
 DEFAULT_DIR = Path("/etc/limefort")
 
@@ -34,25 +34,6 @@ _NO_SECRETS: Mapping[str, str] = {
     "LIMEFORT_LIMEGO_CLIENT_SECRET": "(not read by fleet status)",
     "LIMEFORT_FORTNOX_CLIENT_SECRET": "(not read by fleet status)",
 }
-
-
-@dataclass(frozen=True)
-class Run:
-    started_at: str | None
-    finished_at: str | None
-    exit_code: int | None
-    command: str | None
-
-
-@dataclass(frozen=True)
-class StateFacts:
-    """What one tenant's state file says, as read (no judgement yet)."""
-
-    runs: tuple[Run, ...]  # newest first
-    last_success: str | None
-    quarantined: int
-    pending: int
-    drift: int
 
 
 @dataclass(frozen=True)
@@ -249,91 +230,6 @@ def read_tenant(config_path: Path) -> Tenant:
     except LimefortError as exc:
         return Tenant(name, config_path, None, error=str(exc))
     return Tenant(name, config_path, resolve_state_path(config_path, cfg.state.path))
-
-
-def read_only_uri(path: Path, *, wal_exists: bool) -> str:
-    """SQLite's read-only mode: the connection cannot write, create the file, or migrate.
-
-    The state file is in WAL mode. While anything has it open, its `-wal` file exists, and a
-    read-only reader uses the WAL protocol like any reader: a consistent snapshot beside a
-    running pass. With no `-wal` file nothing has it open and every commit is in the main file;
-    a plain `mode=ro` reader would still create empty `-wal` and `-shm` files (that it cannot
-    remove again) in the tenant's state directory, so it opens the file as `immutable` instead,
-    which reads the main file alone and creates nothing."""
-    uri = path.resolve().as_uri() + "?mode=ro"
-    return uri if wal_exists else uri + "&immutable=1"
-
-
-def connect_read_only(path: Path) -> sqlite3.Connection:
-    wal = path.with_name(path.name + "-wal")
-    return sqlite3.connect(read_only_uri(path, wal_exists=wal.exists()), uri=True, timeout=5)
-
-
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name]
-    ).fetchone()
-    return row is not None
-
-
-def _count_drift(conn: sqlite3.Connection) -> int:
-    """Unacknowledged drift. The table comes with a later migration: absent means none."""
-    if not _has_table(conn, "drift"):
-        return 0
-    columns = {r[1] for r in conn.execute("PRAGMA table_info(drift)")}
-    where = " WHERE acked_at IS NULL" if "acked_at" in columns else ""
-    return int(conn.execute(f"SELECT count(*) FROM drift{where}").fetchone()[0])
-
-
-def read_state(path: Path, *, recent: int = 20) -> StateFacts | None:
-    """The facts of one state file; None when it does not exist (no pass has run). Raises
-    `UserError` with a one-line reason when it cannot be read."""
-    try:
-        path.stat()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        # typically a state directory (0700, its tenant's user) this user may not enter
-        raise UserError(
-            f"state file {path}: {exc.strerror or exc} (run fleet status as the user the "
-            "passes run as, or as root)"
-        ) from None
-    try:
-        conn = connect_read_only(path)
-    except sqlite3.Error as exc:
-        raise UserError(f"state file {path}: cannot open it read-only: {exc}") from None
-    try:
-        for table in ("runs", "quarantine", "customers", "documents"):
-            if not _has_table(conn, table):
-                raise UserError(f"state file {path}: not a limefort state file (no {table} table)")
-        runs = tuple(
-            Run(*r)
-            for r in conn.execute(
-                "SELECT started_at, finished_at, exit_code, command FROM runs "
-                "ORDER BY id DESC LIMIT ?",
-                [recent],
-            )
-        )
-        success = conn.execute(
-            "SELECT finished_at FROM runs WHERE exit_code = 0 ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-        pending = (
-            conn.execute("SELECT count(*) FROM customers WHERE state = 'pending'").fetchone()[0]
-            + conn.execute("SELECT count(*) FROM documents WHERE state = 'pending'").fetchone()[0]
-        )
-        drift = _count_drift(conn)
-    except sqlite3.Error as exc:
-        raise UserError(f"state file {path}: cannot read it: {exc}") from None
-    finally:
-        conn.close()
-    return StateFacts(
-        runs=runs,
-        last_success=success[0] if success else None,
-        quarantined=int(quarantined),
-        pending=int(pending),
-        drift=drift,
-    )
 
 
 def status_rows(directory: Path) -> list[dict[str, Any]]:

@@ -115,3 +115,72 @@ class TokenRecord:
     refresh_issued_at: float | None = None
     scope: str | None = None
     tenant_id: str | None = None
+
+
+# --- what the store holds (typed rows: the store returns these, never dicts) --------------
+
+
+@dataclass(frozen=True)
+class CustomerLink:
+    """A Lime Go company and its Fortnox customer. `pending`: a POST was (or is about to be)
+    sent and its outcome is unknown; `done`: linked to `customer_number`."""
+
+    company_id: str
+    state: str
+    customer_number: str | None
+    orgnr: str | None
+    name: str
+    payload: str | None  # JSON of the payload last sent (Decimal-exact)
+    hash: str | None
+    intent_at: datetime | None
+    outcome: str | None  # None while a POST may be in flight; "lost" | "not_sent" once known
+
+    @property
+    def done(self) -> bool:
+        return self.state == "done"
+
+
+@dataclass(frozen=True)
+class DocumentIntent:
+    """A won deal's document: `pending` (intent recorded, outcome unknown), `done` or
+    `skipped` (won before sync.start; only `backfill` makes one)."""
+
+    deal_id: str
+    kind: str
+    state: str
+    idem_key: str | None
+    document_number: str | None
+    customer_number: str | None
+    company_id: str | None
+    name: str | None
+    value: str | None
+    won_at: str | None
+    since: datetime | None
+    outcome: str | None
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    key: str
+    name: str | None
+    reason: str
+    hint: str
+    attempts: int
+    source_hash: str | None
+    first_seen: str
+    last_seen: str
+    waits_for: str | None
+
+
+@dataclass(frozen=True)
+class LedgerDocument:
+    """An invoice or order as Fortnox's list shows it."""
+
+    kind: str
+    document_number: str
+    ext_ref: str | None
+    customer_number: str | None
+    cancelled: bool
+    booked: bool
+    sent: bool
+    total: str | None

@@ -30,9 +30,19 @@ from limefort.mapping import (
     map_deal,
     payload_hash,
 )
-from limefort.models import Company, CustomFieldDef, Deal, DocumentKind, Person, Stage
+from limefort.models import (
+    Company,
+    CustomerLink,
+    CustomFieldDef,
+    Deal,
+    DocumentIntent,
+    DocumentKind,
+    LedgerDocument,
+    Person,
+    QuarantineEntry,
+    Stage,
+)
 from limefort.normalise import quote
-from limefort.store import CustomerLink, DocumentIntent, LedgerDocument, QuarantineEntry
 
 # --- actions ----------------------------------------------------------------------------------
 

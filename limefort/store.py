@@ -23,9 +23,15 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from limefort.errors import StateError
+from limefort.errors import StateError, UserError
 from limefort.migrations import MIGRATIONS
-from limefort.models import TokenRecord
+from limefort.models import (
+    CustomerLink,
+    DocumentIntent,
+    LedgerDocument,
+    QuarantineEntry,
+    TokenRecord,
+)
 
 __all__ = [
     "MIGRATIONS",
@@ -33,7 +39,6 @@ __all__ = [
     "DocumentIntent",
     "LedgerDocument",
     "QuarantineEntry",
-    "RunRow",
     "Store",
 ]
 
@@ -45,82 +50,6 @@ def _utcnow() -> datetime:
 
 
 # --- typed rows -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CustomerLink:
-    """A Lime Go company and its Fortnox customer. `pending`: a POST was (or is about to be)
-    sent and its outcome is unknown; `done`: linked to `customer_number`."""
-
-    company_id: str
-    state: str
-    customer_number: str | None
-    orgnr: str | None
-    name: str
-    payload: str | None  # JSON of the payload last sent (Decimal-exact)
-    hash: str | None
-    intent_at: datetime | None
-    outcome: str | None  # None while a POST may be in flight; "lost" | "not_sent" once known
-
-    @property
-    def done(self) -> bool:
-        return self.state == "done"
-
-
-@dataclass(frozen=True)
-class DocumentIntent:
-    """A won deal's document: `pending` (intent recorded, outcome unknown), `done` or
-    `skipped` (won before sync.start; only `backfill` makes one)."""
-
-    deal_id: str
-    kind: str
-    state: str
-    idem_key: str | None
-    document_number: str | None
-    customer_number: str | None
-    company_id: str | None
-    name: str | None
-    value: str | None
-    won_at: str | None
-    since: datetime | None
-    outcome: str | None
-
-
-@dataclass(frozen=True)
-class QuarantineEntry:
-    key: str
-    name: str | None
-    reason: str
-    hint: str
-    attempts: int
-    source_hash: str | None
-    first_seen: str
-    last_seen: str
-    waits_for: str | None
-
-
-@dataclass(frozen=True)
-class LedgerDocument:
-    """An invoice or order as Fortnox's list shows it."""
-
-    kind: str
-    document_number: str
-    ext_ref: str | None
-    customer_number: str | None
-    cancelled: bool
-    booked: bool
-    sent: bool
-    total: str | None
-
-
-@dataclass(frozen=True)
-class RunRow:
-    id: int
-    command: str
-    started_at: str
-    finished_at: str | None
-    exit_code: int | None
-    counts: dict[str, int]
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -163,9 +92,32 @@ def _flag(v: Any) -> int:
 class _Base:
     db: Database
     clock: Clock
+    path: Path | None
 
     def now_iso(self) -> str:
         return self.clock().astimezone(UTC).isoformat(timespec="seconds")
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Base]:
+        try:
+            if self.db.conn.in_transaction:
+                with self.db.atomic():  # nested: a savepoint
+                    yield self
+                return
+            # IMMEDIATE takes the write lock up front, so another program writing the file makes
+            # this wait (busy_timeout) instead of failing at the first write of a transaction
+            # that began as a read: SQLite refuses that upgrade at once to avoid a deadlock.
+            self.db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+                self.db.conn.execute("COMMIT")
+            except BaseException:
+                self.db.conn.rollback()  # a no-op if the error already ended the transaction
+                raise
+        except sqlite3.OperationalError as exc:
+            if not _state_trouble(exc):
+                raise  # a bug in limefort, not the file: keep the traceback
+            raise StateError(_explain_sqlite(self.path, exc)) from None
 
 
 class _LedgerTables(_Base):
@@ -276,7 +228,42 @@ class _LedgerTables(_Base):
         ]
 
 
-class Store(_LedgerTables):
+class _RunLog(_Base):
+    """One row per pass: what `status`, metrics and `fleet status` read."""
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    def start_run(self, command: str) -> int:
+        runs = self.db.table("runs")
+        with self.transaction():
+            runs.insert({"command": command, "started_at": self.now_iso()})
+        return int(runs.last_pk or 0)
+
+    def finish_run(self, run_id: int, exit_code: int, counts: dict[str, int]) -> None:
+        with self.transaction():
+            self.db.table("runs").update(
+                run_id,
+                {
+                    "finished_at": self.now_iso(),
+                    "exit_code": exit_code,
+                    "counts": json.dumps(counts),
+                },
+            )
+
+    def runs(self, limit: int = 10) -> list[dict[str, Any]]:
+        rows = list(self.db.table("runs").rows_where(order_by="id desc", limit=limit))
+        for r in rows:
+            r["counts"] = json.loads(r["counts"]) if r.get("counts") else {}
+        return rows
+
+    def last_success(self) -> str | None:
+        row = self.db.execute(
+            "SELECT finished_at FROM runs WHERE exit_code = 0 ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return row[0] if row else None
+
+
+class Store(_LedgerTables, _RunLog):
     def __init__(self, db: Database, path: Path | None = None, clock: Clock = _utcnow) -> None:
         self.db = db
         self.path = path
@@ -348,28 +335,6 @@ class Store(_LedgerTables):
 
     def close(self) -> None:
         self.db.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[Store]:
-        try:
-            if self.db.conn.in_transaction:
-                with self.db.atomic():  # nested: a savepoint
-                    yield self
-                return
-            # IMMEDIATE takes the write lock up front, so another program writing the file makes
-            # this wait (busy_timeout) instead of failing at the first write of a transaction
-            # that began as a read: SQLite refuses that upgrade at once to avoid a deadlock.
-            self.db.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self
-                self.db.conn.execute("COMMIT")
-            except BaseException:
-                self.db.conn.rollback()  # a no-op if the error already ended the transaction
-                raise
-        except sqlite3.OperationalError as exc:
-            if not _state_trouble(exc):
-                raise  # a bug in limefort, not the file: keep the traceback
-            raise StateError(_explain_sqlite(self.path, exc)) from None
 
     # --- cursors and meta ---------------------------------------------------------------------
 
@@ -626,37 +591,6 @@ class Store(_LedgerTables):
             _entry(r) for r in self.db.table("quarantine").rows_where(order_by="first_seen, key")
         ]
 
-    # --- runs ---------------------------------------------------------------------------------
-
-    def start_run(self, command: str) -> int:
-        runs = self.db.table("runs")
-        with self.transaction():
-            runs.insert({"command": command, "started_at": self.now_iso()})
-        return int(runs.last_pk or 0)
-
-    def finish_run(self, run_id: int, exit_code: int, counts: dict[str, int]) -> None:
-        with self.transaction():
-            self.db.table("runs").update(
-                run_id,
-                {
-                    "finished_at": self.now_iso(),
-                    "exit_code": exit_code,
-                    "counts": json.dumps(counts),
-                },
-            )
-
-    def runs(self, limit: int = 10) -> list[dict[str, Any]]:
-        rows = list(self.db.table("runs").rows_where(order_by="id desc", limit=limit))
-        for r in rows:
-            r["counts"] = json.loads(r["counts"]) if r.get("counts") else {}
-        return rows
-
-    def last_success(self) -> str | None:
-        row = self.db.execute(
-            "SELECT finished_at FROM runs WHERE exit_code = 0 ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        return row[0] if row else None
-
     # --- tokens (the TokenCache protocol of the clients) ---------------------------------------
 
     def load(self, name: str) -> TokenRecord | None:
@@ -749,3 +683,110 @@ def token_age_days(record: TokenRecord | None) -> float | None:
     if not record or not record.refresh_issued_at:
         return None
     return (time.time() - record.refresh_issued_at) / 86400
+
+
+# --- read-only peeks (`fleet status`): no lock, no migration, nothing created ----------------
+
+
+@dataclass(frozen=True)
+class Run:
+    started_at: str | None
+    finished_at: str | None
+    exit_code: int | None
+    command: str | None
+
+
+@dataclass(frozen=True)
+class StateFacts:
+    """What one tenant's state file says, as read (no judgement yet)."""
+
+    runs: tuple[Run, ...]  # newest first
+    last_success: str | None
+    quarantined: int
+    pending: int
+    drift: int
+
+
+def read_only_uri(path: Path, *, wal_exists: bool) -> str:
+    """SQLite's read-only mode: the connection cannot write, create the file, or migrate.
+
+    The state file is in WAL mode. While anything has it open, its `-wal` file exists, and a
+    read-only reader uses the WAL protocol like any reader: a consistent snapshot beside a
+    running pass. With no `-wal` file nothing has it open and every commit is in the main file;
+    a plain `mode=ro` reader would still create empty `-wal` and `-shm` files (that it cannot
+    remove again) in the tenant's state directory, so it opens the file as `immutable` instead,
+    which reads the main file alone and creates nothing."""
+    uri = path.resolve().as_uri() + "?mode=ro"
+    return uri if wal_exists else uri + "&immutable=1"
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    wal = path.with_name(path.name + "-wal")
+    return sqlite3.connect(read_only_uri(path, wal_exists=wal.exists()), uri=True, timeout=5)
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name]
+    ).fetchone()
+    return row is not None
+
+
+def _count_drift(conn: sqlite3.Connection) -> int:
+    """Unacknowledged drift. The table comes with a later migration: absent means none."""
+    if not _has_table(conn, "drift"):
+        return 0
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(drift)")}
+    where = " WHERE acked_at IS NULL" if "acked_at" in columns else ""
+    return int(conn.execute(f"SELECT count(*) FROM drift{where}").fetchone()[0])
+
+
+def read_state(path: Path, *, recent: int = 20) -> StateFacts | None:
+    """The facts of one state file; None when it does not exist (no pass has run). Raises
+    `UserError` with a one-line reason when it cannot be read."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        # typically a state directory (0700, its tenant's user) this user may not enter
+        raise UserError(
+            f"state file {path}: {exc.strerror or exc} (run fleet status as the user the "
+            "passes run as, or as root)"
+        ) from None
+    try:
+        conn = connect_read_only(path)
+    except sqlite3.Error as exc:
+        raise UserError(f"state file {path}: cannot open it read-only: {exc}") from None
+    try:
+        for table in ("runs", "quarantine", "customers", "documents"):
+            if not _has_table(conn, table):
+                raise UserError(f"state file {path}: not a limefort state file (no {table} table)")
+        runs = tuple(
+            Run(*r)
+            for r in conn.execute(
+                "SELECT started_at, finished_at, exit_code, command FROM runs "
+                "ORDER BY id DESC LIMIT ?",
+                [recent],
+            )
+        )
+        success = conn.execute(
+            "SELECT finished_at FROM runs WHERE exit_code = 0 ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+        pending = (
+            conn.execute("SELECT count(*) FROM customers WHERE state = 'pending'").fetchone()[0]
+            + conn.execute("SELECT count(*) FROM documents WHERE state = 'pending'").fetchone()[0]
+        )
+        drift = _count_drift(conn)
+    except sqlite3.Error as exc:
+        raise UserError(f"state file {path}: cannot read it: {exc}") from None
+    finally:
+        conn.close()
+    return StateFacts(
+        runs=runs,
+        last_success=success[0] if success else None,
+        quarantined=int(quarantined),
+        pending=int(pending),
+        drift=drift,
+    )

@@ -24,7 +24,7 @@ from conftest import Lf
 
 from limefort import fleet
 from limefort.lock import RunLock, lock_path
-from limefort.store import Store
+from limefort.store import Store, read_only_uri
 
 # --- helpers ----------------------------------------------------------------------------------
 
@@ -216,7 +216,7 @@ def test_the_state_file_cannot_be_written_through_the_readers_connection(tmp_pat
     state = tmp_path / "limefort.db"
     state_with_run(state, 0).close()
     for wal_exists in (False, True):
-        conn = sqlite3.connect(fleet.read_only_uri(state, wal_exists=wal_exists), uri=True)
+        conn = sqlite3.connect(read_only_uri(state, wal_exists=wal_exists), uri=True)
         try:
             with pytest.raises(sqlite3.OperationalError, match="readonly"):
                 conn.execute("DELETE FROM runs")
@@ -425,9 +425,9 @@ def test_resolve_state_path() -> None:
 
 
 def test_read_only_uri_quotes_the_path() -> None:
-    uri = fleet.read_only_uri(Path("/srv/a b?#/s.db"), wal_exists=True)
+    uri = read_only_uri(Path("/srv/a b?#/s.db"), wal_exists=True)
     assert uri == "file:///srv/a%20b%3F%23/s.db?mode=ro"
-    assert fleet.read_only_uri(Path("/s.db"), wal_exists=False).endswith("?mode=ro&immutable=1")
+    assert read_only_uri(Path("/s.db"), wal_exists=False).endswith("?mode=ro&immutable=1")
 
 
 def test_render_table_lines_up_and_summarises() -> None:

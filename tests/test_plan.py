@@ -24,8 +24,16 @@ from limefort.mapping import (
     payload_hash,
     to_json,
 )
-from limefort.models import Company, Deal, Person, Stage
-from limefort.store import CustomerLink, DocumentIntent, LedgerDocument, QuarantineEntry
+from limefort.models import (
+    Company,
+    CustomerLink,
+    Deal,
+    DocumentIntent,
+    LedgerDocument,
+    Person,
+    QuarantineEntry,
+    Stage,
+)
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
