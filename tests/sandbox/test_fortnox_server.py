@@ -572,10 +572,11 @@ def test_create_an_invoice(sb: Sandbox, fx: requests.Session) -> None:
     assert r2.json()["Invoice"]["DocumentNumber"] == "2"  # no idempotency: a second invoice
 
 
-def _dumps(obj: Any) -> str:
+def _dumps(obj: Any) -> bytes:
     from limefort.sandbox.http import dumps
 
-    return dumps(obj)
+    # Bytes: http.client would encode a str body as ISO-8859-1, not the UTF-8 JSON must be.
+    return dumps(obj).encode("utf-8")
 
 
 @pytest.mark.parametrize(
