@@ -11,18 +11,31 @@ bound but never listened on) and tests route `requests` to the apps in-process w
 and latency behave the same on both transports (`tests/contract/test_transport.py`).
 
 Strict on purpose: what works against these servers must work against the real services.
-This package imports nothing from the rest of limefort (stdlib only).
+This package imports nothing from the rest of limefort but `limefort.fortnox_limits` (the
+one table of Fortnox's field limits, data only); otherwise stdlib only.
 
 Beyond the core API (see the attributes of `LimeGo` and `Fortnox`), tests may use:
-- Lime Go: `add_contact`, `update_contact`, `stage_id(name|category|id)`, `expire_changes()`
-  (every change cursor answers 410), `expire_tokens()`, `allowed_scopes` (a set; drop one to
-  get 403s), `change_cursor`; `update_deal` also takes `stage=`, `company_id=`,
-  `contact_ids=`, `owner_ids=`; add/update set `updated_at` to now unless one is given
-  (ISO 8601 UTC with Z, e.g. `seed.iso(datetime)`), for back-dated records.
-- Fortnox: `customer(number)`, `add_invoice`, `add_order`, `book_invoice`,
+- Lime Go: `add_company`, `update_company`, `add_contact`, `update_contact`, `add_deal`,
+  `update_deal` (also `stage=`, `company_id=`, `contact_ids=`, `owner_ids=`), `win_deal`,
+  `lose_deal`; `delete_company`, `delete_deal`, `delete_contact` (GET answers 404, lists
+  leave it out, the change feed says deleted); `stage_id(name|category|id)`;
+  `clock_offset` (seconds Lime Go's clock is ahead, negative = behind: timestamps the
+  sandbox stamps and the `Date` header of every Lime Go answer follow now + offset; `now()`);
+  `expire_changes()` (every change cursor answers 410), `expire_tokens()`, `allowed_scopes`
+  (a set; drop one to get 403s), `change_cursor`. add/update set `updated_at` to now unless
+  one is given (ISO 8601 UTC with Z, e.g. `seed.iso(datetime)`), for back-dated records.
+  API calls need `Accept: application/vnd.api+json` (406 otherwise).
+- Fortnox: `customer(number)`, `customers`, `invoices`, `orders`, `documents_by_ref(ref)`;
+  `add_customer`, `add_invoice`, `add_order` (documents "by hand", validated like a POST, any
+  `ExternalInvoiceReference1`); `set_active(number, bool)` (list `filter=active|inactive`);
+  `delete_customer(number)` (as `DELETE /3/customers/{n}`: 404 after, number reserved:
+  2000637 on reuse); `mark_sent(number, kind)`, `book_invoice(number)`,
+  `cancel_document(number, kind)` (a booked or cancelled document then refuses `PUT`
+  updates, as Fortnox does); lists take `lastmodified` (Swedish local time, minutes);
   `issue_access_token(scopes)`, `expire_access_tokens()`, `service_scopes` (scopes of the
   client-credentials token), `refresh_token_lifetime`, `code_lifetime`, `last_consent`,
-  `capitalised_errors`, `revoke_chain_on_reuse`, `server_errors` (sandbox bugs, answered 500).
+  `capitalised_errors`, `revoke_chain_on_reuse`, `rate_limit`/`rate_window`,
+  `server_errors` (sandbox bugs, answered 500).
 - Both: `faults`, `requests`, `reset_log()`, `count(...)`, `latency` (seconds added to every
   answer; per service: `Sandbox(limego_latency=, fortnox_latency=)` or `sb.fortnox.latency`).
 Error codes and messages: `rules.py`.
