@@ -707,8 +707,9 @@ class LimeGo(App):
             "type": res["type"],
             "id": res["id"],
             "attributes": {k: v for k, v in res["attributes"].items() if k in fields},
-            "relationships": {k: v for k, v in res["relationships"].items() if k in fields},
         }
+        if "relationships" in res:
+            out["relationships"] = {k: v for k, v in res["relationships"].items() if k in fields}
         if "meta" in res:
             out["meta"] = res["meta"]
         return out

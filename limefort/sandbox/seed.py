@@ -560,13 +560,11 @@ def _resource(
     revision: int | None = 1,
 ) -> dict[str, Any]:
     """A JSON:API resource. `meta.revision` is a numeric *string* (Lime Go's format);
-    `revision=None` leaves out `meta` (owners have no revision)."""
-    res: dict[str, Any] = {
-        "type": type_,
-        "id": id_,
-        "attributes": attributes,
-        "relationships": relationships or {},
-    }
+    `revision=None` leaves out `meta` (owners have no revision), `relationships=None` the
+    relationships (reference data has none)."""
+    res: dict[str, Any] = {"type": type_, "id": id_, "attributes": attributes}
+    if relationships is not None:  # reference data (owners, stages, ...) has none at all
+        res["relationships"] = relationships
     if revision is not None:
         res["meta"] = {"revision": str(revision)}
     return res
