@@ -44,6 +44,7 @@ API_HEADERS = {"Accept": JSONAPI}
 # A custom-field definition's `entity_type` is a resource type ("deals"); the singular form
 # is accepted too, in case an instance answers that way.
 DEAL_ENTITY_TYPES = frozenset({"deals", "deal"})
+COMPANY_ENTITY_TYPES = frozenset({"companies", "company"})
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # No sparse fieldsets (fields[companies], fields[deals]) by default: the mapping is
@@ -260,6 +261,7 @@ class LimeGoClient:
         self._stages: dict[str, Stage] | None = None
         self._owners: dict[str, Person] | None = None
         self._deal_fields: dict[str, CustomFieldDef] | None = None
+        self._field_defs: list[CustomFieldDef] | None = None
         self._contacts: dict[str, Person | None] = {}
 
     @property
@@ -459,11 +461,22 @@ class LimeGoClient:
             self._owners = {p.id: p for p in map(parse_person, self._all(f"{API}/owners"))}
         return self._owners
 
+    def field_defs(self) -> list[CustomFieldDef]:
+        """Every custom-field definition (read once per client)."""
+        if self._field_defs is None:
+            self._field_defs = list(
+                map(parse_field_def, self._all(f"{API}/custom-field-definitions"))
+            )
+        return self._field_defs
+
     def deal_field_defs(self) -> dict[str, CustomFieldDef]:
         if self._deal_fields is None:
-            defs = map(parse_field_def, self._all(f"{API}/custom-field-definitions"))
+            defs = self.field_defs()
             self._deal_fields = {d.key: d for d in defs if d.entity_type in DEAL_ENTITY_TYPES}
         return self._deal_fields
+
+    def company_field_defs(self) -> dict[str, CustomFieldDef]:
+        return {d.key: d for d in self.field_defs() if d.entity_type in COMPANY_ENTITY_TYPES}
 
     def contact(self, id: str) -> Person | None:
         key = str(id)
