@@ -1,5 +1,7 @@
 """`limefort check`: is the config right, are both sets of credentials good, does the Fortnox
-company hold the scopes and licences the sync needs, and which Lime Go stages count as won.
+company hold the scopes and licences the sync needs, and the assumptions limefort makes about
+this Lime Go account: the stage categories and names it finds and which count as won, and the
+custom-field keys companies have (whether the visiting-address keys the mapping reads exist).
 
 Changes nothing in either system: every call is a read. The one write it may cause is a
 refresh-token rotation (when the stored access token has expired), which is why it takes the
@@ -13,7 +15,7 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -42,7 +44,8 @@ from limefort.fortnox import (
 )
 from limefort.http import REDACTOR
 from limefort.limego import LimeGoClient
-from limefort.models import TokenRecord
+from limefort.mapping import build_mappings, parse_source
+from limefort.models import Stage, TokenRecord
 from limefort.plan import won_stage_ids
 from limefort.runner import locked, open_store
 from limefort.store import Store, token_age_days
@@ -271,6 +274,83 @@ def _check_limego(cfg: Config, store: Store | None, r: Report) -> None:
         r.warn(
             f"won stages: won_stage_names lists {', '.join(repr(n) for n in unknown)}, which "
             "no Lime Go stage is called"
+        )
+    r.ok(f"stages found: {describe_stages(stages, won_ids)}")
+    _check_company_fields(cfg, client, r)
+
+
+def describe_stages(stages: Mapping[str, Stage], won_ids: Iterable[str]) -> str:
+    """Every stage by category, the won ones marked: the assumption that
+    a category (or name) means "won" is one the user should see."""
+    won = set(won_ids)
+    by_category: dict[str, list[str]] = {}
+    for stage in stages.values():
+        mark = " (won)" if stage.id in won else ""
+        by_category.setdefault(stage.category or "no category", []).append(f'"{stage.name}"{mark}')
+    return "; ".join(f"{cat}: {', '.join(names)}" for cat, names in by_category.items())
+
+
+def mapped_custom_fields(customer_mapping: Mapping[str, str]) -> dict[str, str]:
+    """custom-field key -> the Fortnox customer field it fills, from the customer mapping."""
+    out: dict[str, str] = {}
+    for field, path in customer_mapping.items():
+        src = parse_source(path, document=False) if path else None
+        if src is not None and src.attr == "custom_fields" and src.key:
+            out[src.key] = field
+    return out
+
+
+def _check_company_fields(cfg: Config, client: LimeGoClient, r: Report) -> None:
+    """Which custom-field keys companies have, and whether the ones the mapping reads (the
+    visiting address by default) exist: a missing key silently sends nothing."""
+    try:
+        defined = client.company_field_defs()
+        first = next(client.iter_companies(), [])
+    except AuthError as exc:
+        r.fail(f"Lime Go custom fields: {exc}", auth=True)
+        return
+    except LimefortError as exc:
+        r.fail(f"Lime Go custom fields: cannot read them: {exc}")
+        return
+    seen: dict[str, int] = {}
+    for company in first:
+        values = company.attributes.get("custom_fields")
+        if isinstance(values, Mapping):
+            for key, value in values.items():
+                if value not in (None, ""):
+                    seen[str(key)] = seen.get(str(key), 0) + 1
+    keys = sorted(set(defined) | set(seen))
+    listed = ", ".join(
+        f"{k} {seen.get(k, 0)}/{len(first)}" + ("" if k in defined else " (no definition)")
+        for k in keys
+    )
+    r.ok(
+        f"company custom fields (key, filled on how many of the first {len(first)} "
+        f"companies): {listed or 'none'}"
+    )
+    customer_mapping = build_mappings(cfg.mapping.customer, cfg.mapping.document)[0]
+    wanted = mapped_custom_fields(customer_mapping)
+    visiting = {k: f for k, f in wanted.items() if f.startswith(("Delivery", "Visiting"))}
+    missing = [k for k in visiting if k not in defined and k not in seen]
+    if not visiting:
+        r.ok("visiting address: not mapped (no Delivery*/Visiting* field reads a custom field)")
+    elif missing:
+        r.warn(
+            "visiting address: Lime Go companies have no custom field "
+            + ", ".join(f"{k} (for {visiting[k]})" for k in missing)
+            + ": those Fortnox fields stay empty; set [mapping.customer] to the keys above"
+        )
+    else:
+        r.ok(
+            "visiting address: "
+            + ", ".join(f"custom_fields.{k} -> {f}" for k, f in visiting.items())
+            + ": all found"
+        )
+    others = [k for k in wanted if k not in visiting and k not in defined and k not in seen]
+    if others:
+        r.warn(
+            "mapping: [mapping.customer] reads custom fields no Lime Go company has: "
+            + ", ".join(f"{k} (for {wanted[k]})" for k in others)
         )
 
 

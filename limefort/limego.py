@@ -1,6 +1,6 @@
 """Lime Go client (public CRM API v1, JSON:API). Read-only.
 
-Every assumption limefort makes about Lime Go lives in this file (see api/limego.md), so a
+Every assumption limefort makes about Lime Go lives in this file (see docs/api/limego.md), so a
 difference found against the live service is a one-file change: paths, parameter names,
 attribute and relationship names, token lifetime, error shapes.
 """
@@ -38,6 +38,13 @@ TOKEN_PATH = "/oauth/token"
 TOKEN_NAME = "limego"
 TOKEN_LIFETIME = 1800.0  # seconds, when the answer leaves out expires_in
 TOKEN_MARGIN = 60.0  # fetch a new token this long before the old one expires
+# JSON:API media type: Lime Go documents a 406 for any other Accept on an API call.
+JSONAPI = "application/vnd.api+json"
+API_HEADERS = {"Accept": JSONAPI}
+# A custom-field definition's `entity_type` is a resource type ("deals"); the singular form
+# is accepted too, in case an instance answers that way.
+DEAL_ENTITY_TYPES = frozenset({"deals", "deal"})
+COMPANY_ENTITY_TYPES = frozenset({"companies", "company"})
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # No sparse fieldsets (fields[companies], fields[deals]) by default: the mapping is
@@ -254,6 +261,7 @@ class LimeGoClient:
         self._stages: dict[str, Stage] | None = None
         self._owners: dict[str, Person] | None = None
         self._deal_fields: dict[str, CustomFieldDef] | None = None
+        self._field_defs: list[CustomFieldDef] | None = None
         self._contacts: dict[str, Person | None] = {}
 
     @property
@@ -301,7 +309,14 @@ class LimeGoClient:
             form["scope"] = self.cfg.scope
         now = self._clock()
         # Asking for another client-credentials token has no side effect: safe to repeat.
-        resp = self.http.request("POST", TOKEN_PATH, data=form, idempotent=True, authenticate=False)
+        resp = self.http.request(
+            "POST",
+            TOKEN_PATH,
+            data=form,
+            headers={"Accept": "application/json"},
+            idempotent=True,
+            authenticate=False,
+        )
         if resp.status_code >= 400:
             body = HttpClient.json_or_none(resp)
             error = body.get("error") if isinstance(body, Mapping) else None
@@ -337,7 +352,7 @@ class LimeGoClient:
     # --- reading ----------------------------------------------------------------------------
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        resp = self.http.request("GET", path, params=params)
+        resp = self.http.request("GET", path, params=params, headers=API_HEADERS)
         if resp.status_code >= 300:
             raise api_error(resp, scope=self.cfg.scope)
         return self.http.json(resp)
@@ -446,11 +461,22 @@ class LimeGoClient:
             self._owners = {p.id: p for p in map(parse_person, self._all(f"{API}/owners"))}
         return self._owners
 
+    def field_defs(self) -> list[CustomFieldDef]:
+        """Every custom-field definition (read once per client)."""
+        if self._field_defs is None:
+            self._field_defs = list(
+                map(parse_field_def, self._all(f"{API}/custom-field-definitions"))
+            )
+        return self._field_defs
+
     def deal_field_defs(self) -> dict[str, CustomFieldDef]:
         if self._deal_fields is None:
-            defs = map(parse_field_def, self._all(f"{API}/custom-field-definitions"))
-            self._deal_fields = {d.key: d for d in defs if d.entity_type == "deal"}
+            defs = self.field_defs()
+            self._deal_fields = {d.key: d for d in defs if d.entity_type in DEAL_ENTITY_TYPES}
         return self._deal_fields
+
+    def company_field_defs(self) -> dict[str, CustomFieldDef]:
+        return {d.key: d for d in self.field_defs() if d.entity_type in COMPANY_ENTITY_TYPES}
 
     def contact(self, id: str) -> Person | None:
         key = str(id)

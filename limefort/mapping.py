@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import simplejson
 
+from limefort import fortnox_limits as limits
 from limefort.errors import ConfigError
 from limefort.keys import customer_ref, document_ref
 from limefort.models import Company, CustomFieldDef, Deal, DocumentKind, Person
@@ -77,59 +78,73 @@ class FieldRule:
     kind: FieldKind = "text"
 
 
-# Customer fields limefort may write, from fortnox.md and Fortnox's field documentation.
+def _limit(table: dict[str, limits.Limit], name: str) -> int:
+    cut = table[name].cut
+    assert cut is not None, f"{name}: limefort writes it, so it needs a limit"
+    return cut
+
+
+def _rule(table: dict[str, limits.Limit], name: str, kind: FieldKind = "text") -> FieldRule:
+    """A field's rule with its length from the one limit table (`limefort.fortnox_limits`)."""
+    return FieldRule(_limit(table, name), kind)
+
+
+# Customer fields limefort may write (lengths and their sources: limefort.fortnox_limits).
 CUSTOMER_FIELDS: dict[str, FieldRule] = {
-    "Name": FieldRule(1024),
-    "OrganisationNumber": FieldRule(30, "orgnr"),
-    "Phone1": FieldRule(1024, "phone"),
-    "Phone2": FieldRule(1024, "phone"),
-    "Fax": FieldRule(1024, "phone"),
-    "Email": FieldRule(1024, "email"),
-    "EmailInvoice": FieldRule(1024, "email"),
-    "EmailOrder": FieldRule(1024, "email"),
-    "EmailOffer": FieldRule(1024, "email"),
-    "Address1": FieldRule(1024),
-    "Address2": FieldRule(1024),
-    "City": FieldRule(1024),
-    "ZipCode": FieldRule(10, "zip"),
-    "CountryCode": FieldRule(2, "country"),
-    "DeliveryName": FieldRule(1024),
-    "DeliveryAddress1": FieldRule(1024),
-    "DeliveryAddress2": FieldRule(1024),
-    "DeliveryCity": FieldRule(1024),
-    "DeliveryZipCode": FieldRule(10, "zip"),
-    "DeliveryCountryCode": FieldRule(2, "country"),
-    "DeliveryPhone1": FieldRule(1024, "phone"),
-    "DeliveryPhone2": FieldRule(1024, "phone"),
-    "DeliveryFax": FieldRule(1024, "phone"),
-    "VisitingAddress": FieldRule(128),
-    "VisitingZipCode": FieldRule(10, "zip"),
-    "VisitingCity": FieldRule(128),
-    "VisitingCountryCode": FieldRule(2, "country"),
-    "YourReference": FieldRule(50),
-    "OurReference": FieldRule(50),
-    "Comments": FieldRule(1024, "multiline"),
-    "InvoiceRemark": FieldRule(1024, "multiline"),
-    "WWW": FieldRule(128),
-    "Currency": FieldRule(3, "currency"),
+    "Name": _rule(limits.CUSTOMER, "Name"),
+    "OrganisationNumber": _rule(limits.CUSTOMER, "OrganisationNumber", "orgnr"),
+    "Phone1": _rule(limits.CUSTOMER, "Phone1", "phone"),
+    "Phone2": _rule(limits.CUSTOMER, "Phone2", "phone"),
+    "Fax": _rule(limits.CUSTOMER, "Fax", "phone"),
+    "Email": _rule(limits.CUSTOMER, "Email", "email"),
+    "EmailInvoice": _rule(limits.CUSTOMER, "EmailInvoice", "email"),
+    "EmailOrder": _rule(limits.CUSTOMER, "EmailOrder", "email"),
+    "EmailOffer": _rule(limits.CUSTOMER, "EmailOffer", "email"),
+    "Address1": _rule(limits.CUSTOMER, "Address1"),
+    "Address2": _rule(limits.CUSTOMER, "Address2"),
+    "City": _rule(limits.CUSTOMER, "City"),
+    "ZipCode": _rule(limits.CUSTOMER, "ZipCode", "zip"),
+    "CountryCode": _rule(limits.CUSTOMER, "CountryCode", "country"),
+    "DeliveryName": _rule(limits.CUSTOMER, "DeliveryName"),
+    "DeliveryAddress1": _rule(limits.CUSTOMER, "DeliveryAddress1"),
+    "DeliveryAddress2": _rule(limits.CUSTOMER, "DeliveryAddress2"),
+    "DeliveryCity": _rule(limits.CUSTOMER, "DeliveryCity"),
+    "DeliveryZipCode": _rule(limits.CUSTOMER, "DeliveryZipCode", "zip"),
+    "DeliveryCountryCode": _rule(limits.CUSTOMER, "DeliveryCountryCode", "country"),
+    "DeliveryPhone1": _rule(limits.CUSTOMER, "DeliveryPhone1", "phone"),
+    "DeliveryPhone2": _rule(limits.CUSTOMER, "DeliveryPhone2", "phone"),
+    "DeliveryFax": _rule(limits.CUSTOMER, "DeliveryFax", "phone"),
+    "VisitingAddress": _rule(limits.CUSTOMER, "VisitingAddress"),
+    "VisitingZipCode": _rule(limits.CUSTOMER, "VisitingZipCode", "zip"),
+    "VisitingCity": _rule(limits.CUSTOMER, "VisitingCity"),
+    "VisitingCountryCode": _rule(limits.CUSTOMER, "VisitingCountryCode", "country"),
+    "YourReference": _rule(limits.CUSTOMER, "YourReference"),
+    "OurReference": _rule(limits.CUSTOMER, "OurReference"),
+    "Comments": _rule(limits.CUSTOMER, "Comments", "multiline"),
+    "InvoiceRemark": _rule(limits.CUSTOMER, "InvoiceRemark", "multiline"),
+    "WWW": _rule(limits.CUSTOMER, "WWW"),
+    "Currency": _rule(limits.CUSTOMER, "Currency", "currency"),
 }
 
 # Invoice and order header fields limefort may write.
 DOCUMENT_FIELDS: dict[str, FieldRule] = {
-    "YourReference": FieldRule(50),
-    "OurReference": FieldRule(50),
-    "Currency": FieldRule(3, "currency"),
-    "Remarks": FieldRule(1024, "multiline"),
-    "Comments": FieldRule(1024, "multiline"),
-    "YourOrderNumber": FieldRule(30),
-    "ExternalInvoiceReference2": FieldRule(80),
+    "YourReference": _rule(limits.DOCUMENT, "YourReference"),
+    "OurReference": _rule(limits.DOCUMENT, "OurReference"),
+    "Currency": _rule(limits.DOCUMENT, "Currency", "currency"),
+    "Remarks": _rule(limits.DOCUMENT, "Remarks", "multiline"),
+    "Comments": _rule(limits.DOCUMENT, "Comments", "multiline"),
+    "YourOrderNumber": _rule(limits.DOCUMENT, "YourOrderNumber"),
+    "ExternalInvoiceReference2": _rule(limits.DOCUMENT, "ExternalInvoiceReference2"),
     "DeliveryDate": FieldRule(10, "date"),
 }
 
 # Fields limefort fills itself; a mapping line for them would break what they are for.
 CUSTOMER_KEY_FIELD = "ExternalReference"  # limego:company:<id>, finds our customers again
 DOCUMENT_KEY_FIELD = "ExternalInvoiceReference1"  # limego:deal:<id>, the idempotency key
-KEY_LIMITS = {CUSTOMER_KEY_FIELD: 1024, DOCUMENT_KEY_FIELD: 80}
+KEY_LIMITS = {
+    CUSTOMER_KEY_FIELD: _limit(limits.CUSTOMER, CUSTOMER_KEY_FIELD),
+    DOCUMENT_KEY_FIELD: _limit(limits.DOCUMENT, DOCUMENT_KEY_FIELD),
+}
 _RESERVED = {
     CUSTOMER_KEY_FIELD: "limefort's own key for the customer (limego:company:<id>)",
     DOCUMENT_KEY_FIELD: "limefort's idempotency key for the document (limego:deal:<id>)",
@@ -138,11 +153,11 @@ _RESERVED = {
     "OrderRows": "limefort writes the one row from the deal's name and value",
 }
 
-# The one document row. Fortnox documents a row's Description as 50 characters.
+# The one document row (its Description limit: see limits.ROW).
 ROW_FIELDS: dict[str, FieldRule] = {
-    "Description": FieldRule(50),
-    "ArticleNumber": FieldRule(50),
-    "AccountNumber": FieldRule(4),
+    "Description": _rule(limits.ROW, "Description"),
+    "ArticleNumber": _rule(limits.ROW, "ArticleNumber"),
+    "AccountNumber": _rule(limits.ROW, "AccountNumber"),
 }
 # Fortnox documents a row price as at most 12 digits.
 MAX_PRICE = Decimal(10) ** 12

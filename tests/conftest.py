@@ -176,3 +176,24 @@ def finish(proc: subprocess.Popen[str], timeout: float = DEADLINE) -> int:
         proc.kill()
         proc.wait()
         raise
+
+
+@pytest.fixture
+def make_inprocess_sandbox() -> Iterator[Any]:
+    """As `make_sandbox`, but without servers: every session limefort builds in this test
+    reaches these sandboxes in-process (tests/fakes.py), so `Lf.run` needs no sockets or
+    threads. Subprocesses (`Lf.spawn`) cannot reach them."""
+    from fakes import inprocess
+
+    with inprocess() as routes:
+        made: list[Sandbox] = []
+
+        def make(**kw: Any) -> Sandbox:
+            kw.setdefault("fortnox_rate_limit", None)
+            sb = Sandbox(serve=False, **kw)
+            made.append(sb)
+            return routes.add(sb)
+
+        yield make
+        for sb in made:
+            sb.stop()

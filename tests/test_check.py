@@ -183,3 +183,51 @@ def test_plain_marks_without_a_unicode_terminal(lf: Lf, sandbox: Sandbox) -> Non
     assert proc.returncode == 0, out + err
     assert out.startswith("OK   config:")
     assert "OK   won stages:" in out and "Sandl" in out  # names with å print, never crash
+
+
+# --- the assumption report (issue 15) ------------------------------------------------------------
+
+
+def test_the_assumption_report(lf: Lf, sandbox: Sandbox) -> None:
+    r = lf.run("check")
+    assert r.code == 0, r.out + r.err
+    (stages,) = [line for line in r.out.splitlines() if "stages found:" in line]
+    found = stages.split("stages found: ")[1]
+    by_category = dict(part.split(": ", 1) for part in found.split("; "))
+    assert set(by_category) == {"open", "won", "lost"}
+    assert set(by_category["open"].split(", ")) == {
+        '"Kontakt"',
+        '"Behov"',
+        '"Offert"',
+        '"Förhandling"',
+    }
+    assert by_category["won"] == '"Vunnen" (won)' and by_category["lost"] == '"Förlorad"'
+    (fields,) = [line for line in r.out.splitlines() if "company custom fields" in line]
+    for key in ("visiting_street", "visiting_postal_code", "visiting_city", "industry"):
+        assert f"{key} " in fields
+    assert "po_number" not in fields  # a deal field
+    (visiting,) = lines(r.out, "✓ visiting address")
+    assert "custom_fields.visiting_street -> DeliveryAddress1" in visiting
+    assert "all found" in visiting
+
+
+def test_the_report_names_stages_counted_as_won_by_name(lf: Lf) -> None:
+    text = lf.config.read_text(encoding="utf-8")
+    lf.write(text.replace("[limego]\n", '[limego]\nwon_stage_names = ["Förhandling"]\n', 1))
+    r = lf.run("check")
+    (stages,) = [line for line in r.out.splitlines() if "stages found:" in line]
+    assert '"Förhandling" (won)' in stages and '"Vunnen" (won)' in stages
+
+
+def test_a_visiting_address_key_the_account_lacks_is_a_warning(lf: Lf) -> None:
+    lf.write(
+        lf.config.read_text(encoding="utf-8")
+        + '\n[mapping.customer]\nDeliveryCity = "custom_fields.besoksort"\n'
+        + 'WWW = "custom_fields.hemsida"\n'
+    )
+    r = lf.run("check")
+    assert r.code == 0, r.out + r.err
+    (warning,) = lines(r.out, "! visiting address")
+    assert "besoksort (for DeliveryCity)" in warning
+    (other,) = lines(r.out, "! mapping")
+    assert "hemsida (for WWW)" in other

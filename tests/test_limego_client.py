@@ -449,6 +449,20 @@ def test_reference_data_is_read_once(rsps, client):
                         "entity_type": "company",
                     },
                 },
+                {  # Lime Go's documented form: the resource type
+                    "type": "custom-field-definitions",
+                    "id": "f3",
+                    "attributes": {"key": "length", "label": "Avtalslängd", "entity_type": "deals"},
+                },
+                {
+                    "type": "custom-field-definitions",
+                    "id": "f4",
+                    "attributes": {
+                        "key": "industry",
+                        "label": "Bransch",
+                        "entity_type": "companies",
+                    },
+                },
             ]
         },
     )
@@ -458,7 +472,7 @@ def test_reference_data_is_read_once(rsps, client):
         defs = client.deal_field_defs()
     assert stages["s-won"].category == "won" and stages["s1"].name == "Ny"
     assert owners["o1"].name == "Anna Ek" and owners["o1"].email == "a@x.se"
-    assert set(defs) == {"po"} and defs["po"].label == "PO number"
+    assert set(defs) == {"po", "length"} and defs["po"].label == "PO number"
     urls = [urlsplit(c.request.url).path for c in rsps.calls if c.request.url != TOKEN_URL]
     assert sorted(urls) == ["/api/v1/custom-field-definitions", "/api/v1/owners", "/api/v1/stages"]
 
@@ -481,3 +495,12 @@ def test_contacts_are_cached_including_missing_ones(rsps, client):
     assert client.contact("p404") is None
     assert client.contact("p404") is None
     assert len([c for c in rsps.calls if c.request.url != TOKEN_URL]) == 2
+
+
+def test_api_calls_send_the_jsonapi_media_type(rsps, client):
+    """Lime Go documents a 406 for any other Accept; the token endpoint answers plain JSON."""
+    add_token(rsps)
+    rsps.get(f"{API}/stages", json={"data": []})
+    client.stages()
+    accepts = {c.request.url.split("?")[0]: c.request.headers.get("Accept") for c in rsps.calls}
+    assert accepts == {TOKEN_URL: "application/json", f"{API}/stages": "application/vnd.api+json"}

@@ -535,11 +535,11 @@ def test_bad_account_number_is_rejected() -> None:
 
 
 def test_long_deal_name_is_cut_on_the_row_with_a_warning() -> None:
-    result = mapped(map_deal(ctx(deal(name="Licenser\n" + "x" * 80)), "invoice"))
+    result = mapped(map_deal(ctx(deal(name="Licenser\n" + "x" * 300)), "invoice"))
     desc = result.payload["InvoiceRows"][0]["Description"]
-    assert len(desc) == 50
+    assert len(desc) == 255
     assert desc.startswith("Licenser, xxx")
-    assert any("row Description: deal name cut to 50 characters" in w for w in result.warnings)
+    assert any("row Description: deal name cut to 255 characters" in w for w in result.warnings)
 
 
 def test_deal_without_company_is_rejected() -> None:

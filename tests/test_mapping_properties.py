@@ -64,12 +64,12 @@ DOCUMENT_LIMITS: dict[str, tuple[int, bool]] = {
     "Currency": (3, False),
     "Remarks": (1024, True),
     "Comments": (1024, True),
-    "YourOrderNumber": (30, False),
+    "YourOrderNumber": (75, False),
     "ExternalInvoiceReference1": (80, False),
     "ExternalInvoiceReference2": (80, False),
     "DeliveryDate": (10, False),
 }
-ROW_DESCRIPTION_LIMIT = 50
+ROW_DESCRIPTION_LIMIT = 255  # limefort.fortnox_limits.ROW (the read model's length)
 
 
 def assert_storable_text(field: str, value: Any, limit: int, multiline: bool) -> None:

@@ -5,20 +5,39 @@
         sb.fortnox.faults.add(FaultRule("503", rate=0.2))
         ...  # point limefort at sb.config_toml(state_path)
 
+`Sandbox(..., serve=False)` starts no servers: each app gets an address of its own (a port
+bound but never listened on) and tests route `requests` to the apps in-process with
+`tests/fakes.py` (`inprocess(sb)`, `mount_inprocess(session, sb)`). The request log, faults
+and latency behave the same on both transports (`tests/contract/test_transport.py`).
+
 Strict on purpose: what works against these servers must work against the real services.
-This package imports nothing from the rest of limefort (stdlib only).
+This package imports nothing from the rest of limefort but `limefort.fortnox_limits` (the
+one table of Fortnox's field limits, data only); otherwise stdlib only.
 
 Beyond the core API (see the attributes of `LimeGo` and `Fortnox`), tests may use:
-- Lime Go: `add_contact`, `update_contact`, `stage_id(name|category|id)`, `expire_changes()`
-  (every change cursor answers 410), `expire_tokens()`, `allowed_scopes` (a set; drop one to
-  get 403s), `change_cursor`; `update_deal` also takes `stage=`, `company_id=`,
-  `contact_ids=`, `owner_ids=`; add/update set `updated_at` to now unless one is given
-  (ISO 8601 UTC with Z, e.g. `seed.iso(datetime)`), for back-dated records.
-- Fortnox: `customer(number)`, `add_invoice`, `add_order`, `book_invoice`,
+- Lime Go: `add_company`, `update_company`, `add_contact`, `update_contact`, `add_deal`,
+  `update_deal` (also `stage=`, `company_id=`, `contact_ids=`, `owner_ids=`), `win_deal`,
+  `lose_deal`; `delete_company`, `delete_deal`, `delete_contact` (GET answers 404, lists
+  leave it out, the change feed says deleted); `stage_id(name|category|id)`;
+  `clock_offset` (seconds Lime Go's clock is ahead, negative = behind: timestamps the
+  sandbox stamps and the `Date` header of every Lime Go answer follow now + offset; `now()`);
+  `expire_changes()` (every change cursor answers 410), `expire_tokens()`, `allowed_scopes`
+  (a set; drop one to get 403s), `change_cursor`. add/update set `updated_at` to now unless
+  one is given (ISO 8601 UTC with Z, e.g. `seed.iso(datetime)`), for back-dated records.
+  API calls need `Accept: application/vnd.api+json` (406 otherwise).
+- Fortnox: `customer(number)`, `customers`, `invoices`, `orders`, `documents_by_ref(ref)`;
+  `add_customer`, `add_invoice`, `add_order` (documents "by hand", validated like a POST, any
+  `ExternalInvoiceReference1`); `set_active(number, bool)` (list `filter=active|inactive`);
+  `delete_customer(number)` (as `DELETE /3/customers/{n}`: 404 after, number reserved:
+  2000637 on reuse); `mark_sent(number, kind)`, `book_invoice(number)`,
+  `cancel_document(number, kind)` (a booked or cancelled document then refuses `PUT`
+  updates, as Fortnox does); lists take `lastmodified` (Swedish local time, minutes);
   `issue_access_token(scopes)`, `expire_access_tokens()`, `service_scopes` (scopes of the
   client-credentials token), `refresh_token_lifetime`, `code_lifetime`, `last_consent`,
-  `capitalised_errors`, `revoke_chain_on_reuse`, `server_errors` (sandbox bugs, answered 500).
-- Both: `faults`, `requests`, `reset_log()`, `count(...)`, `latency`.
+  `capitalised_errors`, `revoke_chain_on_reuse`, `rate_limit`/`rate_window`,
+  `server_errors` (sandbox bugs, answered 500).
+- Both: `faults`, `requests`, `reset_log()`, `count(...)`, `latency` (seconds added to every
+  answer; per service: `Sandbox(limego_latency=, fortnox_latency=)` or `sb.fortnox.latency`).
 Error codes and messages: `rules.py`.
 """
 
@@ -27,6 +46,7 @@ from __future__ import annotations
 import gc
 import random
 import re
+import socket
 from datetime import UTC, datetime, timedelta
 from os import PathLike
 from typing import Any
@@ -72,8 +92,13 @@ class Sandbox:
         port_limego: int = 0,
         port_fortnox: int = 0,
         host: str = "127.0.0.1",
+        *,
+        serve: bool = True,
+        limego_latency: float | None = None,
+        fortnox_latency: float | None = None,
     ) -> None:
         self.seed = seed
+        self.serve = serve
         self.recent_days = recent_days
         creds = random.Random(f"limefort-sandbox-credentials:{seed}")
         self.limego_client_id = f"limego-sandbox-{creds.getrandbits(32):08x}"
@@ -101,7 +126,7 @@ class Sandbox:
             client_secret=self.limego_client_secret,
             token_lifetime=limego_token_lifetime,
             fault_seed=seed * 2 + 1,
-            latency=latency,
+            latency=latency if limego_latency is None else limego_latency,
             id_seed=seed * 3 + 2,
         )
         self.fortnox = Fortnox(
@@ -113,16 +138,21 @@ class Sandbox:
             token_lifetime=fortnox_token_lifetime,
             default_account=fortnox_default_account,
             fault_seed=seed * 2 + 2,
-            latency=latency,
+            latency=latency if fortnox_latency is None else fortnox_latency,
         )
         self._servers = (
             Server(self.limego, host, port_limego),
             Server(self.fortnox, host, port_fortnox),
         )
+        self._placeholders: list[socket.socket] = []
+        if not serve:
+            self._reserve_origins(host)
 
     # --- lifecycle ---
 
     def start(self) -> Sandbox:
+        if not self.serve:
+            return self  # nothing to start: requests reach the apps in-process
         try:
             for s in self._servers:
                 s.start()
@@ -133,6 +163,21 @@ class Sandbox:
 
     def stop(self) -> None:
         stop_all(self._servers)
+        for sock in self._placeholders:
+            sock.close()
+        self._placeholders.clear()
+
+    def _reserve_origins(self, host: str) -> None:
+        """Give each app an address of its own without serving it: a socket bound to a free
+        port but never listening. Nothing else can take the port, and a client that was not
+        routed in-process is refused at once instead of reaching some other server."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        shown = f"[{host}]" if ":" in host else host
+        for app in (self.limego, self.fortnox):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.bind((host, 0))
+            self._placeholders.append(sock)
+            app.base_url = f"http://{shown}:{sock.getsockname()[1]}"
 
     def __enter__(self) -> Sandbox:
         return self.start()
@@ -142,6 +187,8 @@ class Sandbox:
 
     @property
     def latency(self) -> float:
+        """Seconds added to every answer of both services (each app also has its own
+        `latency`, e.g. `sb.fortnox.latency = 0.15`); reading gives Lime Go's."""
         return self.limego.latency
 
     @latency.setter
@@ -152,11 +199,11 @@ class Sandbox:
 
     @property
     def limego_url(self) -> str:
-        return self._servers[0].url
+        return self._servers[0].url if self.serve else self.limego.base_url
 
     @property
     def fortnox_url(self) -> str:
-        return self._servers[1].url
+        return self._servers[1].url if self.serve else self.fortnox.base_url
 
     @property
     def fortnox_token_url(self) -> str:

@@ -77,6 +77,8 @@ def _natural(value: str) -> tuple[int, int, str]:
     return (0, int(value), "") if value.isdigit() else (1, 0, value)
 
 
+# What a list item carries (fortpyx's list-item models, from Fortnox's OpenAPI spec): a
+# summary, not the record. No Active or ExternalReference on customers.
 LIST_KEYS = {
     "customer": (
         "@url",
@@ -89,10 +91,10 @@ LIST_KEYS = {
         "OrganisationNumber",
         "Phone",
         "ZipCode",
-        "Active",
     ),
     "invoice": (
         "@url",
+        "Balance",
         "DocumentNumber",
         "CustomerNumber",
         "CustomerName",
@@ -249,6 +251,8 @@ class Fortnox(App):
             "order": {},
         }
         self._next = {"customer": 1, "invoice": 1, "order": 1}
+        #: numbers of deleted customers: Fortnox never hands them out again (2000637)
+        self._deleted_customers: set[str] = set()
 
     # -----------------------------------------------------------------------------------------
     # Python API
@@ -300,6 +304,30 @@ class Fortnox(App):
             doc = self._store["invoice"][str(number)]
             doc["Booked"] = True
             self._touch("invoice", doc["DocumentNumber"])
+
+    def mark_sent(self, number: str, kind: str = "invoice") -> None:
+        """As if someone sent the document from Fortnox (e-mail, print, e-invoice)."""
+        with self._lock:
+            doc = self._store[kind][str(number)]
+            doc["Sent"] = True
+            self._touch(kind, doc["DocumentNumber"])
+
+    def cancel_document(self, number: str, kind: str = "invoice") -> None:
+        """As if someone cancelled the document in Fortnox (refused like the API when booked)."""
+        with self._lock:
+            self._cancel(kind, str(number))
+
+    def set_active(self, number: str, active: bool) -> None:
+        """Mark a customer active or inactive, as a Fortnox user would."""
+        with self._lock:
+            customer = self._store["customer"][str(number)]
+            customer["Active"] = bool(active)
+            self._touch("customer", str(number))
+
+    def delete_customer(self, number: str) -> None:
+        """As `DELETE /3/customers/{number}`: gone (404 / 2000433), its number reserved."""
+        with self._lock:
+            self._delete_customer(str(number))
 
     def issue_refresh_token(self, scopes: Any = ALL_SCOPES) -> str:
         """A refresh token as if an administrator had just consented with these scopes."""
@@ -569,6 +597,10 @@ class Fortnox(App):
             if len(parts) == 2 and m == "GET":
                 self._params(req, set())
                 return self._one(kind, self._get(kind, parts[1]))
+            if len(parts) == 2 and m == "DELETE" and kind == "customer":
+                self._params(req, set())
+                self._delete_customer(parts[1])
+                return Response(204, b"", "application/json")
             if len(parts) == 2 and m == "PUT":
                 fields = self._body(req, kind)
                 if kind == "customer":
@@ -648,6 +680,8 @@ class Fortnox(App):
             if k in ("InvoiceRows", "OrderRows"):
                 v = [dict(r) for r in v]
             out[k] = v
+        if kind == "invoice":  # what is left to pay: the sandbox takes no payments
+            out["Balance"] = Decimal(0) if stored["Cancelled"] else stored["Total"]
         return out
 
     def _one(self, kind: str, stored: dict[str, Any], status: int = 200) -> Response:
@@ -660,14 +694,17 @@ class Fortnox(App):
         store = self._store["customer"]
         number = checked.get("CustomerNumber")
         if number is not None:
-            if number in store:
+            if number in store or number in self._deleted_customers:
                 raise _err(
                     rules.CUSTOMER_NUMBER_USED,
                     f"Kundnummer {number} används redan. Kundnumret har redan använts men "
                     "blivit raderat.",
                 )
         else:
-            while str(self._next["customer"]) in store:
+            while (
+                str(self._next["customer"]) in store
+                or str(self._next["customer"]) in self._deleted_customers
+            ):
                 self._next["customer"] += 1
             number = str(self._next["customer"])
             self._next["customer"] += 1
@@ -683,6 +720,14 @@ class Fortnox(App):
         store[number] = customer
         self._touch("customer", number)
         return customer
+
+    def _delete_customer(self, number: str) -> None:
+        # Assumed: documents made out to the customer keep their copy of its name and address
+        # and do not stop the deletion (Fortnox's rule for that is not published).
+        self._get("customer", number)
+        del self._store["customer"][number]
+        self._modified["customer"].pop(number, None)
+        self._deleted_customers.add(number)
 
     def _update_customer(self, number: str, fields: dict[str, Any]) -> dict[str, Any]:
         customer = self._get("customer", number)
@@ -935,13 +980,15 @@ class Fortnox(App):
                 rendered["Phone"] = it.get("Phone1", "")
             listed.append({k: rendered.get(k) for k in keys})
         pages = max(1, -(-max(total - offset, 0) // limit))
+        # MetaInformation first, as Fortnox sends it (some clients read the list as the
+        # second key).
         body = {
-            LIST_WRAPPER[kind]: listed,
             "MetaInformation": {
                 "@TotalResources": total,
                 "@TotalPages": pages,
                 "@CurrentPage": page,
             },
+            LIST_WRAPPER[kind]: listed,
         }
         return Response(200, dumps(body).encode("utf-8"), "application/json")
 

@@ -202,6 +202,63 @@ class App:
 
 
 # ---------------------------------------------------------------------------------------------
+# One request through an app: shared by the socket server and the in-process transport
+# ---------------------------------------------------------------------------------------------
+
+
+def begin(app: App, req: Request) -> tuple[RequestRecord, FaultRule | None]:
+    """Log the request and draw its fault (if any). The record's status is filled in by
+    `complete`; it stays None when no answer is given."""
+    rule: FaultRule | None = app.faults.pick(req.method, req.path)
+    record = RequestRecord(
+        method=req.method,
+        path=req.path,
+        query={k: v[-1] for k, v in req.query.items()},
+        status=None,
+        fault=rule.kind if rule else None,
+        at=time.time(),
+        body=app.body_for_log(req),
+    )
+    app.requests.append(record)
+    return record, rule
+
+
+def answer_delay(app: App, rule: FaultRule | None) -> float:
+    """Seconds before the answer (or the reset) leaves: the app's latency, plus the delay
+    of a "slow" fault. The request is applied after this wait, as a slow server would."""
+    delay = app.latency
+    if rule is not None and rule.kind == "slow":
+        delay += rule.delay
+    return delay
+
+
+def complete(
+    app: App, req: Request, record: RequestRecord, rule: FaultRule | None
+) -> Response | None:
+    """Apply the request (unless the fault says it never arrived) and return the answer, or
+    None when the connection must be closed without one (reset, ghostdrop, `Drop`)."""
+    kind = rule.kind if rule else None
+    if kind == "reset":
+        return None
+    if kind in ("429", "500", "503"):
+        resp = app.fault_response(kind)
+    else:
+        try:
+            resp = app.handle(req)
+        except Drop:
+            return None
+        except Exception:
+            resp = app.internal_error(req)
+        if kind == "ghost500":
+            resp = app.fault_response("500")
+        elif kind == "ghostdrop":
+            return None
+    record.status = resp.status
+    app.decorate(resp)
+    return resp
+
+
+# ---------------------------------------------------------------------------------------------
 # The plumbing
 # ---------------------------------------------------------------------------------------------
 
@@ -259,48 +316,25 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = parse_qs(parts.query, keep_blank_values=True)
         req = Request(self.command, parts.path, query, parts.query, self.headers, body)
-        rule: FaultRule | None = app.faults.pick(req.method, req.path)
-        record = RequestRecord(
-            method=req.method,
-            path=req.path,
-            query={k: v[-1] for k, v in query.items()},
-            status=None,
-            fault=rule.kind if rule else None,
-            at=time.time(),
-            body=app.body_for_log(req),
-        )
-        app.requests.append(record)
-        if app.latency:
-            time.sleep(app.latency)
-
-        kind = rule.kind if rule else None
-        if kind == "reset":
+        record, rule = begin(app, req)
+        delay = answer_delay(app, rule)
+        if delay:
+            time.sleep(delay)
+        resp = complete(app, req, record, rule)
+        if resp is None:
             self._drop()
             return
-        if kind == "slow":
-            time.sleep(rule.delay if rule else 0)
-        if kind in ("429", "500", "503"):
-            resp = app.fault_response(kind)
-        else:
-            try:
-                resp = app.handle(req)
-            except Drop:
-                self._drop()
-                return
-            except Exception:
-                resp = app.internal_error(req)
-            if kind == "ghost500":
-                resp = app.fault_response("500")
-            elif kind == "ghostdrop":
-                self._drop()
-                return
-        record.status = resp.status
-        app.decorate(resp)
         self._send(resp)
 
     def _send(self, resp: Response) -> None:
         try:
-            self.send_response(resp.status)
+            if any(k.lower() == "date" for k in resp.headers):
+                # The app keeps its own clock (Lime Go's clock offset): its Date, not ours.
+                self.log_request(resp.status)
+                self.send_response_only(resp.status)
+                self.send_header("Server", self.version_string())
+            else:
+                self.send_response(resp.status)
             self.send_header("Content-Type", resp.content_type)
             self.send_header("Content-Length", str(len(resp.body)))
             for k, v in resp.headers.items():

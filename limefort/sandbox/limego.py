@@ -25,6 +25,7 @@ import uuid
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -38,15 +39,24 @@ MAX_PAGE = 100
 DEFAULT_PAGE = 25
 CHANGES_PAGE = 100
 
-# type -> what it has and what may be asked of it
+CONTACT_STATUSES = ("active", "inactive", "lead", "unknown")
+STATUSES = {"companies": COMPANY_STATUSES, "contacts": CONTACT_STATUSES}
+#: attributes a sparse fieldset cannot leave out ("timestamps always come")
+ALWAYS = ("created_at", "updated_at")
+
+# type -> what it has and what may be asked of it. Attribute names, filters and includes are
+# those of Lime's OpenAPI v1.0.0 as the qls-lime-go-agentic SDK models them (docs/api/limego.md).
 TYPES: dict[str, dict[str, Any]] = {
     "companies": {
         "attributes": (
             "name",
             "business_id",
             "status",
-            "phone",
+            "description",
+            "domain",
             "email",
+            "phone",
+            "industry",
             "street",
             "postal_code",
             "city",
@@ -59,7 +69,8 @@ TYPES: dict[str, dict[str, Any]] = {
         "relationships": ("owner", "tags"),
         "filters": ("updated_since", "status", "name"),
         "scope": "companies:read",
-        "include": {},
+        "include": {"owner": "owners"},
+        "sort": True,
     },
     "deals": {
         "attributes": (
@@ -77,6 +88,7 @@ TYPES: dict[str, dict[str, Any]] = {
         "filters": ("updated_since", "name"),
         "scope": "deals:read",
         "include": {"company": "companies", "stage": "stages"},
+        "sort": True,
     },
     "contacts": {
         "attributes": (
@@ -86,34 +98,52 @@ TYPES: dict[str, dict[str, Any]] = {
             "phone",
             "mobile_phone",
             "job_title",
+            "department",
+            "notes",
+            "status",
+            "custom_fields",
             "created_at",
             "updated_at",
         ),
-        "relationships": ("company",),
-        "filters": ("updated_since", "name"),
+        "relationships": ("company", "tags"),
+        "filters": ("updated_since", "status"),
         "scope": "contacts:read",
-        "include": {},
+        "include": {"company": "companies"},
+        "sort": True,
     },
     "stages": {
-        "attributes": ("name", "category", "position", "probability"),
+        "attributes": ("name", "category", "position", "probability", "created_at", "updated_at"),
         "relationships": (),
-        "filters": (),
+        "filters": ("name", "updated_since"),
         "scope": "reference:read",
         "include": {},
+        "sort": True,
     },
-    "owners": {
+    "owners": {  # paging only: no filter, sort or sparse fieldset; no revision
         "attributes": ("first_name", "last_name", "email"),
         "relationships": (),
         "filters": (),
         "scope": "reference:read",
         "include": {},
+        "sort": False,
     },
     "custom-field-definitions": {
-        "attributes": ("key", "label", "entity_type", "field_type"),
+        "attributes": (
+            "key",
+            "label",
+            "entity_type",
+            "field_type",
+            "options",
+            "required",
+            "archived_at",
+            "created_at",
+            "updated_at",
+        ),
         "relationships": (),
-        "filters": (),
+        "filters": ("updated_since",),
         "scope": "reference:read",
         "include": {},
+        "sort": True,
     },
 }
 _UUIDISH = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -214,6 +244,9 @@ class LimeGo(App):
         self._floor = 0
         self._epoch = secrets.token_hex(4)
         self._lock = threading.RLock()
+        #: seconds Lime Go's clock is ahead of this machine's (negative: behind). The
+        #: timestamps the sandbox stamps and the `Date` header of every answer follow it.
+        self.clock_offset = 0.0
 
     # -----------------------------------------------------------------------------------------
     # Python API (tests and the demo)
@@ -286,9 +319,12 @@ class LimeGo(App):
     def add_contact(self, company_id: str | None = None, **attributes: Any) -> str:
         self._check_attrs("contacts", attributes)
         attrs: dict[str, Any] = dict.fromkeys(TYPES["contacts"]["attributes"])
+        attrs.update(status="active", custom_fields={})
         attrs.update(attributes)
+        if attrs["status"] not in CONTACT_STATUSES:
+            raise ValueError(f"status must be one of {CONTACT_STATUSES}")
         ref = {"type": "companies", "id": company_id} if company_id else None
-        return self._add("contacts", attrs, {"company": {"data": ref}})
+        return self._add("contacts", attrs, {"company": {"data": ref}, "tags": {"data": []}})
 
     def update_contact(self, id_: str, **attributes: Any) -> None:
         self._update("contacts", id_, attributes)
@@ -354,6 +390,22 @@ class LimeGo(App):
     def lose_deal(self, id_: str) -> None:
         self.update_deal(id_, stage="lost")
 
+    def delete_company(self, id_: str) -> None:
+        """Delete a company as a user would in Lime Go: GET answers 404, lists leave it out,
+        the change feed says `deleted`. Deals and contacts keep pointing at it (an include
+        of it is simply missing)."""
+        self._delete("companies", id_)
+
+    def delete_deal(self, id_: str) -> None:
+        self._delete("deals", id_)
+
+    def delete_contact(self, id_: str) -> None:
+        self._delete("contacts", id_)
+
+    def now(self) -> datetime:
+        """Lime Go's clock: this machine's plus `clock_offset` seconds."""
+        return datetime.now(UTC) + timedelta(seconds=self.clock_offset)
+
     def expire_changes(self) -> None:
         """Forget the change history: every cursor issued so far answers 410."""
         with self._lock:
@@ -387,7 +439,7 @@ class LimeGo(App):
     def _now(self) -> str:
         """Now, strictly later than any timestamp handed out before (updates in the same
         microsecond still order)."""
-        ts = iso(datetime.now(UTC))
+        ts = iso(self.now())
         if ts <= self._last_ts:
             last = datetime.fromisoformat(self._last_ts[:-1])
             ts = (last + timedelta(microseconds=1)).isoformat(timespec="microseconds") + "Z"
@@ -406,10 +458,10 @@ class LimeGo(App):
                 "id": id_,
                 "attributes": attrs,
                 "relationships": rels,
-                "meta": {"revision": 1},
+                "meta": {"revision": "1"},
             }
             self._cols[type_].add(res)
-            self._record_change(type_, id_, 1)
+            self._record_change(type_, id_, "1")
             return id_
 
     def _update(
@@ -437,10 +489,17 @@ class LimeGo(App):
                     attrs["probability"] = stage["attributes"]["probability"]
             if "updated_at" not in attributes:
                 attrs["updated_at"] = self._now()
-            res["meta"]["revision"] += 1
+            res["meta"]["revision"] = str(int(res["meta"]["revision"]) + 1)
             self._record_change(type_, id_, res["meta"]["revision"])
 
-    def _record_change(self, type_: str, id_: str, revision: int, deleted: bool = False) -> None:
+    def _delete(self, type_: str, id_: str) -> None:
+        with self._lock:
+            col = self._cols[type_]
+            res = col.by_id.pop(id_)
+            col.ids.remove(id_)
+            self._record_change(type_, id_, str(int(res["meta"]["revision"]) + 1), deleted=True)
+
+    def _record_change(self, type_: str, id_: str, revision: str, deleted: bool = False) -> None:
         self._changes.append(
             {
                 "resource_type": type_,
@@ -460,6 +519,7 @@ class LimeGo(App):
 
     def decorate(self, resp: Response) -> None:
         resp.headers.setdefault("x-request-id", str(uuid.uuid4()))
+        resp.headers["Date"] = formatdate(time.time() + self.clock_offset, usegmt=True)
 
     def fault_response(self, kind: str) -> Response:
         if kind == "429":
@@ -484,6 +544,13 @@ class LimeGo(App):
         scopes = self._auth(req)
         if isinstance(scopes, Response):
             return scopes
+        if not _accepts_jsonapi(req.header("Accept")):
+            return _error(
+                406,
+                "not_acceptable",
+                "Not acceptable",
+                f"send Accept: {JSONAPI} (got {req.header('Accept')!r})",
+            )
         parts = req.path[len("/api/v1/") :].rstrip("/").split("/")
         try:
             if parts == ["changes"]:
@@ -596,12 +663,14 @@ class LimeGo(App):
             t = k[len("fields[") : -1]
             if t not in TYPES:
                 raise _QueryError(f"{k}: unknown resource type {t!r}")
+            if not TYPES[t]["sort"]:  # owners: paging only
+                raise _QueryError(f"{k}: {t} take no sparse fieldset")
             names = [n.strip() for n in v.split(",")]
             known = set(TYPES[t]["attributes"]) | set(TYPES[t]["relationships"])
             for n in names:
                 if n not in known:
                     raise _QueryError(f"{k}: {t} have no field {n!r}")
-            out[t] = set(names)
+            out[t] = set(names) | set(ALWAYS)
         return out
 
     def _includes(self, params: dict[str, str], type_: str, scopes: frozenset[str]) -> list[str]:
@@ -634,13 +703,16 @@ class LimeGo(App):
     def _project(res: dict[str, Any], fields: set[str] | None) -> dict[str, Any]:
         if fields is None:
             return res
-        return {
+        out = {
             "type": res["type"],
             "id": res["id"],
             "attributes": {k: v for k, v in res["attributes"].items() if k in fields},
-            "relationships": {k: v for k, v in res["relationships"].items() if k in fields},
-            "meta": res["meta"],
         }
+        if "relationships" in res:
+            out["relationships"] = {k: v for k, v in res["relationships"].items() if k in fields}
+        if "meta" in res:
+            out["meta"] = res["meta"]
+        return out
 
     def _included(
         self, resources: list[dict[str, Any]], includes: list[str], fields: dict[str, set[str]]
@@ -667,7 +739,9 @@ class LimeGo(App):
     def _list(self, req: Request, type_: str, scopes: frozenset[str]) -> Response:
         spec = TYPES[type_]
         params = self._params(req)
-        allowed = {"page[size]", "page[cursor]", "sort"} | {f"filter[{f}]" for f in spec["filters"]}
+        allowed = {"page[size]", "page[cursor]"} | {f"filter[{f}]" for f in spec["filters"]}
+        if spec["sort"]:
+            allowed.add("sort")
         if spec["include"]:
             allowed.add("include")
         self._check_known(params, type_, allowed)
@@ -694,9 +768,9 @@ class LimeGo(App):
             else None
         )
         status = params.get("filter[status]")
-        if status is not None and status not in COMPANY_STATUSES:
+        if status is not None and status not in STATUSES[type_]:
             raise _QueryError(
-                f"filter[status] must be one of {', '.join(COMPANY_STATUSES)}, got {status!r}"
+                f"filter[status] must be one of {', '.join(STATUSES[type_])}, got {status!r}"
             )
         name = params.get("filter[name]")
         if name is not None:
@@ -771,7 +845,10 @@ class LimeGo(App):
         if includes:
             doc["included"] = self._included([res], includes, fields)
         doc["links"] = {"self": self._self_link(req)}
-        return _ok(doc)
+        resp = _ok(doc)
+        if "meta" in res:
+            resp.headers["ETag"] = f'"{res["id"]}:{res["meta"]["revision"]}"'
+        return resp
 
     def _changes_page(self, req: Request) -> Response:
         params = self._params(req)
@@ -820,6 +897,16 @@ class LimeGo(App):
         if kind != "chg" or epoch != self._epoch or not seq.isdigit():
             return None
         return int(seq)
+
+
+def _accepts_jsonapi(accept: str | None) -> bool:
+    """True when the Accept header lists the JSON:API media type without parameters (JSON:API
+    1.0: a server answers 406 when every instance of it carries media type parameters)."""
+    for part in (accept or "").split(","):
+        media, _, params = part.partition(";")
+        if media.strip().lower() == JSONAPI and not params.strip():
+            return True
+    return False
 
 
 def _name_of(type_: str, attrs: dict[str, Any]) -> str:

@@ -1,5 +1,8 @@
 """Fortnox's validation rules, as the sandbox enforces them.
 
+Field lengths come from the one table `limefort.fortnox_limits` (each with its source).
+`DELETE /3/customers/{n}` answers 204 with no body (Fortnox's "responses" page).
+
 Error codes: the ones marked "real" are Fortnox's own (developer.fortnox.se, "Errors"); the
 2009xxx ones are the sandbox's own choice, for rules whose real code is not published. A
 client must not treat a 2009xxx code as meaningful beyond "a 400 validation error".
@@ -36,7 +39,8 @@ client must not treat a 2009xxx code as meaningful beyond "a 400 validation erro
 | 2009009 | 400    | an order without rows                                        | sandbox |
 | 2009010 | 404    | invoice/order not found                                      | sandbox |
 | 2009011 | 404    | no such resource (unknown route or method)                   | sandbox |
-| 2009012 | 400    | cancel/update of a booked invoice                            | sandbox |
+| 2009012 | 400    | cancel/update of a booked invoice (assumed: Fortnox publishes| sandbox |
+|         |        | no code for it; a client must not rely on the number)        |         |
 | 2009013 | 400    | cancel/update of a cancelled document                        | sandbox |
 | 2009014 | 429    | more than the rate limit in the sliding window               | sandbox |
 | 2009016 | 503    | service unavailable (the "503" fault)                        | sandbox |
@@ -50,6 +54,9 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from limefort import fortnox_limits as limits
+from limefort.fortnox_limits import Limit
 
 # --- codes ---------------------------------------------------------------------------------
 SYSTEM_EXCEPTION = 1000003
@@ -604,58 +611,67 @@ def bad_character(value: str, multiline: bool = False) -> str | None:
 class Spec:
     kind: str = "text"  # text multiline bool country email orgnr enum custnr currency date
     #                     number readonly rows
-    max_len: int = 1024
+    max_len: int | None = None  # None: no length limit
     choices: tuple[str, ...] = ()
 
 
-T = Spec("text")
 RO = Spec("readonly")
+
+
+def _len(table: dict[str, Limit], name: str, kind: str = "text") -> Spec:
+    """A text field whose length limit comes from the one limit table (its source there)."""
+    return Spec(kind, table[name].fortnox)
+
+
+C, D, R = limits.CUSTOMER, limits.DOCUMENT, limits.ROW
 
 CUSTOMER_FIELDS: dict[str, Spec] = {
     "@url": RO,
     "Active": Spec("bool"),
-    "Address1": T,
-    "Address2": T,
-    "City": T,
-    "Comments": Spec("multiline"),
-    "CostCenter": T,
+    "Address1": _len(C, "Address1"),
+    "Address2": _len(C, "Address2"),
+    "City": _len(C, "City"),
+    "Comments": _len(C, "Comments", "multiline"),
+    "CostCenter": _len(C, "CostCenter"),
     "Country": RO,
     "CountryCode": Spec("country"),
     "Currency": Spec("currency"),
     "CustomerNumber": Spec("custnr"),
-    "DeliveryAddress1": T,
-    "DeliveryAddress2": T,
-    "DeliveryCity": T,
+    "DeliveryAddress1": _len(C, "DeliveryAddress1"),
+    "DeliveryAddress2": _len(C, "DeliveryAddress2"),
+    "DeliveryCity": _len(C, "DeliveryCity"),
     "DeliveryCountry": RO,
     "DeliveryCountryCode": Spec("country"),
-    "DeliveryFax": T,
-    "DeliveryName": T,
-    "DeliveryPhone1": T,
-    "DeliveryPhone2": T,
-    "DeliveryZipCode": Spec("text", 10),
-    "Email": Spec("email"),
-    "EmailInvoice": Spec("email"),
-    "ExternalReference": T,
-    "Fax": T,
-    "InvoiceRemark": Spec("multiline"),
-    "Name": T,
-    "OrganisationNumber": Spec("orgnr", 30),
-    "OurReference": Spec("text", 50),
-    "Phone1": T,
-    "Phone2": T,
-    "Project": T,
-    "TermsOfPayment": T,
+    "DeliveryFax": _len(C, "DeliveryFax"),
+    "DeliveryName": _len(C, "DeliveryName"),
+    "DeliveryPhone1": _len(C, "DeliveryPhone1"),
+    "DeliveryPhone2": _len(C, "DeliveryPhone2"),
+    "DeliveryZipCode": _len(C, "DeliveryZipCode"),
+    "Email": _len(C, "Email", "email"),
+    "EmailInvoice": _len(C, "EmailInvoice", "email"),
+    "EmailOffer": _len(C, "EmailOffer", "email"),
+    "EmailOrder": _len(C, "EmailOrder", "email"),
+    "ExternalReference": _len(C, "ExternalReference"),
+    "Fax": _len(C, "Fax"),
+    "InvoiceRemark": _len(C, "InvoiceRemark", "multiline"),
+    "Name": _len(C, "Name"),
+    "OrganisationNumber": _len(C, "OrganisationNumber", "orgnr"),
+    "OurReference": _len(C, "OurReference"),
+    "Phone1": _len(C, "Phone1"),
+    "Phone2": _len(C, "Phone2"),
+    "Project": _len(C, "Project"),
+    "TermsOfPayment": _len(C, "TermsOfPayment"),
     "Type": Spec("enum", choices=("COMPANY", "PRIVATE")),
-    "VATNumber": T,
+    "VATNumber": _len(C, "VATNumber"),
     "VATType": Spec("enum", choices=("SEVAT", "SEREVERSEDVAT", "EUREVERSEDVAT", "EUVAT", "EXPORT")),
-    "VisitingAddress": Spec("text", 128),
-    "VisitingCity": T,
+    "VisitingAddress": _len(C, "VisitingAddress"),
+    "VisitingCity": _len(C, "VisitingCity"),
     "VisitingCountry": RO,
     "VisitingCountryCode": Spec("country"),
-    "VisitingZipCode": Spec("text", 10),
-    "WWW": T,
-    "YourReference": Spec("text", 50),
-    "ZipCode": Spec("text", 10),
+    "VisitingZipCode": _len(C, "VisitingZipCode"),
+    "WWW": _len(C, "WWW"),
+    "YourReference": _len(C, "YourReference"),
+    "ZipCode": _len(C, "ZipCode"),
 }
 # read-only fields derived from the code fields
 CUSTOMER_DERIVED = {
@@ -666,28 +682,30 @@ CUSTOMER_DERIVED = {
 
 _DOC_COMMON: dict[str, Spec] = {
     "@url": RO,
-    "Address1": T,
-    "Address2": T,
+    "Address1": _len(D, "Address1"),
+    "Address2": _len(D, "Address2"),
+    "Balance": RO,
     "Booked": RO,
     "Cancelled": RO,
-    "City": T,
-    "Comments": Spec("multiline"),
+    "City": _len(D, "City"),
+    "Comments": _len(D, "Comments", "multiline"),
     "Country": RO,
     "Currency": Spec("currency"),
-    "CustomerName": T,
+    "CustomerName": _len(D, "CustomerName"),
     "CustomerNumber": Spec("custnr"),
+    "DeliveryDate": Spec("date"),
     "DocumentNumber": RO,
-    "ExternalInvoiceReference1": Spec("text", 80),
-    "ExternalInvoiceReference2": Spec("text", 80),
+    "ExternalInvoiceReference1": _len(D, "ExternalInvoiceReference1"),
+    "ExternalInvoiceReference2": _len(D, "ExternalInvoiceReference2"),
     "OrganisationNumber": RO,
-    "OurReference": Spec("text", 50),
-    "Remarks": Spec("multiline"),
+    "OurReference": _len(D, "OurReference"),
+    "Remarks": _len(D, "Remarks", "multiline"),
     "Sent": RO,
     "Total": RO,
     "VATIncluded": Spec("bool"),
-    "YourOrderNumber": Spec("text", 30),
-    "YourReference": Spec("text", 50),
-    "ZipCode": Spec("text", 10),
+    "YourOrderNumber": _len(D, "YourOrderNumber"),
+    "YourReference": _len(D, "YourReference"),
+    "ZipCode": _len(D, "ZipCode"),
 }
 INVOICE_FIELDS: dict[str, Spec] = {
     **_DOC_COMMON,
@@ -697,20 +715,19 @@ INVOICE_FIELDS: dict[str, Spec] = {
 }
 ORDER_FIELDS: dict[str, Spec] = {
     **_DOC_COMMON,
-    "DeliveryDate": Spec("date"),
     "OrderDate": Spec("date"),
     "OrderRows": Spec("rows"),
 }
 ROW_FIELDS: dict[str, Spec] = {
     "AccountNumber": Spec("account"),
-    "ArticleNumber": Spec("text", 50),
+    "ArticleNumber": _len(R, "ArticleNumber"),
     "DeliveredQuantity": Spec("quantity"),
-    "Description": Spec("text", 50),
+    "Description": _len(R, "Description"),  # no limit on write
     "Discount": Spec("number"),
     "DiscountType": Spec("enum", choices=("AMOUNT", "PERCENT")),
     "Price": Spec("number"),
     "Total": RO,
-    "Unit": Spec("text", 10),
+    "Unit": _len(R, "Unit"),
     "VAT": Spec("vat"),
 }
 ORDER_ROW_FIELDS: dict[str, Spec] = {**ROW_FIELDS, "OrderedQuantity": Spec("quantity")}
@@ -739,7 +756,7 @@ def _text(field: str, value: Any, spec: Spec) -> str:
         raise FortnoxError(INVALID_VALUE, f"Ogiltigt värde för fältet {field} (ska vara text)")
     if value == BLANK:
         return ""
-    if len(value) > spec.max_len:
+    if spec.max_len is not None and len(value) > spec.max_len:
         raise FortnoxError(
             TOO_LONG, f"Fältet {field} får innehålla högst {spec.max_len} tecken ({len(value)})"
         )

@@ -358,16 +358,16 @@ STAGES = (
     ("Vunnen", "won", 100),
     ("Förlorad", "lost", 0),
 )
-# (key, label, entity_type, field_type)
+# (key, label, entity_type, field_type); entity_type is the resource type (Lime Go's form)
 CUSTOM_FIELDS = (
-    ("visiting_street", "Besöksadress", "company", "text"),
-    ("visiting_postal_code", "Besökspostnummer", "company", "text"),
-    ("visiting_city", "Besöksort", "company", "text"),
-    ("visiting_country", "Besöksland", "company", "text"),
-    ("industry", "Bransch", "company", "text"),
-    ("po_number", "Kundens ordernummer", "deal", "text"),
-    ("contract_length", "Avtalslängd", "deal", "number"),
-    ("delivery_date", "Leveransdatum", "deal", "date"),
+    ("visiting_street", "Besöksadress", "companies", "text"),
+    ("visiting_postal_code", "Besökspostnummer", "companies", "text"),
+    ("visiting_city", "Besöksort", "companies", "text"),
+    ("visiting_country", "Besöksland", "companies", "text"),
+    ("industry", "Bransch", "companies", "text"),
+    ("po_number", "Kundens ordernummer", "deals", "text"),
+    ("contract_length", "Avtalslängd", "deals", "number"),
+    ("delivery_date", "Leveransdatum", "deals", "date"),
 )
 
 _ASCII = str.maketrans({"å": "a", "ä": "a", "ö": "o", "é": "e", "ü": "u", "æ": "ae", "ø": "o"})
@@ -557,15 +557,17 @@ def _resource(
     id_: str,
     attributes: dict[str, Any],
     relationships: dict[str, Any] | None = None,
-    revision: int = 1,
+    revision: int | None = 1,
 ) -> dict[str, Any]:
-    return {
-        "type": type_,
-        "id": id_,
-        "attributes": attributes,
-        "relationships": relationships or {},
-        "meta": {"revision": revision},
-    }
+    """A JSON:API resource. `meta.revision` is a numeric *string* (Lime Go's format);
+    `revision=None` leaves out `meta` (owners have no revision), `relationships=None` the
+    relationships (reference data has none)."""
+    res: dict[str, Any] = {"type": type_, "id": id_, "attributes": attributes}
+    if relationships is not None:  # reference data (owners, stages, ...) has none at all
+        res["relationships"] = relationships
+    if revision is not None:
+        res["meta"] = {"revision": str(revision)}
+    return res
 
 
 def generate(*args: Any, **kwargs: Any) -> SeedData:
@@ -602,19 +604,32 @@ def _generate(
     if owners < 1:
         raise ValueError("a Lime Go account has at least one owner (user)")
 
-    # --- reference data ---
+    # --- reference data (set up two years ago; no random draws, so the rest stays as seeded) ---
+    reference_time = g.ago(two_years)
     for _ in range(owners):
         first, last = g.pick(FIRST_NAMES), g.pick(SURNAMES)
         email = f"{first}.{last}@sandlada.se".lower().translate(_ASCII)
         out.owners.append(
-            _resource("owners", g.uid(), {"first_name": first, "last_name": last, "email": email})
+            _resource(
+                "owners",
+                g.uid(),
+                {"first_name": first, "last_name": last, "email": email},
+                revision=None,
+            )
         )
     for pos, (name, category, prob) in enumerate(STAGES, start=1):
         out.stages.append(
             _resource(
                 "stages",
                 g.uid(),
-                {"name": name, "category": category, "position": pos, "probability": prob},
+                {
+                    "name": name,
+                    "category": category,
+                    "position": pos,
+                    "probability": prob,
+                    "created_at": reference_time,
+                    "updated_at": reference_time,
+                },
             )
         )
     for key, label, entity, ftype in CUSTOM_FIELDS:
@@ -622,7 +637,17 @@ def _generate(
             _resource(
                 "custom-field-definitions",
                 g.uid(),
-                {"key": key, "label": label, "entity_type": entity, "field_type": ftype},
+                {
+                    "key": key,
+                    "label": label,
+                    "entity_type": entity,
+                    "field_type": ftype,
+                    "options": None,
+                    "required": False,
+                    "archived_at": None,
+                    "created_at": reference_time,
+                    "updated_at": reference_time,
+                },
             )
         )
     owner_refs = [{"type": "owners", "id": o["id"]} for o in out.owners]
@@ -690,6 +715,9 @@ def _generate(
             "name": name,
             "business_id": business_id,
             "status": status,
+            "description": None,
+            "domain": f"{name_slug}.se" if company_email else None,
+            "industry": None,
             "phone": phone,
             "email": company_email,
             "street": g.street(),
@@ -725,6 +753,10 @@ def _generate(
             "phone": g.phone("8") if g.r() < 0.4 else None,
             "mobile_phone": g.mobile() if g.r() < 0.8 else None,
             "job_title": g.pick(JOB_TITLES),
+            "department": None,
+            "notes": None,
+            "status": "active",
+            "custom_fields": {},
             "created_at": g.ago(created),
             "updated_at": g.ago(updated),
         }
@@ -732,7 +764,8 @@ def _generate(
             {"type": "companies", "id": out.companies[ci]["id"]} if ci is not None else None
         )
         cid = g.uid()
-        out.contacts.append(_resource("contacts", cid, attrs, {"company": {"data": company_ref}}))
+        rels = {"company": {"data": company_ref}, "tags": {"data": []}}
+        out.contacts.append(_resource("contacts", cid, attrs, rels))
         if ci is not None:
             contacts_of.setdefault(ci, []).append(cid)
 
