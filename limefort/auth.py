@@ -356,8 +356,8 @@ def _code_from(value: str) -> str:
 def _code_from_callback(callback: Callback | None, timeout: float, ignored: int = 0) -> str:
     if callback is None:
         also = (
-            f" ({ignored} request{'s' if ignored != 1 else ''} that did not carry this "
-            "consent's state or host were ignored: a stale browser tab, or something else "
+            f" ({ignored} request{' was' if ignored == 1 else 's were'} ignored for not "
+            "carrying this consent's state or host: a stale browser tab, or something else "
             "knocking on the port)"
             if ignored
             else ""

@@ -614,6 +614,28 @@ def sandbox(
         sb.stop()
 
 
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace PATH if it exists.")
+@click.pass_obj
+def backup(app: App, path: Path, force: bool) -> int:
+    """Write a consistent copy of the state file to PATH, readable only by you (0600).
+
+    Safe while a pass runs. The copy holds the Fortnox refresh token: keep it as private as
+    the state file, and note that restoring an old copy brings back a spent token.
+
+    \b
+    Example:
+      limefort backup /var/backups/limefort/limefort-$(date +%F).db
+    """
+    from limefort.backup import backup as write_backup
+
+    cfg = app.config()
+    done = write_backup(cfg.state.path, path, force=force)
+    app.echo(f"Backed up {cfg.state.path} to {done.path} ({done.size} bytes, mode {done.mode:04o})")
+    return EX_OK
+
+
 # ---------------------------------------------------------------------------------------------
 
 
