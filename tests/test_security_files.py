@@ -160,9 +160,8 @@ def test_the_lock_still_excludes_a_second_holder(tmp_path: Path) -> None:
     with RunLock(state), pytest.raises(LockHeld):
         RunLock(state).acquire()
     calls: list[int | None] = []
-    with RunLock(state):
-        with pytest.raises(LockHeld):
-            RunLock(state).acquire(0.3, on_wait=calls.append)
+    with RunLock(state), pytest.raises(LockHeld):
+        RunLock(state).acquire(0.3, on_wait=calls.append)
     assert calls == [os.getpid()]  # told once who holds it, then gave up
     assert mode(lock_path(state)) == 0o600
 

@@ -49,7 +49,10 @@ def test_vv_output_hides_the_ping_url_and_query_strings(
     assert r.code in (0, 1), r.err
 
     # The ping happened and urllib3 did log its request lines: this is what is being tested.
-    assert [q.path for q in recorder.requests] == [f"/{PING_SECRET}/start", f"/{PING_SECRET}/{r.code}"]
+    assert [q.path for q in recorder.requests] == [
+        f"/{PING_SECRET}/start",
+        f"/{PING_SECRET}/{r.code}",
+    ]
     request_lines = [line for line in r.err.splitlines() if re.search(r'"(GET|POST|PUT) ', line)]
     assert any(f"127.0.0.1:{recorder.port}" in line for line in request_lines)
     assert any("/3/customers" in line for line in request_lines)
