@@ -603,11 +603,9 @@ class HttpClient:
                 chunks.append(chunk)
         if total > limit:
             resp.close()
-            msg = (
-                f"{method} {shown}: HTTP {resp.status_code} with an answer larger than "
-                f"{limit // (1024 * 1024) or limit} {'MiB' if limit >= 1024 * 1024 else 'bytes'}"
-                "; not read"
-            )
+            mib = 1024 * 1024
+            size = f"{limit // mib} MiB" if limit % mib == 0 else f"{limit} bytes"
+            msg = f"{method} {shown}: HTTP {resp.status_code} with an answer larger than {size}"
             if method == "POST":
                 raise UnknownOutcome(self.service, msg, status=resp.status_code)
             raise TransientError(self.service, msg, status=resp.status_code)
@@ -622,6 +620,7 @@ class HttpClient:
         if not (300 <= resp.status_code < 400 and location is not None):
             return
         target = redirect_target(resp.url or self.base_url, location)
+        resp.close()
         raise ConfigError(
             self.config_key,
             f"{self.service} answered {method} {shown} with HTTP {resp.status_code}, a redirect "

@@ -189,9 +189,11 @@ class Pinger:
             if self._session is None:
                 self._session = requests.Session()
             # A redirect would hand the credential's path to whoever the Location names.
+            # Streamed and closed unread: the answer's body means nothing, however large.
             resp = self._session.get(
-                f"{self.url}/{suffix}", timeout=self.timeout, allow_redirects=False
+                f"{self.url}/{suffix}", timeout=self.timeout, allow_redirects=False, stream=True
             )
+            resp.close()
             if 300 <= resp.status_code < 400:
                 log.warning(
                     "ping %s to %s answered HTTP %s, a redirect; not followed: check "
