@@ -9,6 +9,7 @@ page; the browser is opened only on request; no PKCE (Fortnox does not document 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import webbrowser
@@ -19,8 +20,18 @@ import requests
 from conftest import DEADLINE, Lf, wait_for
 from test_auth import free_port, set_key, spawn_auth, stored
 
-from limefort.auth import Callback, CallbackServer, _code_from, _code_from_callback, printable
-from limefort.errors import AuthError, UserError
+from limefort import config as config_mod
+from limefort.auth import (
+    Callback,
+    CallbackServer,
+    _code_from,
+    _code_from_callback,
+    consent,
+    printable,
+)
+from limefort.errors import AuthError, LockHeld, UserError
+from limefort.fortnox import consent_url
+from limefort.lock import RunLock
 
 STATE = "s" * 43
 ESCAPES = "\x1b]0;pwned\x07\x1b[31mred\u202etxet\x9b2J"
@@ -178,7 +189,52 @@ def test_no_pkce_parameters_are_sent(consent_lf: Lf) -> None:
     assert "code_challenge" not in q and "code_challenge_method" not in q
 
 
+def test_the_exchange_waits_for_a_running_pass_instead_of_wasting_the_code(
+    consent_lf: Lf,
+) -> None:
+    lf = consent_lf
+    cfg = config_mod.load(lf.config, explicit=True)
+    resp = requests.get(consent_url(cfg.fortnox, "s"), allow_redirects=False, timeout=10)
+    code = parse_qs(urlsplit(resp.headers["Location"]).query)["code"][-1]
+    said: list[str] = []
+    holder = RunLock(lf.state).acquire()
+
+    def echo(text: str = "", err: bool = False) -> None:
+        said.append(text)
+        if text.startswith("Waiting for the running limefort"):
+            holder.release()  # the pass ends while the consent waits for it
+
+    assert (
+        consent(cfg, echo=echo, service_account=False, code=code, open_browser=False, timeout=1)
+        == 0
+    )
+    assert f"Waiting for the running limefort (pid {os.getpid()})" in said[0]
+    assert stored(lf) is not None
+
+    # A pass that does not end in time: the code is not spent (no exchange without the lock).
+    exchanges = _exchanges(lf)
+    with RunLock(lf.state), pytest.raises(LockHeld):
+        consent(
+            cfg,
+            echo=said.append,
+            service_account=False,
+            code="unused-code",
+            open_browser=False,
+            timeout=1,
+            lock_wait=0.2,
+        )
+    assert _exchanges(lf) == exchanges
+
+
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _exchanges(lf: Lf) -> int:
+    return sum(
+        1
+        for r in lf.sb.fortnox.requests
+        if r.path == "/oauth-v1/token" and (r.body or {}).get("grant_type") == "authorization_code"
+    )
 
 
 def _redirect_uri(lf: Lf) -> str:
