@@ -5,8 +5,8 @@ A symlink at the path is refused (`O_NOFOLLOW`: a lock must not truncate its tar
 dangling link must not make SQLite create the database wherever it points); a file limefort
 creates is created with `O_EXCL` and mode 0600; an existing file is checked on the open
 descriptor (`fstat`, so the file checked is the file used) to be a regular file owned by the
-current user. One of ours that others may read is closed on that same descriptor (`fchmod`)
-with a warning, as limefort always did: refusing it would only stop the passes, and a file
+current user. One of ours that others may read is closed on that same descriptor (`fchmod`),
+as limefort always did (said under -v): refusing it would only stop the passes, and a file
 nobody else owns cannot have been planted. The directory holding them must not be writable by
 group or others, or anyone could swap the files after they were checked.
 """
@@ -91,7 +91,8 @@ def check_private_fd(fd: int, path: Path, what: str = "state file") -> None:
         )
     if st.st_mode & _OPEN_TO_OTHERS:
         os.fchmod(fd, PRIVATE_MODE)
-        log.warning(
+        # Info, not a warning: fixed as limefort always silently did; said under -v.
+        log.info(
             "%s: the %s was open to other users (mode %04o), now 0600%s",
             path,
             what,

@@ -114,11 +114,11 @@ def test_a_state_file_that_is_not_a_regular_file_is_refused(lf: Lf) -> None:
     assert r.code == 2 and "not a regular file" in r.err
 
 
-def test_our_own_lock_open_to_others_is_closed_with_a_warning(synced: Lf) -> None:
+def test_our_own_lock_open_to_others_is_closed_and_said_under_v(synced: Lf) -> None:
     lf = synced
     lock = lock_path(lf.state)
     os.chmod(lock, 0o666)
-    r = lf.run("sync")
+    r = lf.run("-v", "sync")
     assert r.code in (0, 1), r.err
     assert mode(lock) == 0o600 and "lock file was open to other users (mode 0666)" in r.err
 
