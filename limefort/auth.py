@@ -1,9 +1,17 @@
 """`limefort auth fortnox`: Fortnox's authorization-code consent, once, by an administrator.
 
 The command prints the consent URL, catches Fortnox's redirect on a one-shot loopback HTTP
-server (or takes the code pasted with `--code`), checks `state`, exchanges the code and
-stores the tokens in the state file. The CLI holds the run lock around all of it, so no pass
-can rotate the old refresh token while the new one is being stored.
+server (or takes the code pasted with `--code`), exchanges the code and stores the tokens in
+the state file. The run lock is held around the exchange and the store only, so no pass can
+rotate the old refresh token while the new one is being stored, and no scheduled pass is
+turned away while an administrator reads the consent page.
+
+The callback server is exposed to every local process and, through the browser, to every web
+page: it answers only requests that name the redirect URI's own host and port, carry this
+consent's `state` (an `error=` too), and finish within a few seconds; it never ends the wait
+for anything else. Text from the redirect is stripped of control characters before it is
+echoed. PKCE is not sent: Fortnox's documentation of the authorization request and the token
+exchange lists no `code_challenge` or `code_verifier` parameter.
 """
 
 from __future__ import annotations
@@ -16,16 +24,19 @@ import secrets
 import socket
 import threading
 import time
+import unicodedata
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from limefort.config import Config, is_loopback
+from limefort.config import Config
 from limefort.errors import EX_OK, AuthError, ConfigError, LimefortError, UserError
+from limefort.files import check_private_dir
 from limefort.fortnox import (
     FortnoxClient,
     RefreshTokenTokens,
@@ -34,8 +45,10 @@ from limefort.fortnox import (
     tenant_from_token,
 )
 from limefort.http import REDACTOR
+from limefort.lock import RunLock
 from limefort.models import TokenRecord
 from limefort.store import Store
+from limefort.urls import is_loopback
 
 log = logging.getLogger("limefort.auth")
 
@@ -45,6 +58,14 @@ TOKEN_NAME = "fortnox"
 REFRESH_TOKEN_DAYS = 45  # Fortnox: a refresh token is single-use and lives 45 days
 # The meta key runner._import_refresh_token uses to remember which config token it imported.
 IMPORTED_META = "imported_refresh_token"
+# How long one connection to the callback server may take to send its request: a browser
+# sends it at once; an idle connection is closed after this, and never blocks the others.
+CONNECTION_TIMEOUT = 5.0
+# How long the exchange waits for a running pass to let go of the lock: the code lives
+# 10 minutes, and giving up would waste the administrator's consent.
+LOCK_WAIT = 300.0
+# The most characters of a server's text echoed to the terminal.
+ECHO_LIMIT = 200
 
 DONE_PAGE = (
     "<!doctype html><meta charset=utf-8><title>limefort</title>"
@@ -65,26 +86,30 @@ WAITING_PAGE = (
     "<p>This is not Fortnox's redirect; limefort is still waiting for it.</p></body>"
 )
 
-STATE_MISMATCH = (
-    "Fortnox's redirect carried a different state than this consent request (a stale browser "
-    "tab, or a redirect this command did not ask for); nothing was stored: run "
-    "`limefort auth fortnox` again and use the URL it prints"
+IGNORED_PAGE = (
+    "<!doctype html><meta charset=utf-8><title>limefort</title>"
+    "<body style='font-family:sans-serif;margin:3em'>"
+    "<p>This redirect does not belong to the consent limefort is waiting for (a stale tab, or "
+    "a request limefort did not ask for); it was ignored. Use the URL limefort printed last."
+    "</p></body>"
 )
 
 
 def consent(
     cfg: Config,
-    store: Store,
     *,
     echo: Echo,
     service_account: bool,
     code: str | None,
     open_browser: bool,
     timeout: int,
+    lock_wait: float = LOCK_WAIT,
 ) -> int:
     """Run the consent and store the tokens. Returns the exit code (0); raises UserError."""
     fx = cfg.fortnox
     redirect_uri = fx.redirect_uri
+    # Before anyone consents: a state directory limefort will refuse would waste the code.
+    check_private_dir(cfg.state.path.parent)
     if code is not None:
         code = _code_from(code)
     else:
@@ -108,15 +133,32 @@ def consent(
                 _open_browser(url)
             echo(f"Waiting up to {timeout} s for Fortnox's redirect to {redirect_uri} ...")
             callback = server.wait(timeout)
-        code = _code_from_callback(callback, state, timeout)
+            ignored = server.ignored
+        code = _code_from_callback(callback, timeout, ignored)
 
     REDACTOR.add(code)
-    record = exchange_code(fx, code, redirect_uri, http=cfg.http)
-    if record.refresh_token and record.refresh_issued_at is None:
-        record = replace(record, refresh_issued_at=time.time())
-    store.save(TOKEN_NAME, record)
-    _supersede_config_token(cfg, store)
-    _report(cfg, store, record, echo=echo, service_account=service_account)
+
+    def waiting(holder: int | None) -> None:
+        who = f"pid {holder}" if holder else "another process"
+        echo(f"Waiting for the running limefort ({who}) to finish before storing the tokens ...")
+
+    # Imported here: runner imports the sync, which this module is not otherwise tied to.
+    from limefort.runner import open_store
+
+    lock = RunLock(cfg.state.path).acquire(lock_wait, on_wait=waiting)
+    try:
+        store = open_store(cfg)
+        try:
+            record = exchange_code(fx, code, redirect_uri, http=cfg.http)
+            if record.refresh_token and record.refresh_issued_at is None:
+                record = replace(record, refresh_issued_at=time.time())
+            store.save(TOKEN_NAME, record)
+            _supersede_config_token(cfg, store)
+            _report(cfg, store, record, echo=echo, service_account=service_account)
+        finally:
+            store.close()
+    finally:
+        lock.release()
     return EX_OK
 
 
@@ -132,29 +174,43 @@ class Callback:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
+    # A socket timeout for each connection: an idle one is dropped, never waited on for ever.
+    timeout = CONNECTION_TIMEOUT
 
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-        parts = urlsplit(self.path)
         owner = self.server.owner
+        if not owner.host_ok(self.headers.get("Host")):
+            # A web page reaching the port through a rebinding DNS name sends its own Host.
+            owner.ignore("a request for another host")
+            self._answer(421, "<!doctype html><title>limefort</title>Misdirected request.")
+            return
+        parts = urlsplit(self.path)
         if parts.path.rstrip("/") != owner.path.rstrip("/"):
             # A browser also asks for /favicon.ico: not the redirect, keep waiting.
             self._answer(404, "<!doctype html><title>limefort</title>Not found.")
             return
-        params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        params = {
+            k: v[-1]
+            for k, v in parse_qs(parts.query, keep_blank_values=True, max_num_fields=20).items()
+        }
         if not params.get("code") and not params.get("error"):
             # Not a redirect from Fortnox (a reload, a prefetch): keep waiting for the real one.
             self._answer(400, WAITING_PAGE)
             return
+        if not _same(params.get("state", ""), owner.expected_state):
+            # Whoever sent this did not see the consent URL: it cannot end the wait, not even
+            # with an error (any local process or web page can send a request here).
+            owner.ignore("a redirect with another state")
+            self._answer(400, IGNORED_PAGE)
+            return
         if params.get("error"):
-            reason = "Fortnox said: " + _escape(params.get("error_description") or params["error"])
+            reason = "Fortnox said: " + _escape(
+                printable(params.get("error_description") or params["error"])
+            )
             self._answer(400, FAILED_PAGE.format(reason=reason))
-        elif owner.expected_state is not None and not _same(
-            params.get("state", ""), owner.expected_state
-        ):
-            self._answer(400, FAILED_PAGE.format(reason="The state did not match."))
         else:
             self._answer(200, DONE_PAGE)
-        owner.result = Callback(params)
+        owner.finish(Callback(params))
 
     def _answer(self, status: int, page: str) -> None:
         body = page.encode("utf-8")
@@ -168,16 +224,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # The request line holds the code: log the path only, never the query.
-        log.debug("callback server: %s %s -> %s", self.command, urlsplit(self.path).path, code)
+        path = printable(urlsplit(self.path).path)
+        log.debug("callback server: %s %s -> %s", printable(self.command or ""), path, code)
 
     def log_message(self, format: str, *args: Any) -> None:
-        # Errors quote the request line too: drop every query string.
-        log.debug("callback server: %s", _QUERY.sub("?...", format % args))
+        # Errors quote the request line too: drop every query string and control character.
+        log.debug("callback server: %s", printable(_QUERY.sub("?...", format % args)))
 
 
-class _HTTPServer(HTTPServer):
+class _HTTPServer(ThreadingMixIn, HTTPServer):
+    """One thread per connection, so a slow or idle client never delays the redirect."""
+
     owner: CallbackServer
     allow_reuse_address = True
+    daemon_threads = True
+    block_on_close = False
 
 
 class _HTTPServer6(_HTTPServer):
@@ -185,35 +246,61 @@ class _HTTPServer6(_HTTPServer):
 
 
 class CallbackServer:
-    """Listens on the redirect URI's loopback host and port until one redirect arrives."""
+    """Listens on the redirect URI's loopback host and port until the redirect that carries
+    `expected_state` arrives, or the deadline passes."""
 
-    def __init__(self, redirect_uri: str, expected_state: str | None = None) -> None:
+    def __init__(self, redirect_uri: str, expected_state: str) -> None:
         parts = urlsplit(redirect_uri)
         host = parts.hostname or "127.0.0.1"
-        if host == "localhost":
+        port = parts.port or 80
+        self.hosts = _host_values(parts.hostname or "127.0.0.1", port)
+        if host in ("localhost", "localhost."):
             host = "127.0.0.1"
         self.path = parts.path or "/"
         self.expected_state = expected_state
         self.result: Callback | None = None
+        self.ignored = 0
+        self._done = threading.Event()
+        self._lock = threading.Lock()
         cls = _HTTPServer6 if ":" in host else _HTTPServer
         try:
-            self.server = cls((host, parts.port or 80), _Handler)
+            self.server = cls((host, port), _Handler)
         except OSError as exc:
             raise ConfigError(
                 "fortnox.redirect_uri",
-                f"cannot listen on {host}:{parts.port or 80} ({exc.strerror or exc}): free the "
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}): free the "
                 "port, or choose another redirect_uri (and register it with the Fortnox app), "
                 "or use --code",
             ) from None
         self.server.owner = self
 
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def host_ok(self, value: str | None) -> bool:
+        return value is not None and value.strip().lower() in self.hosts
+
+    def ignore(self, what: str) -> None:
+        with self._lock:
+            self.ignored += 1
+        log.warning("callback server: ignored %s", what)
+
+    def finish(self, callback: Callback) -> None:
+        with self._lock:
+            if self.result is None:  # the first good redirect wins
+                self.result = callback
+        self._done.set()
+
     def wait(self, timeout: float) -> Callback | None:
+        """Serve until the redirect arrives or `timeout` seconds have passed, whatever the
+        connections do: each is handled on its own thread, with its own socket timeout."""
         deadline = time.monotonic() + max(timeout, 0)
-        while self.result is None:
+        while not self._done.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            self.server.timeout = min(left, 1.0)
+            self.server.timeout = min(left, 0.5)
             self.server.handle_request()
         return self.result
 
@@ -225,6 +312,16 @@ class CallbackServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _host_values(host: str, port: int) -> frozenset[str]:
+    """The Host headers a browser sends for the redirect URI (the port may be left out when
+    it is 80)."""
+    name = f"[{host}]" if ":" in host else host
+    values = {f"{name}:{port}".lower()}
+    if port == 80:
+        values.add(name.lower())
+    return frozenset(values)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,7 +345,7 @@ def _code_from(value: str) -> str:
     if "code=" in value:
         params = parse_qs(urlsplit(value).query or value.split("?", 1)[-1])
         if params.get("error"):
-            raise AuthError(f"Fortnox refused the consent: {params['error'][-1]}")
+            raise AuthError(f"Fortnox refused the consent: {printable(params['error'][-1])}")
         if params.get("code"):
             return params["code"][-1]
     if not value:
@@ -256,22 +353,27 @@ def _code_from(value: str) -> str:
     return value
 
 
-def _code_from_callback(callback: Callback | None, state: str, timeout: float) -> str:
+def _code_from_callback(callback: Callback | None, timeout: float, ignored: int = 0) -> str:
     if callback is None:
+        also = (
+            f" ({ignored} request{' was' if ignored == 1 else 's were'} ignored for not "
+            "carrying this consent's state or host: a stale browser tab, or something else "
+            "knocking on the port)"
+            if ignored
+            else ""
+        )
         raise AuthError(
-            f"no redirect from Fortnox arrived within {timeout:g} s; nothing was stored: run "
-            "`limefort auth fortnox` again (with a longer --timeout), or approve and run "
+            f"no redirect from Fortnox arrived within {timeout:g} s{also}; nothing was stored: "
+            "run `limefort auth fortnox` again (with a longer --timeout), or approve and run "
             "`limefort auth fortnox --code CODE`"
         )
-    params = callback.params
+    params = callback.params  # the server only hands over a callback with the right state
     if params.get("error"):
-        detail = params.get("error_description") or params["error"]
+        detail = printable(params.get("error_description") or params["error"])
         raise AuthError(
             f"Fortnox refused the consent ({detail}); nothing was stored: an administrator "
             "of the Fortnox company must approve `limefort auth fortnox`"
         )
-    if not _same(params.get("state", ""), state):
-        raise AuthError(STATE_MISMATCH)
     code = params.get("code")
     if not code:
         raise AuthError("Fortnox's redirect carried no code; nothing was stored: run again")
@@ -293,6 +395,13 @@ def _same(a: str, b: str) -> bool:
 
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()
+
+
+def printable(text: str, limit: int = ECHO_LIMIT) -> str:
+    """`text` without control, format or unassigned characters (terminal escapes, bidi
+    overrides), at most `limit` characters: for echoing what a remote party sent."""
+    kept = "".join(ch for ch in text if not unicodedata.category(ch).startswith("C"))
+    return kept if len(kept) <= limit else kept[: limit - 3] + "..."
 
 
 def _escape(text: str) -> str:

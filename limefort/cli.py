@@ -527,11 +527,16 @@ def auth() -> None:
 @click.option(
     "--code", help="Paste the code from the redirect instead of running a callback server."
 )
-@click.option("--no-browser", is_flag=True, help="Only print the consent URL.")
+@click.option(
+    "--open-browser/--no-browser",
+    default=False,
+    help="Also open the consent URL in a browser (default: only print it; a browser's command "
+    "line shows the URL to every user of the machine).",
+)
 @click.option("--timeout", default=300, show_default=True, help="Seconds to wait for the redirect.")
 @click.pass_obj
 def auth_fortnox(
-    app: App, service_account: bool, code: str | None, no_browser: bool, timeout: int
+    app: App, service_account: bool, code: str | None, open_browser: bool, timeout: int
 ) -> int:
     """Run Fortnox's consent (authorization code flow) and store the tokens.
 
@@ -545,22 +550,16 @@ def auth_fortnox(
     """
     from limefort.auth import consent
 
-    cfg = app.config()
-    with locked(cfg):
-        store = open_store(cfg)
-        try:
-            return consent(
-                cfg,
-                store,
-                # Interactive: --quiet must not hide the consent URL the user has to open.
-                echo=click.echo,
-                service_account=service_account,
-                code=code,
-                open_browser=not no_browser,
-                timeout=timeout,
-            )
-        finally:
-            store.close()
+    # The lock is taken inside, around the exchange and the store only.
+    return consent(
+        app.config(),
+        # Interactive: --quiet must not hide the consent URL the user has to open.
+        echo=click.echo,
+        service_account=service_account,
+        code=code,
+        open_browser=open_browser,
+        timeout=timeout,
+    )
 
 
 @cli.command()
@@ -648,6 +647,28 @@ def sandbox(
         return EX_OK
     finally:
         sb.stop()
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace PATH if it exists.")
+@click.pass_obj
+def backup(app: App, path: Path, force: bool) -> int:
+    """Write a consistent copy of the state file to PATH, readable only by you (0600).
+
+    Safe while a pass runs. The copy holds the Fortnox refresh token: keep it as private as
+    the state file, and note that restoring an old copy brings back a spent token.
+
+    \b
+    Example:
+      limefort backup /var/backups/limefort/limefort-$(date +%F).db
+    """
+    from limefort.backup import backup as write_backup
+
+    cfg = app.config()
+    done = write_backup(cfg.state.path, path, force=force)
+    app.echo(f"Backed up {cfg.state.path} to {done.path} ({done.size} bytes, mode {done.mode:04o})")
+    return EX_OK
 
 
 # ---------------------------------------------------------------------------------------------

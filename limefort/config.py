@@ -3,7 +3,6 @@ frozen dataclasses. Every problem is a `ConfigError` whose message starts with t
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import stat
@@ -16,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from limefort.errors import ConfigError
+from limefort.urls import refuse_plain_http
 
 
 @dataclass(frozen=True)
@@ -130,17 +130,6 @@ def parse_duration(key: str, value: Any) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def check_url(key: str, value: Any) -> str:
     """An absolute https URL; plain http only to loopback (a sandbox), never across a network."""
     if not isinstance(value, str) or not value.strip():
@@ -149,11 +138,7 @@ def check_url(key: str, value: Any) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(key, f"not an absolute http(s) URL: {value!r}")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise ConfigError(
-            key,
-            f"refusing plain http:// to {parts.hostname} (credentials would travel unencrypted); use https://",
-        )
+    refuse_plain_http(url, key)  # the project's one loopback check (limefort.urls)
     return url
 
 
@@ -186,7 +171,9 @@ def resolve_start(start: str, now: datetime) -> datetime:
 # Per key: (type description, converter). Converters take (key, raw value).
 def _str(key: str, v: Any) -> str:
     if not isinstance(v, str):
-        raise ConfigError(key, f"expected a string, got {type(v).__name__} {v!r}")
+        # A secret of the wrong type is still a secret: name its type only.
+        shown = "" if tuple(key.split(".", 1)) in SECRET_KEYS else f" {v!r}"
+        raise ConfigError(key, f"expected a string, got {type(v).__name__}{shown}")
     return v
 
 

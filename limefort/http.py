@@ -9,19 +9,19 @@ POST is an `UnknownOutcome`, which the sync reconciles by searching for the idem
 
 from __future__ import annotations
 
-import ipaddress
 import logging
+import math
 import random
 import re
 import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import simplejson
@@ -32,6 +32,9 @@ from requests.adapters import HTTPAdapter
 from limefort import __version__
 from limefort.errors import AuthError, ConfigError, TransientError, UnknownOutcome
 from limefort.models import TokenRecord
+from limefort.urls import authority_problem, origin
+from limefort.urls import is_loopback as is_loopback  # re-exported: the one loopback check
+from limefort.urls import refuse_plain_http as refuse_plain_http
 
 if TYPE_CHECKING:  # config may import this module (refuse_plain_http): no import cycle
     from limefort.config import HttpConfig
@@ -45,6 +48,12 @@ MAX_RETRY_AFTER = 300.0
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Statuses after which the server certainly did not apply the request: safe even for a POST.
 NOT_APPLIED_STATUSES = frozenset({429, 503})
+# The largest answer read into memory. A page of 100 Lime Go companies or 500 Fortnox
+# customers is well under 10 MiB; anything past this is a broken or hostile server.
+MAX_BODY_BYTES = 32 * 1024 * 1024
+# The most pages one listing may follow: 10 000 pages of 100 is a million records, far past
+# any CRM limefort serves, and a server that keeps handing out new cursors stops here.
+MAX_PAGES = 10_000
 
 
 class TokenCache(Protocol):
@@ -150,32 +159,17 @@ for _name in ("limefort.http", "limefort.limego", "limefort.fortnox"):
 # ---------------------------------------------------------------------------------------------
 
 
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() in ("localhost", "localhost."):
-        return True
+def redirect_target(url: str, location: str) -> str:
+    """Where a redirect points, as `scheme://host[:port]` for a message: never its path or
+    query, which may carry a secret; never raw text from the server, which may carry escapes."""
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        scheme, host, port = origin(urljoin(url, location))
     except ValueError:
-        return False
-
-
-def refuse_plain_http(url: str, key: str) -> None:
-    """Credentials must not cross a network unencrypted; a loopback sandbox may use http."""
-    parts = urlsplit(url)
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise ConfigError(
-            key,
-            f"refusing plain http:// to {parts.hostname} (credentials would travel "
-            "unencrypted); use https://",
-        )
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port
+        return "an address that cannot be parsed"
+    if not host or authority_problem(location, allow_userinfo=True):
+        return "an address that cannot be parsed"
+    shown = host if port == {"http": 80, "https": 443}.get(scheme) else f"{host}:{port}"
+    return f"{scheme}://{shown}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,7 +368,12 @@ _TRANSPORT_ERRORS = (
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), capped.
+
+    Anything that is not a usable wait is treated as absent, so the usual backoff applies:
+    `nan` and `inf` (float() takes them, sleep() does not), a negative number, a date in the
+    past, garbage.
+    """
     if not value:
         return None
     value = value.strip()
@@ -383,10 +382,12 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except ValueError:
         try:
             when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+            seconds = when.timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError, OverflowError, IndexError):
             return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, MAX_RETRY_AFTER)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,6 +436,8 @@ class HttpClient:
         self.limiter = limiter
         self.auth = auth
         self.auth_hint = auth_hint
+        self.config_key = config_key or f"{service} URL"
+        self.max_body = MAX_BODY_BYTES
         self._stats_lock = threading.Lock()
         self._stats: dict[str, Any] = {
             "requests": 0,
@@ -470,12 +473,21 @@ class HttpClient:
         configured origin, or the bearer token would go to whoever the link names."""
         if not path:
             return self.base_url
-        if "://" not in path:
+        if "://" not in path and "\\" not in path:
             return self.base_url + ("" if path.startswith("/") else "/") + path
-        if _origin(path) != _origin(self.base_url):
+        problem = authority_problem(path)
+        if problem:
+            raise TransientError(self.service, f"refusing to follow a link: {problem}")
+        # Compared as requests will read the URL when it sends it, not as urlsplit reads it.
+        try:
+            theirs = origin(path)
+        except ValueError:
             raise TransientError(
-                self.service,
-                f"refusing to follow a link to another host ({urlsplit(path).hostname})",
+                self.service, "refusing to follow a link that cannot be parsed"
+            ) from None
+        if theirs != origin(self.base_url):
+            raise TransientError(
+                self.service, f"refusing to follow a link to another host ({theirs[1]})"
             )
         return path
 
@@ -494,8 +506,13 @@ class HttpClient:
 
     @staticmethod
     def loads(raw: bytes | str) -> Any:
+        """Parse JSON; ValueError for anything that is not JSON, including nesting deep enough
+        to exhaust the parser's recursion (simplejson raises RecursionError there)."""
         text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
-        return simplejson.loads(text, use_decimal=True)
+        try:
+            return simplejson.loads(text, use_decimal=True)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
     def json(self, resp: requests.Response) -> Any:
         """The parsed body of a successful answer (None when empty). A body that is not JSON
@@ -517,7 +534,7 @@ class HttpClient:
         """For error bodies, which may be HTML from a proxy."""
         try:
             return HttpClient.loads(resp.content) if resp.content else None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):  # loads turns RecursionError into ValueError
             return None
 
     # --- requests ---------------------------------------------------------------------------
@@ -569,6 +586,48 @@ class HttpClient:
                 raise AuthError(self.auth_hint)
         return resp
 
+    def _read_capped(self, resp: requests.Response, method: str, shown: str) -> None:
+        """Read the (streamed) body, at most `max_body` bytes after decompression."""
+        limit = self.max_body
+        try:
+            declared = int(resp.headers.get("Content-Length") or 0)
+        except ValueError:
+            declared = 0
+        chunks: list[bytes] = []
+        total = declared if declared > limit else 0
+        if not total:
+            for chunk in resp.iter_content(64 * 1024):
+                total += len(chunk)
+                if total > limit:
+                    break
+                chunks.append(chunk)
+        if total > limit:
+            resp.close()
+            mib = 1024 * 1024
+            size = f"{limit // mib} MiB" if limit % mib == 0 else f"{limit} bytes"
+            msg = f"{method} {shown}: HTTP {resp.status_code} with an answer larger than {size}"
+            if method == "POST":
+                raise UnknownOutcome(self.service, msg, status=resp.status_code)
+            raise TransientError(self.service, msg, status=resp.status_code)
+        # What `resp.content` would have done, bounded.
+        resp._content = b"".join(chunks)
+        resp._content_consumed = True  # type: ignore[attr-defined]
+
+    def _refuse_redirect(self, resp: requests.Response, method: str, shown: str) -> None:
+        """A redirect is never followed: the request carries a secret (a bearer token, a
+        client secret, a refresh token or an authorization code) that would go along."""
+        location = resp.headers.get("Location")
+        if not (300 <= resp.status_code < 400 and location is not None):
+            return
+        target = redirect_target(resp.url or self.base_url, location)
+        resp.close()
+        raise ConfigError(
+            self.config_key,
+            f"{self.service} answered {method} {shown} with HTTP {resp.status_code}, a redirect "
+            f"to {target}; limefort does not follow redirects (the request carries credentials): "
+            "check the URL",
+        )
+
     def _send_with_retries(
         self,
         method: str,
@@ -600,7 +659,12 @@ class HttpClient:
                     data=body,
                     headers=hdrs,
                     timeout=settings.timeout,
+                    # Every request through here carries a secret: see _refuse_redirect.
+                    allow_redirects=False,
+                    stream=True,
                 )
+                self._refuse_redirect(resp, method, shown)
+                self._read_capped(resp, method, shown)
             except _TRANSPORT_ERRORS as exc:
                 reason = describe_failure(exc)
                 if idempotent or certainly_not_sent(exc):
@@ -698,3 +762,25 @@ class HttpClient:
             if status in RETRYABLE_STATUSES:
                 raise _Retry(f"HTTP {status}", status=status, request_id=request_id)
         return resp
+
+
+# ---------------------------------------------------------------------------------------------
+# Listings
+# ---------------------------------------------------------------------------------------------
+
+
+T = TypeVar("T")
+
+
+def capped_pages(
+    pages: Iterable[T], service: str, path: str, *, limit: int = MAX_PAGES
+) -> Iterator[T]:
+    """The pages of one listing, at most `limit` of them: a server that keeps handing out new
+    cursors (or full pages) would otherwise keep a pass going for ever. Wrap a client's
+    page generator in it (`yield from capped_pages(self._pages_unbounded(...), ...)`)."""
+    for n, page in enumerate(pages, start=1):
+        if n > limit:
+            raise TransientError(
+                service, f"{path}: more than {limit} pages; refusing to follow any further"
+            )
+        yield page

@@ -8,13 +8,36 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from limefort.http import REDACTOR, RedactingFilter
 
+# A query string in a URL: up to whitespace or a quote (urllib3 quotes its request line).
+_QUERY = re.compile(r"\?[^\s'\"]*")
+# Loggers of the HTTP libraries under limefort: their request lines carry whole URLs.
+_HTTP_LIBRARIES = ("urllib3", "requests")
+
 _STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
+
+
+class LibraryUrlFilter(logging.Filter):
+    """Query strings out of the HTTP libraries' own lines (urllib3 logs every request line at
+    debug): they hold organisation numbers and search terms that limefort's own logging never
+    shows. Secrets in the path (the ping URL) are the redactor's job, which runs after this."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(_HTTP_LIBRARIES):
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string is the library's bug, not ours to hide
+            message = str(record.msg)
+        record.msg = _QUERY.sub("?...", message)
+        record.args = None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -48,6 +71,7 @@ def setup(verbosity: int, fmt: str = "text", stream: Any = None) -> None:
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(LibraryUrlFilter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     for h in list(root.handlers):

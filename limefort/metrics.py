@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from limefort.http import REDACTOR
+
 log = logging.getLogger("limefort.metrics")
 
 # The record kinds always written, as 0 when a pass had none: a series that vanishes makes an
@@ -164,6 +166,10 @@ class Pinger:
         self.url = url.rstrip("/") if url else None
         self.timeout = timeout
         self._session = session
+        if self.url:
+            # urllib3 logs request lines at -vv: the redactor must know the URL's secret part.
+            REDACTOR.add(self.url)
+            REDACTOR.add(urlsplit(self.url).path.strip("/"))
 
     @property
     def enabled(self) -> bool:
@@ -182,8 +188,21 @@ class Pinger:
         try:
             if self._session is None:
                 self._session = requests.Session()
-            resp = self._session.get(f"{self.url}/{suffix}", timeout=self.timeout)
-            if resp.status_code >= 400:
+            # A redirect would hand the credential's path to whoever the Location names.
+            # Streamed and closed unread: the answer's body means nothing, however large.
+            resp = self._session.get(
+                f"{self.url}/{suffix}", timeout=self.timeout, allow_redirects=False, stream=True
+            )
+            resp.close()
+            if 300 <= resp.status_code < 400:
+                log.warning(
+                    "ping %s to %s answered HTTP %s, a redirect; not followed: check "
+                    "metrics.ping_url",
+                    suffix,
+                    host,
+                    resp.status_code,
+                )
+            elif resp.status_code >= 400:
                 log.warning("ping %s to %s answered HTTP %s", suffix, host, resp.status_code)
         except Exception as exc:
             # Neither the URL nor the exception text (which quotes the URL) is logged.

@@ -24,6 +24,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from limefort.errors import StateError, UserError
+from limefort.files import check_private_dir, open_private
 from limefort.migrations import MIGRATIONS
 from limefort.models import (
     CustomerLink,
@@ -274,18 +275,15 @@ class Store(_LedgerTables, _RunLog):
     @classmethod
     def open(cls, path: Path, *, create: bool = True) -> Store:
         path = Path(path)
-        if not path.parent.exists():
-            raise StateError(f"state.path: directory {path.parent} does not exist")
-        if not path.exists():
-            if not create:
-                raise StateError(
-                    f"state.path: no state file at {path} (no pass has run yet: run `limefort sync`)"
-                )
-            # Create it 0600 ourselves: SQLite gives the -wal and -shm files the same mode.
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-            os.close(fd)
-        elif os.name == "posix" and path.stat().st_mode & 0o077:
-            os.chmod(path, 0o600)
+        # Checked and created by limefort.files (no symlink, ours, 0600, in a private
+        # directory); created here, SQLite gives the -wal and -shm files the same mode.
+        check_private_dir(path.parent)
+        try:
+            os.close(open_private(path, os.O_RDONLY, create=create))
+        except FileNotFoundError:
+            raise StateError(
+                f"state.path: no state file at {path} (no pass has run yet: run `limefort sync`)"
+            ) from None
         old_umask = os.umask(0o077)
         try:
             conn = sqlite3.connect(str(path), timeout=10)

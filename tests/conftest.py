@@ -197,3 +197,75 @@ def make_inprocess_sandbox() -> Iterator[Any]:
         yield make
         for sb in made:
             sb.stop()
+
+
+# --- a loopback server that records everything that reaches it (security tests) --------------
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str  # with the query string
+    headers: dict[str, str]
+    body: bytes
+
+
+class Recorder:
+    """A stand-in for a host nobody configured (or a monitoring endpoint): it records every
+    request and answers `reply` (status, headers, body); `replies` are used up first."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[Recorded] = []
+        self.reply: tuple[int, dict[str, str], bytes] = (200, {}, b"{}")
+        self.replies: list[tuple[int, dict[str, str], bytes]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                owner.requests.append(
+                    Recorded(self.command, self.path, dict(self.headers.items()), body)
+                )
+                status, headers, payload = owner.replies.pop(0) if owner.replies else owner.reply
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                if "Content-Length" not in headers and "Transfer-Encoding" not in headers:
+                    self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _any  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        import threading
+
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def everything(self) -> str:
+        """All that reached this server, as one text to search for secrets."""
+        return "\n".join(
+            f"{r.method} {r.path}\n{r.headers}\n{r.body.decode('utf-8', 'replace')}"
+            for r in self.requests
+        )
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    rec = Recorder()
+    yield rec
+    rec.stop()
