@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from limefort.errors import StateError, UserError
 from limefort.files import check_private_dir, open_private
+from limefort.store import copy_database
 
 
 @dataclass(frozen=True)
@@ -50,18 +50,7 @@ def backup(state_path: Path, dest: Path, *, force: bool = False) -> BackupResult
     os.close(open_private(tmp, os.O_RDWR, create=True, what="backup"))
     old_umask = os.umask(0o077)  # any journal SQLite makes beside the copy is private too
     try:
-        src = sqlite3.connect(str(state_path), timeout=10)
-        try:
-            dst = sqlite3.connect(str(tmp))
-            try:
-                src.backup(dst)
-                # One self-contained file: the copy needs no -wal or -shm beside it.
-                dst.execute("PRAGMA journal_mode=DELETE")
-                ok = dst.execute("PRAGMA quick_check").fetchone()[0]
-            finally:
-                dst.close()
-        finally:
-            src.close()
+        ok = copy_database(state_path, tmp)
         if ok != "ok":
             raise StateError(f"backup: the copy failed SQLite's check ({ok}); {dest} untouched")
         fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
@@ -71,8 +60,6 @@ def backup(state_path: Path, dest: Path, *, force: bool = False) -> BackupResult
             os.close(fd)
         os.replace(tmp, dest)
         _fsync_dir(dest.parent)
-    except sqlite3.DatabaseError as exc:
-        raise StateError(f"backup: cannot copy {state_path} ({exc})") from None
     finally:
         os.umask(old_umask)
         with contextlib.suppress(FileNotFoundError):

@@ -788,3 +788,23 @@ def read_state(path: Path, *, recent: int = 20) -> StateFacts | None:
         pending=int(pending),
         drift=drift,
     )
+
+
+def copy_database(src_path: Path, dst_path: Path) -> str:
+    """SQLite's online backup of `src_path` into `dst_path` (consistent while a pass writes),
+    made one self-contained file; returns SQLite's quick_check verdict ("ok")."""
+    try:
+        src = sqlite3.connect(str(src_path), timeout=10)
+        try:
+            dst = sqlite3.connect(str(dst_path))
+            try:
+                src.backup(dst)
+                # One self-contained file: the copy needs no -wal or -shm beside it.
+                dst.execute("PRAGMA journal_mode=DELETE")
+                return str(dst.execute("PRAGMA quick_check").fetchone()[0])
+            finally:
+                dst.close()
+        finally:
+            src.close()
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"backup: cannot copy {src_path} ({exc})") from None
