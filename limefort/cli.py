@@ -631,7 +631,14 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except UserError as exc:
-        say(REDACTOR.redact(str(exc)), level=logging.ERROR)
+        # A config with several problems says all of them, one line each.
+        problems = exc.problems if isinstance(exc, config_mod.ConfigErrors) else [exc]
+        for p in problems[: config_mod.MAX_PROBLEMS]:
+            key = p.key if isinstance(p, ConfigError) else None
+            say(REDACTOR.redact(str(p)), key=key, level=logging.ERROR)
+        if len(problems) > config_mod.MAX_PROBLEMS:
+            more = len(problems) - config_mod.MAX_PROBLEMS
+            say(f"config: {more} more problems not listed", key="config", level=logging.ERROR)
         sys.exit(exc.exit_code)
     except LimefortError as exc:
         if verbose:
