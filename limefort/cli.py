@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -42,9 +41,13 @@ class App:
     log_format: str
     _cfg: Config | None = None
 
-    def config(self) -> Config:
+    def config(self, *, allow_placeholders: tuple[str, ...] = ()) -> Config:
+        """The validated config. `allow_placeholders` names the sections a command never
+        uses the credentials of (a template's example values there are not an error)."""
         if self._cfg is None:
-            self._cfg = config_mod.load(self.config_path, explicit=self.explicit)
+            self._cfg = config_mod.load(
+                self.config_path, explicit=self.explicit, allow_placeholders=allow_placeholders
+            )
             for secret in config_mod.secrets_of(self._cfg):
                 REDACTOR.add(secret)
             if config_mod.world_readable_with_secret(self._cfg):
@@ -102,13 +105,73 @@ def parse_date(value: str | None, param: str) -> datetime | None:
 # ---------------------------------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# Global options a person may also type after the command name (`limefort sync --config x`):
+# option -> whether it takes a value.
+GLOBAL_OPTIONS = {
+    "--config": True,
+    "--log-format": True,
+    "-v": False,
+    "-vv": False,
+    "-vvv": False,
+    "--verbose": False,
+    "-q": False,
+    "--quiet": False,
+}
+
+
+def _global_option(arg: str) -> tuple[bool, bool]:
+    """(is a global option, its value is the next argument)."""
+    name, eq, _ = arg.partition("=")
+    if name in GLOBAL_OPTIONS and (not eq or GLOBAL_OPTIONS[name]):
+        return True, GLOBAL_OPTIONS[name] and not eq
+    return False, False
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move the global options found after the command name to the front, where click parses
+    them, keeping their order. Stops at `--`. A pure function, tested on its own."""
+    i = 0
+    while i < len(args):  # the global options already in front, then the command name
+        is_global, takes_value = _global_option(args[i])
+        if not is_global:
+            break
+        i += 2 if takes_value else 1
+    front, rest, moved = list(args[:i]), [], []
+    j = i
+    while j < len(args):
+        arg = args[j]
+        if arg == "--":
+            rest.extend(args[j:])
+            break
+        is_global, takes_value = _global_option(arg)
+        if is_global and j > i:  # never the command name itself
+            moved.append(arg)
+            if takes_value and j + 1 < len(args):
+                moved.append(args[j + 1])
+                j += 1
+        else:
+            rest.append(arg)
+        j += 1
+    return front + moved + rest
+
+
+class _Cli(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
+
+
+@click.group(
+    cls=_Cli,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar="LIMEFORT_CONFIG",
-    help="Config file (default ./limefort.toml, or $LIMEFORT_CONFIG).",
+    help="Config file (default ./limefort.toml, or $LIMEFORT_CONFIG). A relative state.path in "
+    "it is relative to the file's directory; with no file (settings only from the "
+    "environment), to the working directory.",
 )
 @click.option("-v", "--verbose", count=True, help="More detail: -v per record, -vv HTTP.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
@@ -125,9 +188,12 @@ def cli(
     \b
     Examples:
       limefort demo                      # see it work against local sandbox servers
+      limefort init                      # write ./limefort.toml to fill in
       limefort check                     # is the config right, are the credentials good?
       limefort sync                      # one pass; what cron runs
       limefort status                    # cursors, counts, quarantined records
+
+    The global options may also follow the command: limefort sync --config /etc/limefort.toml
     """
     logs.setup(-1 if quiet else verbose, log_format)
     ctx.obj = App(
@@ -482,6 +548,56 @@ def check(app: App) -> int:
     return run_checks(cfg, app.echo)
 
 
+@cli.command()
+@click.option(
+    "--no-input", is_flag=True, help="Do not ask anything, even on a terminal: write the template."
+)
+@click.pass_obj
+def init(app: App, no_input: bool) -> int:
+    """Write an annotated config to fill in: --config PATH, or ./limefort.toml.
+
+    The file is created with mode 0600 (it may hold secrets) and never over an existing one.
+    On a terminal it asks for the few values that have no default (the Lime Go instance URL,
+    the two API clients' ids and secrets, the Fortnox tenant id); an empty answer to an
+    optional one leaves it to fill in later (secrets are better in the environment).
+
+    \b
+    Examples:
+      limefort init
+      limefort --config /etc/limefort/limefort.toml init --no-input
+    """
+    from limefort.init import Question, run_init
+
+    path = app.config_path or config_mod.DEFAULT_PATH
+
+    def ask(q: Question) -> str:
+        while True:
+            value: str = click.prompt(
+                q.text,
+                default="" if q.optional else None,
+                show_default=False,
+                hide_input=q.secret,
+                err=True,
+            )
+            if q.check is None or not value.strip():
+                return value
+            try:
+                q.check(f"{q.section}.{q.key}", value.strip())
+                return value
+            except ConfigError as exc:
+                click.echo(f"  {exc}", err=True)
+
+    left = run_init(path, ask=None if no_input or not sys.stdin.isatty() else ask)
+    click.echo(f"Wrote {path.absolute()} (mode 0600).")
+    if left:
+        click.echo(f"Still to fill in there (or in LIMEFORT_<SECTION>_<KEY>): {', '.join(left)}.")
+    click.echo(
+        "Next: `limefort check`, then `limefort auth fortnox --service-account` if the "
+        "Fortnox tenant id is not set yet (README: Credentials)."
+    )
+    return EX_OK
+
+
 @cli.group()
 def auth() -> None:
     """Authorise limefort with a service."""
@@ -510,7 +626,8 @@ def auth_fortnox(
     """
     from limefort.auth import consent
 
-    cfg = app.config()
+    # Consent needs only the Fortnox half: the Lime Go half may be filled in later.
+    cfg = app.config(allow_placeholders=("limego",))
     with locked(cfg):
         store = open_store(cfg)
         try:
@@ -556,7 +673,11 @@ def demo(app: App, companies: int, deals: int, seed: int, keep: Path | None) -> 
 @click.option("--port-limego", default=8801, show_default=True)
 @click.option("--port-fortnox", default=8802, show_default=True)
 @click.option("--no-rate-limit", is_flag=True, help="Turn Fortnox's 25/5 s limit off.")
-@click.option("--write-config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--write-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the config to this new file (0600); never over an existing one.",
+)
 @click.option(
     "--state",
     default="limefort-sandbox.db",
@@ -584,8 +705,11 @@ def sandbox(
       limefort sandbox --write-config sandbox.toml &
       limefort --config sandbox.toml sync
     """
+    from limefort.init import write_new_private
     from limefort.sandbox import Sandbox
 
+    if write_config and write_config.exists():  # before starting anything
+        write_new_private(write_config, "", what="--write-config")
     sb = Sandbox(
         seed=seed,
         companies=companies,
@@ -598,9 +722,7 @@ def sandbox(
     try:
         text = sb.config_toml(state)
         if write_config:
-            fd = os.open(write_config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
+            write_new_private(write_config, text, what="--write-config")
             click.echo(f"# config written to {write_config}", err=True)
         click.echo(text)
         click.echo(
