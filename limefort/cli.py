@@ -3,8 +3,10 @@ pieces, call them, turn errors into exit codes. Nothing imports this module."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -18,8 +20,17 @@ import click
 from limefort import __version__, logs
 from limefort import config as config_mod
 from limefort.config import Config
-from limefort.errors import EX_OK, EX_PARTIAL, EX_USAGE, ConfigError, LimefortError, UserError
+from limefort.errors import (
+    EX_OK,
+    EX_PARTIAL,
+    EX_USAGE,
+    ConfigError,
+    LimefortError,
+    StateError,
+    UserError,
+)
 from limefort.http import REDACTOR
+from limefort.lock import lock_path
 from limefort.runner import build_clients, locked, one_pass, open_store, summarise
 from limefort.store import Store
 from limefort.sync import PassResult, Syncer, eta_seconds
@@ -398,62 +409,137 @@ def run(app: App) -> int:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (times in UTC).")
 @click.pass_obj
 def status(app: App, as_json: bool) -> int:
     """Show cursors, counts, last runs, quarantined and pending records.
+
+    Times are local, with their zone; a pass still going is shown as "running since", one
+    that was killed before it finished as "interrupted". Reads only; needs no credentials.
 
     \b
     Example:
       limefort status --json | jq .quarantined
     """
-    cfg = app.config()
-    store = Store.open(cfg.state.path, create=False)
+    # Status reads the state file only: the template's example credentials are no obstacle.
+    cfg = app.config(allow_placeholders=("limego", "fortnox"))
+    path = cfg.state.path
+    if not path.exists():
+        where = f"state.path in {cfg.source}" if cfg.source else "state.path"
+        raise StateError(
+            f"state.path: no state file at {path} ({where}): no pass has run with this "
+            "configuration yet; `limefort sync` creates it there"
+        )
+    store = Store.open(path, create=False)
     try:
-        data = status_data(store)
+        data = status_data(store, lock_held=lock_held(path))
     finally:
         store.close()
+    data["state_path"] = str(path)
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return EX_OK
-    click.echo(f"State file:  {cfg.state.path}")
-    for name, value in data["cursors"].items():
-        click.echo(f"Cursor {name + ':':<10} {value}")
-    docs = data["documents"]
-    click.echo(
-        f"In Fortnox:  {data['customers']} customers, {docs['invoice']} invoices, {docs['order']} orders"
-        f" ({data['skipped_historical']} deals won before sync.start skipped)"
-    )
-    lr = data["last_run"]
-    if lr:
-        click.echo(
-            f"Last run:    {lr['started_at']} -> {lr['finished_at'] or '(running or killed)'}"
-            f", exit {lr['exit_code']}: {summarise(lr['counts'])}"
-        )
-    click.echo(f"Quarantined: {len(data['quarantined'])}")
-    for q in data["quarantined"]:
-        name = repr(q["name"]) if q["name"] is not None else "(no name)"
-        click.echo(
-            f"  {q['key']}  {name}: {q['reason']}\n      hint: {q['hint']}"
-            f"  (attempts {q['attempts']}, since {q['since']})"
-        )
-    click.echo(f"Pending:     {len(data['pending'])}")
-    for p in data["pending"]:
-        click.echo(
-            f"  {p['key']}  {p['kind']} outcome unknown since {p['since']}; checked each pass"
-        )
-    if data["runs"]:
-        click.echo("Recent runs:")
-        for r in data["runs"]:
-            click.echo(
-                f"  #{r['id']} {r['command']:<8} {r['started_at']}  exit {r['exit_code']}  "
-                f"{summarise(r['counts']) if r['counts'] else ''}"
-            )
+    for line in status_lines(data):
+        click.echo(line)
     return EX_OK
 
 
-def status_data(store: Store) -> dict[str, Any]:
+def lock_held(state_path: Path) -> bool:
+    """Is a limefort working on this state file right now? A shared, non-blocking flock on the
+    lock file, let go at once: it fails only while a pass holds the exclusive one."""
+    try:
+        fd = os.open(lock_path(state_path), os.O_RDONLY)
+    except OSError:  # no lock file: no pass ever ran here
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def local_time(iso: str | None) -> str:
+    """A stored UTC time as this machine's local time with its zone: `2026-11-27 14:05:03 CET`."""
+    if not iso:
+        return "-"
+    try:
+        dt = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def run_state(run: dict[str, Any], *, newest_unfinished: bool, lock_held: bool) -> str:
+    """finished, running (the newest unfinished run while the lock is held) or interrupted."""
+    if run.get("finished_at"):
+        return "finished"
+    return "running" if newest_unfinished and lock_held else "interrupted"
+
+
+def _run_line(r: dict[str, Any]) -> str:
+    state = r.get("state")
+    if state == "running":
+        return f"running since {local_time(r['started_at'])}"
+    if state == "interrupted":
+        return (
+            f"interrupted: started {local_time(r['started_at'])}, never finished "
+            "(killed or crashed; the next pass goes on from there)"
+        )
+    counts = f": {summarise(r['counts'])}" if r.get("counts") else ""
+    return (
+        f"{local_time(r['started_at'])} -> {local_time(r['finished_at'])}, "
+        f"exit {r['exit_code']}{counts}"
+    )
+
+
+def status_lines(data: dict[str, Any]) -> list[str]:
+    out = [f"State file:  {data.get('state_path', '')}"]
+    for name, value in data["cursors"].items():
+        out.append(f"Cursor {name + ':':<10} {local_time(value)}")
+    docs = data["documents"]
+    out.append(
+        f"In Fortnox:  {data['customers']} customers, {docs['invoice']} invoices, "
+        f"{docs['order']} orders ({data['skipped_historical']} deals won before sync.start skipped)"
+    )
+    lr = data["last_run"]
+    if lr:
+        out.append(f"Last run:    {lr['command']} {_run_line(lr)}")
+    else:
+        out.append("Last run:    none yet")
+    out.append(f"Quarantined: {len(data['quarantined'])}")
+    for q in data["quarantined"]:
+        name = repr(q["name"]) if q["name"] is not None else "(no name)"
+        out.append(
+            f"  {q['key']}  {name}: {q['reason']}\n      hint: {q['hint']}"
+            f"  (attempts {q['attempts']}, since {local_time(q['since'])})"
+        )
+    out.append(f"Pending:     {len(data['pending'])}")
+    for p in data["pending"]:
+        out.append(
+            f"  {p['key']}  {p['kind']} outcome unknown since {local_time(p['since'])}; "
+            "checked each pass"
+        )
+    if data["runs"]:
+        out.append("Recent runs:")
+        for r in data["runs"]:
+            out.append(f"  #{r['id']} {r['command']:<8} {_run_line(r)}")
+    return out
+
+
+def status_data(store: Store, *, lock_held: bool = False) -> dict[str, Any]:
+    """`lock_held`: whether a pass holds the lock now (tells running from interrupted)."""
     runs = store.runs(10)
+    newest_unfinished = next((r["id"] for r in runs if not r.get("finished_at")), None)
+    for r in runs:
+        r["state"] = run_state(
+            r, newest_unfinished=r["id"] == newest_unfinished, lock_held=lock_held
+        )
     last = runs[0] if runs else None
     skipped = store.db.execute("SELECT count(*) FROM documents WHERE state='skipped'").fetchone()[0]
     return {
@@ -488,12 +574,24 @@ def status_data(store: Store) -> dict[str, Any]:
                 "exit_code": last["exit_code"],
                 "counts": last["counts"],
                 "command": last["command"],
+                "state": last["state"],
             }
             if last
             else None
         ),
         "runs": [
-            {k: r[k] for k in ("id", "command", "started_at", "finished_at", "exit_code", "counts")}
+            {
+                k: r[k]
+                for k in (
+                    "id",
+                    "command",
+                    "started_at",
+                    "finished_at",
+                    "exit_code",
+                    "counts",
+                    "state",
+                )
+            }
             for r in runs
         ],
     }

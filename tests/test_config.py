@@ -248,14 +248,17 @@ def test_only_the_sections_a_command_needs_must_be_filled(tmp_path: Path) -> Non
     text = GOOD.replace('client_id = "lg-id"', 'client_id = "your-lime-go-client-id"')
     with pytest.raises(ConfigError, match="^limego.client_id: is still the example value"):
         config.load(write(tmp_path, text), environ={}, explicit=True)
-    cfg = config.load(write(tmp_path, text), environ={}, explicit=True, allow_placeholders=["limego"])
+    cfg = config.load(
+        write(tmp_path, text), environ={}, explicit=True, allow_placeholders=["limego"]
+    )
     assert cfg.fortnox.client_id == "fx-id"
 
 
 def test_every_problem_at_once_one_line_each_naming_its_key(tmp_path: Path) -> None:
     text = (
-        GOOD.replace('client_id = "lg-id"', "client_id = 42")
-        .replace('tenant_id = "123456"', 'tenant_id = "1"\nrefresh_token = "r"')
+        GOOD.replace('client_id = "lg-id"', "client_id = 42").replace(
+            'tenant_id = "123456"', 'tenant_id = "1"\nrefresh_token = "r"'
+        )
         + '\n[sync]\nlookback = 10\ndeal_target = "quote"\ndeal_targte = "x"\n'
         + '\n[limegoo]\nx = 1\n[mapping.customer]\nNaem = "name"\n'
     )
