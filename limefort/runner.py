@@ -16,7 +16,7 @@ from limefort.errors import EX_OK, EX_PARTIAL, AuthError, ConfigError, LimefortE
 from limefort.fortnox import FortnoxClient, RefreshTokenTokens, ServiceAccountTokens
 from limefort.limego import LimeGoClient
 from limefort.lock import RunLock
-from limefort.metrics import PassMetrics, Pinger, render_textfile, write_textfile
+from limefort.metrics import PassMetrics, Pinger, build_registry, write_textfile
 from limefort.models import TokenRecord
 from limefort.store import Store
 from limefort.sync import PassResult, Syncer
@@ -192,7 +192,7 @@ def _write_metrics(
     if not cfg.metrics.textfile:
         return
     last = store.last_success()
-    text = render_textfile(
+    registry = build_registry(
         PassMetrics(
             started_at=started,
             finished_at=time.time(),
@@ -200,8 +200,6 @@ def _write_metrics(
             counts=metric_counts(counts),
         ),
         last_success=datetime.fromisoformat(last).timestamp() if last else None,
+        tenant=cfg.metrics.tenant,
     )
-    try:
-        write_textfile(cfg.metrics.textfile, text)
-    except OSError as exc:  # monitoring must never fail the pass
-        log.warning("could not write the metrics file %s: %s", cfg.metrics.textfile, exc)
+    write_textfile(cfg.metrics.textfile, registry)  # logs instead of raising
