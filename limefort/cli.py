@@ -31,6 +31,7 @@ from limefort.errors import (
 )
 from limefort.http import REDACTOR
 from limefort.lock import lock_path
+from limefort.progress import PassProgress, choose_mode, hms, observe_clients
 from limefort.runner import build_clients, locked, one_pass, open_store, summarise
 from limefort.store import Store
 from limefort.sync import PassResult, Syncer, eta_seconds
@@ -234,6 +235,23 @@ def sync(app: App, since: str | None, dry_run: bool, only: str | None) -> int:
 
     cfg = app.config()
     widen = parse_date(since, "--since")
+    # A bar only for a person at a terminal: cron's and journald's logs stay free of it.
+    mode = choose_mode(
+        quiet=app.quiet or dry_run,
+        json_logs=_json_logs(),
+        tty=sys.stderr.isatty(),
+        lines_when_not_a_tty=False,
+    )
+    if mode == "json":
+        mode = "off"
+
+    def work(s: Syncer) -> PassResult:
+        limit, window = cfg.fortnox.rate_limit, cfg.fortnox.rate_window
+        with PassProgress("sync", limit=limit, window=window, mode=mode) as bar:
+            if mode != "off":
+                observe_clients(s.limego, s.fortnox, bar, writes_are_work=True)
+            return s.run_pass(since=widen, only=only)
+
     # systemd stops a oneshot with SIGTERM: finish the record in hand, commit, exit 1.
     with stop_on_signals(threading.Event()) as stop:
         return one_pass(
@@ -243,7 +261,7 @@ def sync(app: App, since: str | None, dry_run: bool, only: str | None) -> int:
             command="sync",
             dry_run=dry_run,
             stop_event=stop,
-            work=lambda s: s.run_pass(since=widen, only=only),
+            work=work,
         )
 
 
@@ -284,7 +302,7 @@ def backfill(app: App, from_: str, to: str | None, dry_run: bool, yes: bool) -> 
         app.echo(
             f"{n} deal{'s' if n != 1 else ''} won between {start.date()} and {end.date()} "
             f"{'have' if n != 1 else 'has'} no {kind} in Fortnox"
-            + (f" (about {_hms(est)} at Fortnox's rate limit)." if n and limit else ".")
+            + (f" (about {hms(est)} at Fortnox's rate limit)." if n and limit else ".")
         )
         if not n:
             # Still settle what an interrupted backfill left pending (nothing new is created).
@@ -293,13 +311,12 @@ def backfill(app: App, from_: str, to: str | None, dry_run: bool, yes: bool) -> 
             if not sys.stdin.isatty():
                 raise UserError("backfill: not a terminal; add --yes to create them without asking")
             click.confirm(f"Create {n} {kind}s in Fortnox?", abort=True)
-        bar = Progress(n, limit, window, quiet=app.quiet or dry_run)
         # Only now: a Ctrl-C at the prompt above must still abort it. From here SIGINT and
         # SIGTERM finish the record in hand and commit; running it again goes on from there.
-        with stop_on_signals(s.stop_event):
-            result = s.backfill(candidates, start=start, end=end, progress=lambda d: bar.step(s))
-        bar.done()
-        return result
+        with Progress(n, limit, window, quiet=app.quiet or dry_run) as bar:
+            observe_clients(s.limego, s.fortnox, bar, writes_are_work=False)
+            with stop_on_signals(s.stop_event):
+                return s.backfill(candidates, start=start, end=end, progress=bar.step)
 
     return one_pass(
         cfg,
@@ -311,53 +328,14 @@ def backfill(app: App, from_: str, to: str | None, dry_run: bool, yes: bool) -> 
     )
 
 
-class Progress:
-    """A progress line on stderr with count, rate and an ETA that knows Fortnox's limit."""
+class Progress(PassProgress):
+    """backfill's progress: a bar on a terminal, a plain line a second in a log file."""
 
     def __init__(self, total: int, limit: int, window: float, *, quiet: bool = False) -> None:
-        self.total, self.limit, self.window, self.quiet = total, limit, window, quiet
-        self.done_n = 0
-        self.t0 = time.monotonic()
-        self.tty = sys.stderr.isatty()
-        self._last_print = 0.0
-
-    def step(self, syncer: Syncer) -> None:
-        self.done_n += 1
-        if self.quiet:
-            return
-        now = time.monotonic()
-        if not self.tty and now - self._last_print < 1.0 and self.done_n != self.total:
-            return
-        self._last_print = now
-        elapsed = max(now - self.t0, 1e-6)
-        rate = self.done_n / elapsed
-        eta = eta_seconds(self.total - self.done_n, rate, self.limit, self.window)
-        if _json_logs():
-            log.info(
-                "progress %d/%d %.1f/s ETA %s",
-                self.done_n,
-                self.total,
-                rate,
-                _hms(eta),
-                extra={"done": self.done_n, "total": self.total, "eta_seconds": round(eta)},
-            )
-            return
-        width = 30
-        filled = int(width * self.done_n / self.total)
-        line = (
-            f"[{'#' * filled}{'.' * (width - filled)}] {self.done_n}/{self.total} "
-            f"{rate:.1f}/s ETA {_hms(eta)}"
+        mode = choose_mode(
+            quiet=quiet, json_logs=_json_logs(), tty=sys.stderr.isatty(), lines_when_not_a_tty=True
         )
-        click.echo(("\r" + line) if self.tty else line, err=True, nl=not self.tty)
-
-    def done(self) -> None:
-        if self.tty and not self.quiet:
-            click.echo("", err=True)
-
-
-def _hms(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+        super().__init__("backfill", limit=limit, window=window, mode=mode, total=total)
 
 
 @cli.command()
