@@ -174,3 +174,81 @@ def test_init_template_is_package_data_not_read_from_the_source_tree(tmp_path: P
     # Importing from the package: the same text whatever the working directory.
     os.chdir(tmp_path)
     assert config.template_text().startswith("# limefort configuration.")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_license_is_mit_as_setup_cfg_says() -> None:
+    import configparser
+
+    meta = configparser.ConfigParser()
+    meta.read(ROOT / "setup.cfg")
+    assert meta["metadata"]["license"] == "MIT"
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert text.startswith("MIT License\n")
+    assert "Permission is hereby granted, free of charge" in text
+
+
+@pytest.mark.slow
+def test_pip_install_into_a_fresh_venv_gives_init_its_template(tmp_path: Path) -> None:
+    """`pip install .` as a user would, into a new virtual environment: the template comes
+    with the package. Offline (--no-index, --no-deps: the dependencies and the build backend
+    come from this venv through a .pth file) and built from a copy, not in the source tree."""
+    import shutil
+    import sysconfig
+
+    before = sorted(p.name for p in ROOT.iterdir())
+    src = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "build", "*.egg-info", "__pycache__", ".*_cache", "*.db*", "*.toml.*"
+        ),
+    )
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    site = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (Path(site) / "_limefort_test_deps.pth").write_text(
+        sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8"
+    )
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(py), "install", "-q"]
+        + ["--no-deps", "--no-index", "--no-build-isolation", str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    assert sorted(p.name for p in ROOT.iterdir()) == before  # nothing built in the checkout
+
+    work = tmp_path / "work"
+    work.mkdir()
+    where = subprocess.run(
+        [str(py), "-c", "import limefort; print(limefort.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        check=True,
+    ).stdout.strip()
+    assert where.startswith(site), where  # the installed copy, not this checkout
+    proc = subprocess.run(
+        [str(venv / "bin" / "limefort"), "init"],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        stdin=subprocess.DEVNULL,
+        env=ENV,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    written = (work / "limefort.toml").read_text(encoding="utf-8")
+    assert written == (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    assert stat.S_IMODE((work / "limefort.toml").stat().st_mode) == 0o600
