@@ -402,8 +402,10 @@ def status(app: App, as_json: bool) -> int:
     # Status reads the state file only: the template's example credentials are no obstacle.
     cfg = app.config(allow_placeholders=("limego", "fortnox"))
     path = cfg.state.path
+    where = f"state.path in {cfg.source}" if cfg.source else "state.path"
+    if not path.parent.is_dir():
+        raise StateError(f"state.path: directory {path.parent} does not exist ({where})")
     if not path.exists():
-        where = f"state.path in {cfg.source}" if cfg.source else "state.path"
         raise StateError(
             f"state.path: no state file at {path} ({where}): no pass has run with this "
             "configuration yet; `limefort sync` creates it there"
