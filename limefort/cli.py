@@ -3,6 +3,7 @@ pieces, call them, turn errors into exit codes. Nothing imports this module."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -20,9 +21,19 @@ from limefort import __version__, logs
 from limefort import config as config_mod
 from limefort import fleet as fleet_mod
 from limefort.config import Config
-from limefort.errors import EX_OK, EX_PARTIAL, EX_USAGE, ConfigError, LimefortError, UserError
+from limefort.errors import (
+    EX_OK,
+    EX_PARTIAL,
+    EX_USAGE,
+    ConfigError,
+    LimefortError,
+    StateError,
+    UserError,
+)
 from limefort.http import REDACTOR
 from limefort.keys import company_key, deal_id_of_ref, deal_key
+from limefort.lock import lock_path
+from limefort.progress import PassProgress, choose_mode, hms, observe_clients
 from limefort.runner import build_clients, locked, one_pass, open_store, summarise
 from limefort.store import Store
 from limefort.sync import PassResult, Syncer, eta_seconds
@@ -44,9 +55,13 @@ class App:
     log_format: str
     _cfg: Config | None = None
 
-    def config(self) -> Config:
+    def config(self, *, allow_placeholders: tuple[str, ...] = ()) -> Config:
+        """The validated config. `allow_placeholders` names the sections a command never
+        uses the credentials of (a template's example values there are not an error)."""
         if self._cfg is None:
-            self._cfg = config_mod.load(self.config_path, explicit=self.explicit)
+            self._cfg = config_mod.load(
+                self.config_path, explicit=self.explicit, allow_placeholders=allow_placeholders
+            )
             for secret in config_mod.secrets_of(self._cfg):
                 REDACTOR.add(secret)
             if config_mod.world_readable_with_secret(self._cfg):
@@ -104,13 +119,73 @@ def parse_date(value: str | None, param: str) -> datetime | None:
 # ---------------------------------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# Global options a person may also type after the command name (`limefort sync --config x`):
+# option -> whether it takes a value.
+GLOBAL_OPTIONS = {
+    "--config": True,
+    "--log-format": True,
+    "-v": False,
+    "-vv": False,
+    "-vvv": False,
+    "--verbose": False,
+    "-q": False,
+    "--quiet": False,
+}
+
+
+def _global_option(arg: str) -> tuple[bool, bool]:
+    """(is a global option, its value is the next argument)."""
+    name, eq, _ = arg.partition("=")
+    if name in GLOBAL_OPTIONS and (not eq or GLOBAL_OPTIONS[name]):
+        return True, GLOBAL_OPTIONS[name] and not eq
+    return False, False
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move the global options found after the command name to the front, where click parses
+    them, keeping their order. Stops at `--`. A pure function, tested on its own."""
+    i = 0
+    while i < len(args):  # the global options already in front, then the command name
+        is_global, takes_value = _global_option(args[i])
+        if not is_global:
+            break
+        i += 2 if takes_value else 1
+    front, rest, moved = list(args[:i]), [], []
+    j = i
+    while j < len(args):
+        arg = args[j]
+        if arg == "--":
+            rest.extend(args[j:])
+            break
+        is_global, takes_value = _global_option(arg)
+        if is_global and j > i:  # never the command name itself
+            moved.append(arg)
+            if takes_value and j + 1 < len(args):
+                moved.append(args[j + 1])
+                j += 1
+        else:
+            rest.append(arg)
+        j += 1
+    return front + moved + rest
+
+
+class _Cli(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
+
+
+@click.group(
+    cls=_Cli,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar="LIMEFORT_CONFIG",
-    help="Config file (default ./limefort.toml, or $LIMEFORT_CONFIG).",
+    help="Config file (default ./limefort.toml, or $LIMEFORT_CONFIG). A relative state.path in "
+    "it is relative to the file's directory; with no file (settings only from the "
+    "environment), to the working directory.",
 )
 @click.option("-v", "--verbose", count=True, help="More detail: -v per record, -vv HTTP.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
@@ -127,9 +202,12 @@ def cli(
     \b
     Examples:
       limefort demo                      # see it work against local sandbox servers
+      limefort init                      # write ./limefort.toml to fill in
       limefort check                     # is the config right, are the credentials good?
       limefort sync                      # one pass; what cron runs
       limefort status                    # cursors, counts, quarantined records
+
+    The global options may also follow the command: limefort sync --config /etc/limefort.toml
     """
     logs.setup(-1 if quiet else verbose, log_format)
     ctx.obj = App(
@@ -159,6 +237,23 @@ def sync(app: App, since: str | None, dry_run: bool, only: str | None) -> int:
 
     cfg = app.config()
     widen = parse_date(since, "--since")
+    # A bar only for a person at a terminal: cron's and journald's logs stay free of it.
+    mode = choose_mode(
+        quiet=app.quiet or dry_run,
+        json_logs=_json_logs(),
+        tty=sys.stderr.isatty(),
+        lines_when_not_a_tty=False,
+    )
+    if mode == "json":
+        mode = "off"
+
+    def work(s: Syncer) -> PassResult:
+        limit, window = cfg.fortnox.rate_limit, cfg.fortnox.rate_window
+        with PassProgress("sync", limit=limit, window=window, mode=mode) as bar:
+            if mode != "off":
+                observe_clients(s.limego, s.fortnox, bar, writes_are_work=True)
+            return s.run_pass(since=widen, only=only)
+
     # systemd stops a oneshot with SIGTERM: finish the record in hand, commit, exit 1.
     with stop_on_signals(threading.Event()) as stop:
         return one_pass(
@@ -168,7 +263,7 @@ def sync(app: App, since: str | None, dry_run: bool, only: str | None) -> int:
             command="sync",
             dry_run=dry_run,
             stop_event=stop,
-            work=lambda s: s.run_pass(since=widen, only=only),
+            work=work,
         )
 
 
@@ -209,7 +304,7 @@ def backfill(app: App, from_: str, to: str | None, dry_run: bool, yes: bool) -> 
         app.echo(
             f"{n} deal{'s' if n != 1 else ''} won between {start.date()} and {end.date()} "
             f"{'have' if n != 1 else 'has'} no {kind} in Fortnox"
-            + (f" (about {_hms(est)} at Fortnox's rate limit)." if n and limit else ".")
+            + (f" (about {hms(est)} at Fortnox's rate limit)." if n and limit else ".")
         )
         if not n:
             # Still settle what an interrupted backfill left pending (nothing new is created).
@@ -218,13 +313,12 @@ def backfill(app: App, from_: str, to: str | None, dry_run: bool, yes: bool) -> 
             if not sys.stdin.isatty():
                 raise UserError("backfill: not a terminal; add --yes to create them without asking")
             click.confirm(f"Create {n} {kind}s in Fortnox?", abort=True)
-        bar = Progress(n, limit, window, quiet=app.quiet or dry_run)
         # Only now: a Ctrl-C at the prompt above must still abort it. From here SIGINT and
         # SIGTERM finish the record in hand and commit; running it again goes on from there.
-        with stop_on_signals(s.stop_event):
-            result = s.backfill(candidates, start=start, end=end, progress=lambda d: bar.step(s))
-        bar.done()
-        return result
+        with Progress(n, limit, window, quiet=app.quiet or dry_run) as bar:
+            observe_clients(s.limego, s.fortnox, bar, writes_are_work=False)
+            with stop_on_signals(s.stop_event):
+                return s.backfill(candidates, start=start, end=end, progress=bar.step)
 
     return one_pass(
         cfg,
@@ -236,53 +330,14 @@ def backfill(app: App, from_: str, to: str | None, dry_run: bool, yes: bool) -> 
     )
 
 
-class Progress:
-    """A progress line on stderr with count, rate and an ETA that knows Fortnox's limit."""
+class Progress(PassProgress):
+    """backfill's progress: a bar on a terminal, a plain line a second in a log file."""
 
     def __init__(self, total: int, limit: int, window: float, *, quiet: bool = False) -> None:
-        self.total, self.limit, self.window, self.quiet = total, limit, window, quiet
-        self.done_n = 0
-        self.t0 = time.monotonic()
-        self.tty = sys.stderr.isatty()
-        self._last_print = 0.0
-
-    def step(self, syncer: Syncer) -> None:
-        self.done_n += 1
-        if self.quiet:
-            return
-        now = time.monotonic()
-        if not self.tty and now - self._last_print < 1.0 and self.done_n != self.total:
-            return
-        self._last_print = now
-        elapsed = max(now - self.t0, 1e-6)
-        rate = self.done_n / elapsed
-        eta = eta_seconds(self.total - self.done_n, rate, self.limit, self.window)
-        if _json_logs():
-            log.info(
-                "progress %d/%d %.1f/s ETA %s",
-                self.done_n,
-                self.total,
-                rate,
-                _hms(eta),
-                extra={"done": self.done_n, "total": self.total, "eta_seconds": round(eta)},
-            )
-            return
-        width = 30
-        filled = int(width * self.done_n / self.total)
-        line = (
-            f"[{'#' * filled}{'.' * (width - filled)}] {self.done_n}/{self.total} "
-            f"{rate:.1f}/s ETA {_hms(eta)}"
+        mode = choose_mode(
+            quiet=quiet, json_logs=_json_logs(), tty=sys.stderr.isatty(), lines_when_not_a_tty=True
         )
-        click.echo(("\r" + line) if self.tty else line, err=True, nl=not self.tty)
-
-    def done(self) -> None:
-        if self.tty and not self.quiet:
-            click.echo("", err=True)
-
-
-def _hms(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+        super().__init__("backfill", limit=limit, window=window, mode=mode, total=total)
 
 
 @cli.command()
@@ -334,71 +389,40 @@ def run(app: App) -> int:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (times in UTC).")
 @click.pass_obj
 def status(app: App, as_json: bool) -> int:
     """Show cursors, counts, last runs, quarantined and pending records.
+
+    Times are local, with their zone; a pass still going is shown as "running since", one
+    that was killed before it finished as "interrupted". Reads only; needs no credentials.
 
     \b
     Example:
       limefort status --json | jq .quarantined
     """
-    cfg = app.config()
-    store = Store.open(cfg.state.path, create=False)
+    # Status reads the state file only: the template's example credentials are no obstacle.
+    cfg = app.config(allow_placeholders=("limego", "fortnox"))
+    path = cfg.state.path
+    where = f"state.path in {cfg.source}" if cfg.source else "state.path"
+    if not path.parent.is_dir():
+        raise StateError(f"state.path: directory {path.parent} does not exist ({where})")
+    if not path.exists():
+        raise StateError(
+            f"state.path: no state file at {path} ({where}): no pass has run with this "
+            "configuration yet; `limefort sync` creates it there"
+        )
+    store = Store.open(path, create=False)
     try:
-        data = status_data(store)
+        data = status_data(store, lock_held=lock_held(path))
     finally:
         store.close()
+    data["state_path"] = str(path)
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return EX_OK
-    click.echo(f"State file:  {cfg.state.path}")
-    for name, value in data["cursors"].items():
-        click.echo(f"Cursor {name + ':':<10} {value}")
-    docs = data["documents"]
-    click.echo(
-        f"In Fortnox:  {data['customers']} customers, {docs['invoice']} invoices, {docs['order']} orders"
-        f" ({data['skipped_historical']} deals won before sync.start skipped)"
-    )
-    lr = data["last_run"]
-    if lr:
-        click.echo(
-            f"Last run:    {lr['started_at']} -> {lr['finished_at'] or '(running or killed)'}"
-            f", exit {lr['exit_code']}: {summarise(lr['counts'])}"
-        )
-    click.echo(f"Quarantined: {len(data['quarantined'])}")
-    for q in data["quarantined"]:
-        name = repr(q["name"]) if q["name"] is not None else "(no name)"
-        click.echo(
-            f"  {q['key']}  {name}: {q['reason']}\n      hint: {q['hint']}"
-            f"  (attempts {q['attempts']}, since {q['since']})"
-        )
-    if data["duplicates"]:
-        click.echo(
-            f"Duplicates:  {len(data['duplicates'])} deals have more than one document in Fortnox"
-        )
-        for d in data["duplicates"]:
-            click.echo(
-                f"  {d['key']}  {', '.join(d['documents'])}: credit or cancel the extra ones"
-            )
-    if data["cancelled"]:
-        click.echo(
-            f"Cancelled:   {len(data['cancelled'])} documents of won deals are cancelled in Fortnox"
-        )
-        for d in data["cancelled"]:
-            click.echo(f"  {d['key']}  {d['document']} (cancelled in Fortnox; never re-created)")
-    click.echo(f"Pending:     {len(data['pending'])}")
-    for p in data["pending"]:
-        click.echo(
-            f"  {p['key']}  {p['kind']} outcome unknown since {p['since']}; checked each pass"
-        )
-    if data["runs"]:
-        click.echo("Recent runs:")
-        for r in data["runs"]:
-            click.echo(
-                f"  #{r['id']} {r['command']:<8} {r['started_at']}  exit {r['exit_code']}  "
-                f"{summarise(r['counts']) if r['counts'] else ''}"
-            )
+    for line in status_lines(data):
+        click.echo(line)
     return EX_OK
 
 
@@ -406,8 +430,114 @@ def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if t else None
 
 
-def status_data(store: Store) -> dict[str, Any]:
+def lock_held(state_path: Path) -> bool:
+    """Is a limefort working on this state file right now? A shared, non-blocking flock on the
+    lock file, let go at once: it fails only while a pass holds the exclusive one."""
+    try:
+        fd = os.open(lock_path(state_path), os.O_RDONLY)
+    except OSError:  # no lock file: no pass ever ran here
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def local_time(iso: str | None) -> str:
+    """A stored UTC time as this machine's local time with its zone: `2026-11-27 14:05:03 CET`."""
+    if not iso:
+        return "-"
+    try:
+        dt = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def run_state(run: dict[str, Any], *, newest_unfinished: bool, lock_held: bool) -> str:
+    """finished, running (the newest unfinished run while the lock is held) or interrupted."""
+    if run.get("finished_at"):
+        return "finished"
+    return "running" if newest_unfinished and lock_held else "interrupted"
+
+
+def _run_line(r: dict[str, Any]) -> str:
+    state = r.get("state")
+    if state == "running":
+        return f"running since {local_time(r['started_at'])}"
+    if state == "interrupted":
+        return (
+            f"interrupted: started {local_time(r['started_at'])}, never finished "
+            "(killed or crashed; the next pass goes on from there)"
+        )
+    counts = f": {summarise(r['counts'])}" if r.get("counts") else ""
+    return (
+        f"{local_time(r['started_at'])} -> {local_time(r['finished_at'])}, "
+        f"exit {r['exit_code']}{counts}"
+    )
+
+
+def status_lines(data: dict[str, Any]) -> list[str]:
+    out = [f"State file:  {data.get('state_path', '')}"]
+    for name, value in data["cursors"].items():
+        out.append(f"Cursor {name + ':':<10} {local_time(value)}")
+    docs = data["documents"]
+    out.append(
+        f"In Fortnox:  {data['customers']} customers, {docs['invoice']} invoices, "
+        f"{docs['order']} orders ({data['skipped_historical']} deals won before sync.start skipped)"
+    )
+    lr = data["last_run"]
+    if lr:
+        out.append(f"Last run:    {lr['command']} {_run_line(lr)}")
+    else:
+        out.append("Last run:    none yet")
+    out.append(f"Quarantined: {len(data['quarantined'])}")
+    for q in data["quarantined"]:
+        name = repr(q["name"]) if q["name"] is not None else "(no name)"
+        out.append(
+            f"  {q['key']}  {name}: {q['reason']}\n      hint: {q['hint']}"
+            f"  (attempts {q['attempts']}, since {local_time(q['since'])})"
+        )
+    if data["duplicates"]:
+        out.append(
+            f"Duplicates:  {len(data['duplicates'])} deals have more than one document in Fortnox"
+        )
+        for d in data["duplicates"]:
+            out.append(f"  {d['key']}  {', '.join(d['documents'])}: credit or cancel the extra ones")
+    if data["cancelled"]:
+        out.append(
+            f"Cancelled:   {len(data['cancelled'])} documents of won deals are cancelled in Fortnox"
+        )
+        for d in data["cancelled"]:
+            out.append(f"  {d['key']}  {d['document']} (cancelled in Fortnox; never re-created)")
+    out.append(f"Pending:     {len(data['pending'])}")
+    for p in data["pending"]:
+        out.append(
+            f"  {p['key']}  {p['kind']} outcome unknown since {local_time(p['since'])}; "
+            "checked each pass"
+        )
+    if data["runs"]:
+        out.append("Recent runs:")
+        for r in data["runs"]:
+            out.append(f"  #{r['id']} {r['command']:<8} {_run_line(r)}")
+    return out
+
+
+def status_data(store: Store, *, lock_held: bool = False) -> dict[str, Any]:
+    """`lock_held`: whether a pass holds the lock now (tells running from interrupted)."""
     runs = store.runs(10)
+    newest_unfinished = next((r["id"] for r in runs if not r.get("finished_at")), None)
+    for r in runs:
+        r["state"] = run_state(
+            r, newest_unfinished=r["id"] == newest_unfinished, lock_held=lock_held
+        )
     last = runs[0] if runs else None
     skipped = store.count_skipped()
     return {
@@ -457,12 +587,24 @@ def status_data(store: Store) -> dict[str, Any]:
                 "exit_code": last["exit_code"],
                 "counts": last["counts"],
                 "command": last["command"],
+                "state": last["state"],
             }
             if last
             else None
         ),
         "runs": [
-            {k: r[k] for k in ("id", "command", "started_at", "finished_at", "exit_code", "counts")}
+            {
+                k: r[k]
+                for k in (
+                    "id",
+                    "command",
+                    "started_at",
+                    "finished_at",
+                    "exit_code",
+                    "counts",
+                    "state",
+                )
+            }
             for r in runs
         ],
     }
@@ -517,6 +659,56 @@ def check(app: App) -> int:
     return run_checks(cfg, app.echo)
 
 
+@cli.command()
+@click.option(
+    "--no-input", is_flag=True, help="Do not ask anything, even on a terminal: write the template."
+)
+@click.pass_obj
+def init(app: App, no_input: bool) -> int:
+    """Write an annotated config to fill in: --config PATH, or ./limefort.toml.
+
+    The file is created with mode 0600 (it may hold secrets) and never over an existing one.
+    On a terminal it asks for the few values that have no default (the Lime Go instance URL,
+    the two API clients' ids and secrets, the Fortnox tenant id); an empty answer to an
+    optional one leaves it to fill in later (secrets are better in the environment).
+
+    \b
+    Examples:
+      limefort init
+      limefort --config /etc/limefort/limefort.toml init --no-input
+    """
+    from limefort.init import Question, run_init
+
+    path = app.config_path or config_mod.DEFAULT_PATH
+
+    def ask(q: Question) -> str:
+        while True:
+            value: str = click.prompt(
+                q.text,
+                default="" if q.optional else None,
+                show_default=False,
+                hide_input=q.secret,
+                err=True,
+            )
+            if q.check is None or not value.strip():
+                return value
+            try:
+                q.check(f"{q.section}.{q.key}", value.strip())
+                return value
+            except ConfigError as exc:
+                click.echo(f"  {exc}", err=True)
+
+    left = run_init(path, ask=None if no_input or not sys.stdin.isatty() else ask)
+    click.echo(f"Wrote {path.absolute()} (mode 0600).")
+    if left:
+        click.echo(f"Still to fill in there (or in LIMEFORT_<SECTION>_<KEY>): {', '.join(left)}.")
+    click.echo(
+        "Next: `limefort check`, then `limefort auth fortnox --service-account` if the "
+        "Fortnox tenant id is not set yet (README: Credentials)."
+    )
+    return EX_OK
+
+
 @cli.group()
 def auth() -> None:
     """Authorise limefort with a service."""
@@ -552,7 +744,8 @@ def auth_fortnox(
 
     # The lock is taken inside, around the exchange and the store only.
     return consent(
-        app.config(),
+        # Consent needs only the Fortnox half: the Lime Go half may be filled in later.
+        app.config(allow_placeholders=("limego",)),
         # Interactive: --quiet must not hide the consent URL the user has to open.
         echo=click.echo,
         service_account=service_account,
@@ -590,7 +783,11 @@ def demo(app: App, companies: int, deals: int, seed: int, keep: Path | None) -> 
 @click.option("--port-limego", default=8801, show_default=True)
 @click.option("--port-fortnox", default=8802, show_default=True)
 @click.option("--no-rate-limit", is_flag=True, help="Turn Fortnox's 25/5 s limit off.")
-@click.option("--write-config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--write-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the config to this new file (0600); never over an existing one.",
+)
 @click.option(
     "--state",
     default="limefort-sandbox.db",
@@ -618,8 +815,11 @@ def sandbox(
       limefort sandbox --write-config sandbox.toml &
       limefort --config sandbox.toml sync
     """
+    from limefort.init import write_new_private
     from limefort.sandbox import Sandbox
 
+    if write_config and write_config.exists():  # before starting anything
+        write_new_private(write_config, "", what="--write-config")
     sb = Sandbox(
         seed=seed,
         companies=companies,
@@ -632,9 +832,7 @@ def sandbox(
     try:
         text = sb.config_toml(state)
         if write_config:
-            fd = os.open(write_config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
+            write_new_private(write_config, text, what="--write-config")
             click.echo(f"# config written to {write_config}", err=True)
         click.echo(text)
         click.echo(
@@ -719,7 +917,14 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except UserError as exc:
-        say(REDACTOR.redact(str(exc)), level=logging.ERROR)
+        # A config with several problems says all of them, one line each.
+        problems = exc.problems if isinstance(exc, config_mod.ConfigErrors) else [exc]
+        for p in problems[: config_mod.MAX_PROBLEMS]:
+            key = p.key if isinstance(p, ConfigError) else None
+            say(REDACTOR.redact(str(p)), key=key, level=logging.ERROR)
+        if len(problems) > config_mod.MAX_PROBLEMS:
+            more = len(problems) - config_mod.MAX_PROBLEMS
+            say(f"config: {more} more problems not listed", key="config", level=logging.ERROR)
         sys.exit(exc.exit_code)
     except LimefortError as exc:
         if verbose:

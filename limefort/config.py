@@ -7,15 +7,30 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from limefort.errors import ConfigError
 from limefort.urls import refuse_plain_http
+
+
+class ConfigErrors(ConfigError):
+    """Every problem found in one load, so a new config is fixed in one round. Its message is
+    one line per problem (at most MAX_PROBLEMS, then a count), each starting with its key."""
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        self.problems = problems
+        shown = problems[:MAX_PROBLEMS]
+        lines = [str(p) for p in shown]
+        if len(problems) > len(shown):
+            lines.append(f"config: {len(problems) - len(shown)} more problems not listed")
+        self.key = problems[0].key
+        Exception.__init__(self, "\n".join(lines))
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,7 @@ class StateConfig:
 class MetricsConfig:
     textfile: Path | None = None
     ping_url: str | None = None
+    tenant: str | None = None  # a `tenant` label on every series; one fixed value per config
 
 
 @dataclass(frozen=True)
@@ -102,6 +118,10 @@ class Config:
 
 
 DEFAULT_PATH = Path("limefort.toml")
+# At most this many problems are listed, one line each; past that, fixing those comes first.
+MAX_PROBLEMS = 10
+# The values Lime Go's API takes for a company's status (filter[status]).
+COMPANY_STATUSES = ("lead", "prospect", "customer", "churned", "inactive", "unknown")
 SECRET_KEYS = (
     ("limego", "client_secret"),
     ("fortnox", "client_secret"),
@@ -109,25 +129,30 @@ SECRET_KEYS = (
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(key: str, value: Any) -> timedelta:
-    """`"10m"`, `"30s"`, `"1h"`, `"1d"`, or a number of seconds."""
+    """`"10m"`, `"30s"`, `"1h"`, `"1d"`, `"500ms"`. A bare number is refused: `lookback = 10`
+    could mean seconds or minutes, and guessing wrong silently widens or narrows every pass."""
     if isinstance(value, bool):
         raise ConfigError(key, f'expected a duration like "10m", got {value!r}')
     if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        m = _DURATION.match(str(value))
-        if not m:
-            raise ConfigError(
-                key, f'expected a duration like "30s", "10m", "1h" or "1d", got {value!r}'
-            )
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    if seconds < 0:
-        raise ConfigError(key, f"a duration cannot be negative, got {value!r}")
+        raise ConfigError(key, _needs_unit(value))
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ConfigError(
+            key, f'expected a duration like "30s", "10m", "1h" or "1d", got {value!r}'
+        )
+    if m.group(2) is None:
+        raise ConfigError(key, _needs_unit(m.group(1)))
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
     return timedelta(seconds=seconds)
+
+
+def _needs_unit(number: object) -> str:
+    n = str(number).strip()
+    return f'{n} has no unit: write "{n}s", "{n}m" or "{n}h" (a duration needs one)'
 
 
 def check_url(key: str, value: Any) -> str:
@@ -275,6 +300,28 @@ def _opt_url(key: str, v: Any) -> str | None:
     return check_url(key, s) if s else None
 
 
+def _statuses(key: str, v: Any) -> tuple[str, ...]:
+    # Lime Go answers 400 to any other filter[status]: that would fail every pass, so say it now.
+    values = _strlist(key, v)
+    bad = [x for x in values if x not in COMPANY_STATUSES]
+    if bad:
+        raise ConfigError(
+            key,
+            f"{', '.join(repr(b) for b in bad)} is not a Lime Go company status "
+            f"(known: {', '.join(COMPANY_STATUSES)})",
+        )
+    return values
+
+
+def _label_value(key: str, v: Any) -> str | None:
+    s = _opt_str(key, v)
+    if s is not None and (len(s) > 64 or not s.isprintable()):
+        raise ConfigError(
+            key, "a label value of at most 64 printable characters, e.g. the customer"
+        )
+    return s
+
+
 _REQUIRED = object()
 
 SCHEMA: dict[str, dict[str, tuple[Any, Callable[[str, Any], Any]]]] = {
@@ -282,7 +329,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[str, Any], Any]]]] = {
         "base_url": (_REQUIRED, check_url),
         "client_id": (_REQUIRED, _nonempty),
         "client_secret": (_REQUIRED, _nonempty),
-        "customer_statuses": (["customer"], _strlist),
+        "customer_statuses": (["customer"], _statuses),
         "won_stage_categories": (["won"], _strlist),
         "won_stage_names": ([], _strlist),
         "scope": ("companies:read deals:read contacts:read reference:read", _nonempty),
@@ -313,7 +360,11 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[str, Any], Any]]]] = {
         "require_positive_value": (True, _bool),
     },
     "state": {"path": ("limefort.db", _path)},
-    "metrics": {"textfile": ("", _opt_path), "ping_url": ("", _opt_url)},
+    "metrics": {
+        "textfile": ("", _opt_path),
+        "ping_url": ("", _opt_url),
+        "tenant": ("", _label_value),
+    },
     "http": {
         "timeout": ("30s", _seconds),
         "attempts": (6, _int(1, 20)),
@@ -329,7 +380,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            "config", f"file not found: {path} (copy config.example.toml there, or pass --config)"
+            "config",
+            f"file not found: {path.absolute()} (`limefort init` writes one there, or pass --config)",
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError("config", f"cannot read {path}: {exc}") from None
@@ -340,9 +392,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+def _env_overrides(
+    environ: Mapping[str, str], problems: list[ConfigError]
+) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
-    for name, value in environ.items():
+    for name, value in sorted(environ.items()):
         if not name.startswith("LIMEFORT_") or name == "LIMEFORT_CONFIG":
             continue
         rest = name[len("LIMEFORT_") :].lower()
@@ -353,90 +407,143 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
                     out.setdefault(section, {})[key] = value
                     break
         else:
-            raise ConfigError(
-                name, "unknown setting in the environment (expected LIMEFORT_<SECTION>_<KEY>)"
+            problems.append(
+                ConfigError(
+                    name, "unknown setting in the environment (expected LIMEFORT_<SECTION>_<KEY>)"
+                )
             )
     return out
 
 
+def template_text() -> str:
+    """The annotated config shipped inside the package (`limefort init` writes it;
+    config.example.toml in the source tree is the same text)."""
+    return (resources.files("limefort") / "templates" / "config.toml").read_text(encoding="utf-8")
+
+
+def placeholders() -> dict[str, str]:
+    """`section.key` -> the template's example value, for every required key the template
+    fills in: a config still holding one of these was copied and not finished."""
+    raw = tomllib.loads(template_text())
+    return {
+        f"{section}.{key}": raw[section][key]
+        for section, keys in SCHEMA.items()
+        for key, (default, _) in keys.items()
+        if default is _REQUIRED and key in raw.get(section, {})
+    }
+
+
 def load(
-    path: Path | None = None, environ: Mapping[str, str] | None = None, *, explicit: bool = False
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    explicit: bool = False,
+    allow_placeholders: Collection[str] = (),
 ) -> Config:
     """Read the TOML file (optional when not explicit and the environment names the required
-    keys), overlay the environment, validate, and return a frozen Config."""
+    keys), overlay the environment, validate, and return a frozen Config.
+
+    Every problem found is reported at once (`ConfigErrors`, up to MAX_PROBLEMS lines, each
+    naming its key) so a new config is fixed in one round, not one key per run. A required key
+    still holding the template's example value is a problem unless its section is in
+    `allow_placeholders` (commands that never use those credentials)."""
     environ = os.environ if environ is None else environ
     path = path or DEFAULT_PATH
     raw: dict[str, Any] = {}
-    if explicit or path.exists() or not any(k.startswith("LIMEFORT_") for k in environ):
+    from_file = explicit or path.exists() or not any(k.startswith("LIMEFORT_") for k in environ)
+    if from_file:
         raw = _read_toml(path)
     source = path if raw else None
+    # The state belongs to the config: relative paths in it are relative to its directory.
+    base = Path(os.path.abspath(path.parent if from_file else Path.cwd()))
+    problems: list[ConfigError] = []
 
     for section, value in raw.items():
         if section == "mapping":
             continue
         if section not in SCHEMA:
-            raise ConfigError(
-                section, f"unknown section [{section}] (known: {', '.join(SCHEMA)}, mapping)"
+            problems.append(
+                ConfigError(
+                    section, f"unknown section [{section}] (known: {', '.join(SCHEMA)}, mapping)"
+                )
             )
+            continue
         if not isinstance(value, dict):
-            raise ConfigError(section, f"expected a [{section}] table")
-        unknown = sorted(set(value) - set(SCHEMA[section]))
-        if unknown:
-            raise ConfigError(
-                f"{section}.{unknown[0]}",
-                f"unknown key (known in [{section}]: {', '.join(SCHEMA[section])})",
+            problems.append(ConfigError(section, f"expected a [{section}] table"))
+            continue
+        for key in sorted(set(value) - set(SCHEMA[section])):
+            problems.append(
+                ConfigError(
+                    f"{section}.{key}",
+                    f"unknown key (known in [{section}]: {', '.join(SCHEMA[section])})",
+                )
             )
 
-    merged: dict[str, dict[str, Any]] = {s: dict(raw.get(s, {})) for s in SCHEMA}
-    for section, overrides in _env_overrides(environ).items():
+    merged: dict[str, dict[str, Any]] = {
+        s: dict(raw[s]) if isinstance(raw.get(s), dict) else {} for s in SCHEMA
+    }
+    for section, overrides in _env_overrides(environ, problems).items():
         merged[section].update(overrides)
 
+    examples = placeholders()
     values: dict[str, dict[str, Any]] = {}
     for section, keys in SCHEMA.items():
         values[section] = {}
         for key, (default, conv) in keys.items():
             full = f"{section}.{key}"
-            if key in merged[section]:
-                values[section][key] = conv(full, merged[section][key])
-            elif default is _REQUIRED:
-                env = f"LIMEFORT_{section.upper()}_{key.upper()}"
-                raise ConfigError(full, f"missing (set it in [{section}] or in {env})")
-            else:
-                values[section][key] = conv(full, default)
+            env = f"LIMEFORT_{section.upper()}_{key.upper()}"
+            try:
+                if key in merged[section]:
+                    value = merged[section][key]
+                    if (
+                        full in examples
+                        and section not in allow_placeholders
+                        and isinstance(value, str)
+                        and value.strip().rstrip("/") == examples[full].rstrip("/")
+                    ):
+                        raise ConfigError(
+                            full, f"is still the example value (set it in [{section}] or in {env})"
+                        )
+                    values[section][key] = conv(full, value)
+                elif default is _REQUIRED:
+                    raise ConfigError(full, f"missing (set it in [{section}] or in {env})")
+                else:
+                    values[section][key] = conv(full, default)
+            except ConfigError as exc:
+                problems.append(exc)
 
-    mapping_raw = raw.get("mapping", {})
-    if not isinstance(mapping_raw, dict):
-        raise ConfigError("mapping", "expected [mapping.customer] and/or [mapping.document] tables")
-    mapping: dict[str, dict[str, str]] = {}
-    for sub, table in mapping_raw.items():
-        if sub not in MAPPING_SECTIONS:
-            raise ConfigError(
-                f"mapping.{sub}", "unknown mapping (known: mapping.customer, mapping.document)"
+    mapping = _mapping_tables(raw.get("mapping", {}), problems)
+
+    lg, fx = values["limego"], values["fortnox"]
+    if fx.get("tenant_id") and fx.get("refresh_token"):
+        problems.append(
+            ConfigError(
+                "fortnox.tenant_id",
+                "set either tenant_id (service account) or refresh_token, not both",
             )
-        if not isinstance(table, dict):
-            raise ConfigError(
-                f"mapping.{sub}", 'expected a table of FortnoxField = "lime go source"'
+        )
+    if (
+        "won_stage_categories" in lg
+        and "won_stage_names" in lg
+        and not lg["won_stage_categories"]
+        and not lg["won_stage_names"]
+    ):
+        problems.append(
+            ConfigError(
+                "limego.won_stage_categories",
+                "empty, and no won_stage_names either: no deal could ever be won",
             )
-        for field_name, src in table.items():
-            if not isinstance(src, str):
-                raise ConfigError(
-                    f"mapping.{sub}.{field_name}", f"expected a string source path, got {src!r}"
-                )
-        mapping[sub] = dict(table)
-
-    fx = values["fortnox"]
-    if fx["tenant_id"] and fx["refresh_token"]:
-        raise ConfigError(
-            "fortnox.tenant_id", "set either tenant_id (service account) or refresh_token, not both"
         )
-    if not values["limego"]["won_stage_categories"] and not values["limego"]["won_stage_names"]:
-        raise ConfigError(
-            "limego.won_stage_categories",
-            "empty, and no won_stage_names either: no deal could ever be won",
-        )
+    for section, key in (("state", "path"), ("metrics", "textfile")):
+        p = values[section].get(key)
+        if p is not None and not p.is_absolute():
+            values[section][key] = Path(os.path.normpath(base / p))
 
-    cfg = Config(
-        limego=LimeGoConfig(**values["limego"]),
+    if problems:
+        raise ConfigErrors(problems)
+
+    return Config(
+        limego=LimeGoConfig(**lg),
         fortnox=FortnoxConfig(**fx),
         sync=SyncConfig(**values["sync"]),
         state=StateConfig(**values["state"]),
@@ -447,15 +554,52 @@ def load(
         http=HttpConfig(**values["http"]),
         source=source,
     )
-    _check_mapping(cfg)
-    return cfg
 
 
-def _check_mapping(cfg: Config) -> None:
-    # The mapping module owns the list of writable Fortnox fields and the source path syntax.
+def _mapping_tables(mapping_raw: Any, problems: list[ConfigError]) -> dict[str, dict[str, str]]:
+    mapping: dict[str, dict[str, str]] = {}
+    if not isinstance(mapping_raw, dict):
+        problems.append(
+            ConfigError("mapping", "expected [mapping.customer] and/or [mapping.document] tables")
+        )
+        return mapping
+    for sub, table in mapping_raw.items():
+        if sub not in MAPPING_SECTIONS:
+            problems.append(
+                ConfigError(
+                    f"mapping.{sub}", "unknown mapping (known: mapping.customer, mapping.document)"
+                )
+            )
+            continue
+        if not isinstance(table, dict):
+            problems.append(
+                ConfigError(f"mapping.{sub}", 'expected a table of FortnoxField = "lime go source"')
+            )
+            continue
+        good = True
+        for field_name, src in table.items():
+            if not isinstance(src, str):
+                good = False
+                problems.append(
+                    ConfigError(
+                        f"mapping.{sub}.{field_name}",
+                        f"expected a string source path, got {src!r}",
+                    )
+                )
+        if good:
+            mapping[sub] = dict(table)
+    try:
+        # The mapping module owns the list of writable Fortnox fields and the source path syntax.
+        _check_mapping(mapping)
+    except ConfigError as exc:
+        problems.append(exc)
+    return mapping
+
+
+def _check_mapping(mapping: dict[str, dict[str, str]]) -> None:
     from limefort.mapping import build_mappings
 
-    build_mappings(cfg.mapping.customer, cfg.mapping.document)
+    build_mappings(mapping.get("customer", {}), mapping.get("document", {}))
 
 
 def secrets_of(cfg: Config) -> list[str]:

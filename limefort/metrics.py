@@ -1,21 +1,23 @@
 """What a pass tells the monitoring: a Prometheus textfile (for node_exporter's textfile
 collector) and healthchecks.io-style pings. Monitoring being down must never fail a pass, so
-every write and ping here logs a warning instead of raising."""
+every write and ping here logs a warning instead of raising.
+
+The textfile is written by prometheus_client (a registry of gauges and its
+`write_to_textfile`), so the exposition format, label escaping and the atomic rename are the
+library's, not ours."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import os
-import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from prometheus_client import CollectorRegistry, Gauge, generate_latest, write_to_textfile
 
 from limefort.http import REDACTOR
 
@@ -32,7 +34,7 @@ RECORD_KINDS = (
     "failed",
 )
 # Counts with a metric of their own rather than a `kind` of limefort_records_total.
-_OWN_METRIC = {"fortnox_requests", "rate_limited"}
+_OWN_METRIC = {"fortnox_requests", "rate_limited", "drift"}
 
 
 @dataclass
@@ -43,118 +45,95 @@ class PassMetrics:
     counts: Mapping[str, int] = field(default_factory=dict)
 
 
-def _value(v: float) -> str:
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    if float(v).is_integer() and abs(v) < 2**53:
-        return str(int(v))
-    return repr(float(v))
-
-
-def _label(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _family(
-    name: str, help_text: str, samples: Iterable[tuple[Mapping[str, str], float]]
-) -> list[str]:
-    help_text = help_text.replace("\\", "\\\\").replace("\n", "\\n")
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-    for labels, v in samples:
-        lbl = ",".join(f'{k}="{_label(val)}"' for k, val in labels.items())
-        lines.append(f"{name}{{{lbl}}} {_value(v)}" if lbl else f"{name} {_value(v)}")
-    return lines
-
-
-def render_textfile(m: PassMetrics, *, last_success: float | None) -> str:
-    """The Prometheus text exposition format (0.0.4) for the last pass.
+def build_registry(
+    m: PassMetrics, *, last_success: float | None, tenant: str | None = None
+) -> CollectorRegistry:
+    """The gauges for the last pass, in a registry of their own.
 
     Everything is a gauge describing the last pass (not a running counter), so a restart or a
     second state file never makes a rate() jump. `last_success` is left out when no pass ever
-    succeeded, so `absent()` can alert on it.
+    succeeded, so `absent()` can alert on it. `tenant` (the config's `[metrics] tenant`) is a
+    label on every series, so one node_exporter can collect several tenants' files; it is one
+    fixed value per config, which keeps the number of series bounded.
     """
+    reg = CollectorRegistry(auto_describe=True)
+    base = {"tenant": tenant} if tenant else {}
+    names = list(base)
     counts = dict(m.counts)
-    out: list[str] = []
-    out += _family(
+
+    def gauge(name: str, help_text: str, value: float) -> None:
+        g = Gauge(name, help_text, names, registry=reg)
+        (g.labels(**base) if names else g).set(value)
+
+    gauge(
         "limefort_last_run_timestamp_seconds",
         "When the last pass finished (Unix time).",
-        [({}, m.finished_at)],
+        m.finished_at,
     )
     if last_success is not None:
-        out += _family(
+        gauge(
             "limefort_last_success_timestamp_seconds",
             "When the last pass that exited 0 finished (Unix time).",
-            [({}, last_success)],
+            last_success,
         )
-    out += _family(
+    gauge(
         "limefort_last_run_duration_seconds",
         "How long the last pass took.",
-        [({}, max(0.0, m.finished_at - m.started_at))],
+        max(0.0, m.finished_at - m.started_at),
     )
-    out += _family(
+    gauge(
         "limefort_last_run_exit_code",
         "Exit code of the last pass: 0 ok, 1 some records quarantined or failed, 3 auth, 75 locked.",
-        [({}, m.exit_code)],
+        m.exit_code,
     )
-    kinds = list(RECORD_KINDS) + sorted(set(counts) - set(RECORD_KINDS) - _OWN_METRIC)
-    out += _family(
+    records = Gauge(
         "limefort_records_total",
         "Records the last pass handled, by kind.",
-        [({"kind": k}, counts.get(k, 0)) for k in kinds],
+        [*names, "kind"],
+        registry=reg,
     )
-    out += _family(
+    for kind in list(RECORD_KINDS) + sorted(set(counts) - set(RECORD_KINDS) - _OWN_METRIC):
+        records.labels(**base, kind=kind).set(counts.get(kind, 0))
+    gauge(
         "limefort_fortnox_requests",
         "Requests the last pass made to the Fortnox API.",
-        [({}, counts.get("fortnox_requests", 0))],
+        counts.get("fortnox_requests", 0),
     )
-    out += _family(
+    gauge(
         "limefort_fortnox_rate_limited_total",
         "Fortnox answers of 429 Too Many Requests during the last pass.",
-        [({}, counts.get("rate_limited", 0))],
+        counts.get("rate_limited", 0),
     )
-    return "\n".join(out) + "\n"
+    gauge(
+        "limefort_drift_records",
+        "Deals changed in Lime Go after their Fortnox document was made, not yet acknowledged.",
+        counts.get("drift", 0),
+    )
+    return reg
 
 
-def write_textfile(path: Path, text: str) -> None:
-    """Replace `path` atomically (temp file in the same directory, fsync, rename), mode 0644.
+def render_textfile(
+    m: PassMetrics, *, last_success: float | None, tenant: str | None = None
+) -> str:
+    """The Prometheus text exposition format (0.0.4) for the last pass."""
+    reg = build_registry(m, last_success=last_success, tenant=tenant)
+    return generate_latest(reg).decode("utf-8")
 
-    The collector may read at any moment; it must see the old file or the new one, never half.
-    The temp name does not end in .prom so the collector never picks it up.
-    """
-    path = Path(path)
-    tmp: str | None = None
+
+def write_textfile(path: Path, registry: CollectorRegistry) -> None:
+    """Replace `path` atomically with the registry's metrics, mode 0644 (node_exporter runs as
+    another user), never raising: the collector may read at any moment and sees the old file or
+    the new one (prometheus_client writes a temp file beside it, not ending in .prom, and
+    renames it)."""
+    # The temp file is created under this umask; 0644 from the start, so there is no moment
+    # when the new file is unreadable to the collector.
+    old_umask = os.umask(0o022)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600; node_exporter runs as another user
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        _fsync_dir(path.parent)
+        write_to_textfile(str(path), registry)
     except Exception as exc:
         log.warning("could not write the metrics textfile %s: %s", path, exc)
     finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; some filesystems refuse to open a directory, which is fine.
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+        os.umask(old_umask)
 
 
 class Pinger:

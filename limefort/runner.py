@@ -12,14 +12,15 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from limefort.config import Config
-from limefort.errors import EX_OK, EX_PARTIAL, ConfigError, UserError
+from limefort.errors import EX_OK, EX_PARTIAL, AuthError, ConfigError, LimefortError, UserError
 from limefort.fortnox import FortnoxClient, RefreshTokenTokens, ServiceAccountTokens
 from limefort.limego import LimeGoClient
 from limefort.lock import RunLock
-from limefort.metrics import PassMetrics, Pinger, render_textfile, write_textfile
+from limefort.metrics import PassMetrics, Pinger, build_registry, write_textfile
 from limefort.models import TokenRecord
 from limefort.store import Store
 from limefort.sync import PassResult, Syncer
+from limefort.token_binding import FORTNOX_TOKEN, LIMEGO_TOKEN, token_cache
 
 log = logging.getLogger("limefort")
 
@@ -46,10 +47,13 @@ def _import_refresh_token(cfg: Config, store: Store) -> None:
 
 
 def build_clients(cfg: Config, store: Store) -> tuple[LimeGoClient, FortnoxClient]:
-    limego = LimeGoClient(cfg.limego, http=cfg.http, tokens=store)
+    # A cached access token is used only if the configured client id and secret obtained it:
+    # a wrong secret then fails at once (exit 3) instead of hiding behind a cached token.
+    cache = token_cache(cfg, store)
+    limego = LimeGoClient(cfg.limego, http=cfg.http, tokens=cache)
     tokens: ServiceAccountTokens | RefreshTokenTokens
     if cfg.fortnox.tenant_id:
-        tokens = ServiceAccountTokens(cfg.fortnox, store, http=cfg.http)
+        tokens = ServiceAccountTokens(cfg.fortnox, cache, http=cfg.http)
     else:
         stored = store.load("fortnox")
         if not (stored and stored.refresh_token):
@@ -58,7 +62,18 @@ def build_clients(cfg: Config, store: Store) -> tuple[LimeGoClient, FortnoxClien
                 "missing: set tenant_id (service account) or refresh_token, "
                 "or run `limefort auth fortnox` once",
             )
-        tokens = RefreshTokenTokens(cfg.fortnox, store, http=cfg.http)
+        tokens = RefreshTokenTokens(cfg.fortnox, cache, http=cfg.http)
+    # Credentials changed since a token was last obtained (or a fresh state file): try them
+    # now, so that even a pass with nothing to send says a secret is wrong (exit 3). Only an
+    # authentication failure counts here; an unreachable service is the pass's to report.
+    for name, obtain in ((LIMEGO_TOKEN, limego.access_token), (FORTNOX_TOKEN, tokens.access_token)):
+        if cache.unverified(name):
+            try:
+                obtain()
+            except AuthError:
+                raise
+            except LimefortError as exc:
+                log.debug("could not check the %s credentials yet: %s", name, exc)
     return limego, FortnoxClient(cfg.fortnox, tokens, http=cfg.http)
 
 
@@ -187,7 +202,7 @@ def _write_metrics(
     if not cfg.metrics.textfile:
         return
     last = store.last_success()
-    text = render_textfile(
+    registry = build_registry(
         PassMetrics(
             started_at=started,
             finished_at=time.time(),
@@ -195,8 +210,6 @@ def _write_metrics(
             counts=metric_counts(counts),
         ),
         last_success=datetime.fromisoformat(last).timestamp() if last else None,
+        tenant=cfg.metrics.tenant,
     )
-    try:
-        write_textfile(cfg.metrics.textfile, text)
-    except OSError as exc:  # monitoring must never fail the pass
-        log.warning("could not write the metrics file %s: %s", cfg.metrics.textfile, exc)
+    write_textfile(cfg.metrics.textfile, registry)  # logs instead of raising

@@ -231,3 +231,27 @@ def test_a_visiting_address_key_the_account_lacks_is_a_warning(lf: Lf) -> None:
     assert "besoksort (for DeliveryCity)" in warning
     (other,) = lines(r.out, "! mapping")
     assert "hemsida (for WWW)" in other
+
+
+def test_unknown_customer_status_stops_check_at_load_naming_the_key(
+    lf: Lf, sandbox: Sandbox
+) -> None:
+    lf.edit("limego", customer_statuses=["customer", "kund"])
+    sandbox.limego.reset_log()
+    sandbox.fortnox.reset_log()
+    r = lf.run("check")
+    assert r.code == 2, r.out + r.err
+    assert r.err.strip().splitlines() == [
+        "limefort: limego.customer_statuses: 'kund' is not a Lime Go company status "
+        "(known: lead, prospect, customer, churned, inactive, unknown)"
+    ]
+    assert r.out == ""
+    assert sandbox.limego.requests == [] and sandbox.fortnox.requests == []
+
+
+def test_check_names_the_absolute_state_path_of_a_relative_one(lf: Lf) -> None:
+    text = lf.config.read_text(encoding="utf-8").replace(str(lf.state), "sub/../limefort.db")
+    lf.write(text)
+    r = lf.run("check")
+    assert r.code == 0, r.out + r.err
+    assert f"state file: {lf.dir / 'limefort.db'} " in r.out, r.out

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import limefort.metrics as metrics
-from limefort.metrics import PassMetrics, Pinger, render_textfile, write_textfile
+from limefort.metrics import PassMetrics, Pinger, build_registry, render_textfile, write_textfile
 
 # --- a small, strict parser for the Prometheus text format 0.0.4 ------------------------------
 
@@ -141,7 +141,49 @@ def test_clock_going_backwards_never_gives_a_negative_duration() -> None:
     )
 
 
+def test_drift_is_a_gauge_of_its_own_zero_when_absent() -> None:
+    m = PassMetrics(started_at=0, finished_at=1, exit_code=1, counts={"drift": 4})
+    fams = parse(render_textfile(m, last_success=None))
+    assert sample(fams, "limefort_drift_records") == 4
+    kinds = {dict(k)["kind"] for k in fams["limefort_records_total"]["samples"]}
+    assert "drift" not in kinds
+    none = PassMetrics(started_at=0, finished_at=1, exit_code=0, counts={})
+    assert sample(parse(render_textfile(none, last_success=None)), "limefort_drift_records") == 0
+
+
+def test_a_tenant_label_is_on_every_series() -> None:
+    m = PassMetrics(started_at=0, finished_at=1, exit_code=0, counts=COUNTS)
+    fams = parse(render_textfile(m, last_success=1.0, tenant='acme "north"'))
+    for name, fam in fams.items():
+        for labels in fam["samples"]:
+            assert dict(labels)["tenant"] == 'acme \\"north\\"', (name, labels)
+    assert sample(fams, "limefort_last_run_exit_code", tenant='acme \\"north\\"') == 0
+    assert (
+        sample(fams, "limefort_records_total", kind="quarantined", tenant='acme \\"north\\"') == 1
+    )
+
+
+def test_the_metric_names_are_the_documented_ones() -> None:
+    m = PassMetrics(started_at=0, finished_at=1, exit_code=0, counts={})
+    assert sorted(parse(render_textfile(m, last_success=1.0))) == [
+        "limefort_drift_records",
+        "limefort_fortnox_rate_limited_total",
+        "limefort_fortnox_requests",
+        "limefort_last_run_duration_seconds",
+        "limefort_last_run_exit_code",
+        "limefort_last_run_timestamp_seconds",
+        "limefort_last_success_timestamp_seconds",
+        "limefort_records_total",
+    ]
+
+
 # --- write_textfile ---------------------------------------------------------------------------
+
+
+def registry(exit_code: int = 0) -> object:
+    return build_registry(
+        PassMetrics(started_at=0, finished_at=1, exit_code=exit_code), last_success=None
+    )
 
 
 def test_write_replaces_atomically_and_leaves_no_temp_files(tmp_path: Path) -> None:
@@ -149,10 +191,12 @@ def test_write_replaces_atomically_and_leaves_no_temp_files(tmp_path: Path) -> N
     target.write_text("old\n")
     old_umask = os.umask(0o077)  # the file must be readable by node_exporter regardless
     try:
-        write_textfile(target, "# HELP a b\n# TYPE a gauge\na 1\n")
+        write_textfile(target, registry(1))  # type: ignore[arg-type]
+        assert os.umask(0o077) == 0o077  # and the process's umask is as it was
     finally:
         os.umask(old_umask)
-    assert target.read_text() == "# HELP a b\n# TYPE a gauge\na 1\n"
+    fams = parse(target.read_text())
+    assert sample(fams, "limefort_last_run_exit_code") == 1
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["limefort.prom"]
 
@@ -160,7 +204,7 @@ def test_write_replaces_atomically_and_leaves_no_temp_files(tmp_path: Path) -> N
 def test_write_into_a_missing_directory_warns_and_does_not_raise(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    write_textfile(tmp_path / "nope" / "limefort.prom", "x\n")
+    write_textfile(tmp_path / "nope" / "limefort.prom", registry())  # type: ignore[arg-type]
     assert any(r.levelno == logging.WARNING and "textfile" in r.message for r in caplog.records)
 
 
@@ -173,8 +217,10 @@ def test_a_failed_rename_keeps_the_old_file_and_cleans_up(
     def boom(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
+    # Whichever of the two the library uses to put the new file in place.
     monkeypatch.setattr(metrics.os, "replace", boom)
-    write_textfile(target, "new\n")
+    monkeypatch.setattr(metrics.os, "rename", boom)
+    write_textfile(target, registry())  # type: ignore[arg-type]
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["limefort.prom"]
     assert any("No space left" in r.getMessage() for r in caplog.records)

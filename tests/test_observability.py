@@ -93,6 +93,21 @@ def test_metrics_textfile_after_each_pass(sb: Sandbox, tmp_path: Path) -> None:
     assert not kinds & {"invoices_created", "fortnox_requests", "limego_requests", "rate_limited"}
 
 
+def test_metrics_tenant_label_and_drift_gauge_from_the_config(sb: Sandbox, tmp_path: Path) -> None:
+    lf = Lf(sb, tmp_path)
+    # Relative: beside the config, like state.path.
+    lf.edit("metrics", textfile="limefort.prom", tenant="acme")
+    r = lf.run("sync")
+    assert r.code == 0, r.err
+    fams = parse((tmp_path / "limefort.prom").read_text(encoding="utf-8"))
+    assert sample(fams, "limefort_last_run_exit_code", tenant="acme") == 0
+    assert sample(fams, "limefort_drift_records", tenant="acme") == 0
+    assert sample(fams, "limefort_records_total", kind="customers_created", tenant="acme") == 8
+    assert all(
+        dict(labels).get("tenant") == "acme" for fam in fams.values() for labels in fam["samples"]
+    )
+
+
 def test_a_dry_run_leaves_the_textfile_alone(sb: Sandbox, tmp_path: Path) -> None:
     prom = tmp_path / "limefort.prom"
     lf = Lf(sb, tmp_path)
