@@ -510,7 +510,9 @@ def status_lines(data: dict[str, Any]) -> list[str]:
             f"Duplicates:  {len(data['duplicates'])} deals have more than one document in Fortnox"
         )
         for d in data["duplicates"]:
-            out.append(f"  {d['key']}  {', '.join(d['documents'])}: credit or cancel the extra ones")
+            out.append(
+                f"  {d['key']}  {', '.join(d['documents'])}: credit or cancel the extra ones"
+            )
     if data["cancelled"]:
         out.append(
             f"Cancelled:   {len(data['cancelled'])} documents of won deals are cancelled in Fortnox"

@@ -20,6 +20,7 @@ import pytest
 from conftest import Lf, fortnox_calls
 from stdnum import luhn
 
+from limefort.cli import local_time
 from limefort.sandbox import Sandbox
 from limefort.sandbox import rules as sandbox_rules
 from limefort.sandbox.seed import iso
@@ -321,7 +322,7 @@ def test_status_lists_quarantined_records_with_everything_needed_to_act(
         assert repr(q["name"]) in block
         assert q["reason"] in block
         assert f"hint: {q['hint']}" in block
-        assert f"attempts {q['attempts']}, since {q['since']}" in r.out
+        assert f"attempts {q['attempts']}, since {local_time(q['since'])}" in r.out
 
 
 def test_status_of_a_company_without_a_name_does_not_say_none(
