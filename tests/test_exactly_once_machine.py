@@ -1,0 +1,189 @@
+"""Exactly once, as a hypothesis state machine: wins, new companies, Fortnox faults (lost and
+ghost writes included), crashes mid-POST, time passing and a lost state file, interleaved at
+random; after every step no key has two documents in Fortnox, and at the end every won deal
+has exactly one (or is quarantined for a reason the pass names).
+
+In-process: the sandbox apps behind a `requests` adapter (tests/fakes.py), the state on
+`Store.memory()`, a clock the machine moves. A crash is an exception no layer of limefort
+catches, raised in the middle of a Fortnox request, before or after Fortnox applied it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+from conftest import TEST_HTTP, add_keys
+from fakes import inprocess
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from limefort import config as config_mod
+from limefort.runner import build_clients
+from limefort.sandbox import FaultRule, Sandbox
+from limefort.store import Store
+from limefort.sync import Syncer
+
+START = "2000-01-01"
+
+
+class Crash(BaseException):
+    """The process dies: nothing in limefort catches it."""
+
+
+class ExactlyOnce(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self._routes: Iterator[Any] | None = None
+        self.offset = timedelta(0)
+        self.crashes = 0
+
+    # --- set-up -------------------------------------------------------------------------------
+
+    @initialize(seed=st.integers(0, 10_000))
+    def setup(self, seed: int) -> None:
+        self.sb = Sandbox(seed=seed, companies=6, deals=10, fortnox_rate_limit=None, serve=False)
+        self._routes = inprocess(self.sb)
+        self._routes.__enter__()  # type: ignore[attr-defined]
+        self.dir = Path(tempfile.mkdtemp(prefix="lf-machine-"))
+        text = self.sb.config_toml(str(self.dir / "unused.db"), start=START)
+        text = add_keys(text, "http", **{**TEST_HTTP, "timeout": '"1s"'})
+        text = add_keys(text, "fortnox", rate_limit=0)  # the real limit has its own test
+        (self.dir / "limefort.toml").write_text(text, encoding="utf-8")
+        self.cfg = config_mod.load(self.dir / "limefort.toml", environ={}, explicit=True)
+        self.new_state_file()
+
+    def new_state_file(self) -> None:
+        self.store = Store.memory(clock=self.now)
+        self.limego, self.fortnox = build_clients(self.cfg, self.store)
+        # Retries wait no real time: the classification and the attempts are the real ones.
+        for client in (self.limego, self.fortnox):
+            client.http.settings = replace(client.http.settings, sleep=lambda _s: None)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def teardown(self) -> None:
+        try:
+            if hasattr(self, "sb"):
+                self.settle_and_check()
+        finally:
+            if self._routes is not None:
+                self._routes.__exit__(None, None, None)  # type: ignore[attr-defined]
+
+    # --- what happens in the world ------------------------------------------------------------
+
+    @rule(data=st.data())
+    def win_a_deal(self, data: st.DataObject) -> None:
+        won = self.sb.limego.stage_id("won")
+        open_ = sorted(set(self.sb.limego.deals) - set(self.sb.limego.won_deal_ids(None)))
+        if open_:
+            self.sb.limego.update_deal(data.draw(st.sampled_from(open_)), stage=won)
+
+    @rule(orgnr=st.booleans())
+    def a_new_customer_wins_a_deal(self, orgnr: bool) -> None:
+        self.n = getattr(self, "n", 0) + 1
+        attrs: dict[str, Any] = {"name": f"Nykund {self.n} AB", "status": "customer"}
+        if orgnr:
+            attrs["business_id"] = ("556036-0793", "212000-0142", "556016-0680")[self.n % 3]
+        cid = self.sb.limego.add_company(**attrs)
+        self.sb.limego.add_deal(
+            company_id=cid,
+            stage=self.sb.limego.stage_id("won"),
+            name=f"Affär {self.n}",
+            value="990.00",
+        )
+
+    @rule(
+        kind=st.sampled_from(["503", "500", "429", "reset", "ghost500", "ghostdrop"]),
+        path=st.sampled_from(["/3/invoices", "/3/customers"]),
+        method=st.sampled_from(["POST", "GET"]),
+        times=st.integers(1, 3),
+    )
+    def fortnox_fails(self, kind: str, path: str, method: str, times: int) -> None:
+        self.sb.fortnox.faults.add(
+            FaultRule(kind, methods=(method,), path_prefix=path, times=times)
+        )
+
+    @rule()
+    def time_passes(self) -> None:
+        self.offset += timedelta(seconds=2 * self.cfg.http.timeout + 1)
+
+    @rule()
+    def the_state_file_is_lost(self) -> None:
+        self.new_state_file()
+
+    # --- limefort -------------------------------------------------------------------------------
+
+    def sync(self) -> int:
+        syncer = Syncer(
+            self.cfg, self.store, self.limego, self.fortnox, echo=lambda _: None, clock=self.now
+        )
+        return syncer.run_pass().exit_code
+
+    @rule()
+    def a_pass(self) -> None:
+        self.sync()
+
+    @rule(nth=st.integers(1, 4), applied=st.booleans())
+    def a_pass_dies_mid_post(self, nth: int, applied: bool) -> None:
+        session = self.fortnox.http.session
+        send = session.request
+        seen = {"posts": 0}
+
+        def dying(method: str, url: str, *args: Any, **kw: Any) -> requests.Response:
+            if method == "POST":
+                seen["posts"] += 1
+                if seen["posts"] == nth:
+                    if applied:
+                        send(method, url, *args, **kw)
+                    raise Crash
+            return send(method, url, *args, **kw)
+
+        session.request = dying  # type: ignore[method-assign]
+        try:
+            self.sync()
+        except Crash:
+            self.crashes += 1
+        finally:
+            session.request = send  # type: ignore[method-assign]
+
+    # --- what must hold -------------------------------------------------------------------------
+
+    @invariant()
+    def no_key_twice(self) -> None:
+        if not hasattr(self, "sb"):
+            return
+        docs = Counter(d.get("ExternalInvoiceReference1") for d in self.sb.fortnox.invoices)
+        assert not {k: n for k, n in docs.items() if n > 1}, "a document was made twice"
+        refs = Counter(c.get("ExternalReference") for c in self.sb.fortnox.customers)
+        assert not {k: n for k, n in refs.items() if k and n > 1}, "a customer was made twice"
+
+    def settle_and_check(self) -> None:
+        self.sb.fortnox.faults.clear()
+        for _ in range(6):
+            self.offset += timedelta(seconds=2 * self.cfg.http.timeout + 1)
+            if self.sync() == 0:
+                break
+        docs = Counter(d.get("ExternalInvoiceReference1") for d in self.sb.fortnox.invoices)
+        quarantined = {q.key for q in self.store.all_quarantined()}
+        assert self.store.pending_documents() == []
+        for did in self.sb.limego.won_deal_ids(datetime(2000, 1, 1, tzinfo=UTC)):
+            n = docs[f"limego:deal:{did}"]
+            assert n == 1 or (n == 0 and f"deal:{did}" in quarantined), (did, n)
+
+
+ExactlyOnce.TestCase.settings = settings(
+    max_examples=200,
+    stateful_step_count=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestExactlyOnceMachine = ExactlyOnce.TestCase
