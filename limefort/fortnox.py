@@ -600,12 +600,6 @@ class FortnoxClient:
             return None
         return self._unwrap(body, one, method="GET", path=url)
 
-    def cancel_document(self, kind: DocumentKind, number: str) -> dict[str, Any]:
-        path, one, _ = DOCUMENTS[kind]
-        url = f"/{path}/{quote(str(number), safe='')}/cancel"
-        body = self._call("PUT", url)
-        return self._unwrap(body, one, method="PUT", path=url)
-
     # --- the company ------------------------------------------------------------------------
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urljoin
@@ -51,8 +51,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # user-overridable and may name any attribute (or a custom field), and a sparse fieldset would
 # silently turn such an attribute into "missing". A page of 100 is small, so the bandwidth saved
 # is not worth that trap; for deals a fieldset would also have to list every relationship by
-# name or drop it. Callers that know exactly what they need may pass `fields=`.
-DEAL_RELATIONSHIPS = ("company", "stage", "contacts", "owners")
+# name or drop it.
 
 BAD_CLIENT = "Lime Go rejected the client id/secret: check [limego] client_id and client_secret"
 BAD_SCOPE = (
@@ -389,29 +388,20 @@ class LimeGoClient:
         *,
         updated_since: datetime | None = None,
         status: str | None = None,
-        fields: Sequence[str] | None = None,
     ) -> Iterator[list[Company]]:
         """Pages of companies changed since `updated_since`, optionally of one status."""
         params = self._list_params(updated_since)
         if status:
             params["filter[status]"] = status
-        if fields:
-            params["fields[companies]"] = ",".join(dict.fromkeys([*fields, "updated_at"]))
         for doc in self._pages(f"{API}/companies", params):
             page = [parse_company(r) for r in _data_list(doc)]
             if page:
                 yield page
 
-    def iter_deals(
-        self, *, updated_since: datetime | None = None, fields: Sequence[str] | None = None
-    ) -> Iterator[DealPage]:
+    def iter_deals(self, *, updated_since: datetime | None = None) -> Iterator[DealPage]:
         """Pages of deals with their companies (`include=company,stage`)."""
         params = self._list_params(updated_since)
         params["include"] = "company,stage"
-        if fields:
-            params["fields[deals]"] = ",".join(
-                dict.fromkeys([*fields, "updated_at", *DEAL_RELATIONSHIPS])
-            )
         for doc in self._pages(f"{API}/deals", params):
             deals = [parse_deal(r) for r in _data_list(doc)]
             companies = {c.id: c for c in map(parse_company, _included(doc, "companies"))}

@@ -500,12 +500,12 @@ def test_get_customer_404_is_none(rsps, client):
 def test_404_on_a_write_is_not_found(rsps, client):
     add_token(rsps)
     rsps.put(
-        f"{API}/invoices/9/cancel",
+        f"{API}/customers/9",
         status=404,
-        json={"ErrorInformation": {"message": "no", "code": 2000000}},
+        json={"ErrorInformation": {"message": "no", "code": 2000433}},
     )
     with pytest.raises(NotFound):
-        client.cancel_document("invoice", "9")
+        client.update_customer("9", {"Phone1": "1"})
 
 
 # --- exactly once ----------------------------------------------------------------------------
