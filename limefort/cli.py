@@ -346,7 +346,11 @@ def run(app: App) -> int:
     """Run as a daemon: a pass every sync.interval (or sync.cron), one at a time.
 
     Stops cleanly on SIGTERM or Ctrl-C: the pass in progress finishes its current record and
-    commits. Example: limefort --log-format json run
+    commits.
+
+    \b
+    Example:
+      limefort run --log-format json
     """
     from limefort.scheduler import run_daemon
 

@@ -1,0 +1,45 @@
+"""Every command is documented (after sqlite-utils): `--help` with an example, and a row in the
+README's commands table. A command added without either fails here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+
+from limefort.cli import cli
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    out: list[tuple[str, click.Command]] = []
+    for name, cmd in sorted(group.commands.items()):
+        full = f"{prefix}{name}"
+        if isinstance(cmd, click.Group):
+            out += _commands(cmd, f"{full} ")
+        else:
+            out.append((full, cmd))
+    return out
+
+
+COMMANDS = _commands(cli)
+
+
+def test_the_commands_are_found() -> None:
+    names = {n for n, _ in COMMANDS}
+    assert {"sync", "backfill", "run", "status", "retry", "check", "auth fortnox", "demo"} <= names
+
+
+@pytest.mark.parametrize("name,cmd", COMMANDS, ids=[n for n, _ in COMMANDS])
+def test_every_command_has_help_with_an_example(name: str, cmd: click.Command) -> None:
+    text = cmd.help or ""
+    assert text.strip(), f"limefort {name} has no help"
+    assert "Example" in text and f"limefort {name}" in text, f"limefort {name}: no example"
+
+
+@pytest.mark.parametrize("name", [n for n, _ in COMMANDS])
+def test_every_command_has_a_readme_row(name: str) -> None:
+    rows = [line for line in README.splitlines() if line.startswith(f"| `limefort {name}")]
+    assert rows, f"README's commands table has no row for `limefort {name}`"
