@@ -102,6 +102,7 @@ class Lf:
     def spawn(
         self, *args: str, env: dict[str, str] | None = None, **kw: Any
     ) -> subprocess.Popen[str]:
+        assert self.sb.serve, "a real process needs real servers: mark the test @pytest.mark.http"
         return subprocess.Popen(
             [sys.executable, "-m", "limefort", "--config", str(self.config), *args],
             stdout=subprocess.PIPE,
@@ -113,7 +114,27 @@ class Lf:
 
 
 @pytest.fixture
-def make_sandbox() -> Iterator[Any]:
+def make_sandbox(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Sandboxes for one test. In-process by default (tests/fakes.py: every session limefort
+    builds reaches the sandbox apps without sockets or threads); real loopback servers for a
+    test marked `http`: one that starts a real `limefort` process, or talks to the servers
+    with its own HTTP client."""
+    if request.node.get_closest_marker("http") is None:
+        from fakes import inprocess
+
+        with inprocess() as routes:
+            made: list[Sandbox] = []
+
+            def in_process(**kw: Any) -> Sandbox:
+                kw.setdefault("fortnox_rate_limit", None)
+                sb = Sandbox(serve=False, **kw)
+                made.append(sb)
+                return routes.add(sb)
+
+            yield in_process
+            for sb in made:
+                sb.stop()
+        return
     started: list[Sandbox] = []
 
     def make(**kw: Any) -> Sandbox:
@@ -157,6 +178,7 @@ def wait_for(cond: Callable[[], Any], timeout: float = DEADLINE, what: str = "")
 
 def spawn_logged(lf: Lf, name: str, *args: str, **kw: Any) -> tuple[subprocess.Popen[str], Path]:
     """A real `limefort` process; output goes to files so a chatty one never blocks."""
+    assert lf.sb.serve, "a real process needs real servers: mark the test @pytest.mark.http"
     err = lf.dir / f"{name}.err"
     proc = subprocess.Popen(
         [sys.executable, "-m", "limefort", "--config", str(lf.config), *args],

@@ -104,6 +104,7 @@ def consent_lf(lf: Lf) -> Lf:
 # --- consent ----------------------------------------------------------------------------------
 
 
+@pytest.mark.http
 def test_consent_end_to_end_then_sync_uses_the_stored_refresh_token(
     consent_lf: Lf, sandbox: Sandbox
 ) -> None:
@@ -144,6 +145,7 @@ def test_consent_end_to_end_then_sync_uses_the_stored_refresh_token(
     assert after and after.refresh_token and after.refresh_token != record.refresh_token
 
 
+@pytest.mark.http
 def test_consent_with_pasted_code(consent_lf: Lf, sandbox: Sandbox) -> None:
     lf = consent_lf
     cfg = config_mod.load(lf.config, explicit=True)
@@ -175,6 +177,7 @@ def test_consent_with_pasted_code(consent_lf: Lf, sandbox: Sandbox) -> None:
     assert "limefort auth fortnox" in r.err
 
 
+@pytest.mark.http
 def test_a_forged_state_is_ignored_and_the_real_redirect_still_works(
     consent_lf: Lf, sandbox: Sandbox
 ) -> None:
@@ -196,6 +199,7 @@ def test_a_forged_state_is_ignored_and_the_real_redirect_still_works(
     assert record and record.refresh_token
 
 
+@pytest.mark.http
 def test_stray_requests_are_ignored_and_a_refusal_exits_3(consent_lf: Lf) -> None:
     lf = consent_lf
     proc, url, _ = spawn_auth(lf)
@@ -213,6 +217,7 @@ def test_stray_requests_are_ignored_and_a_refusal_exits_3(consent_lf: Lf) -> Non
     assert stored(lf) is None
 
 
+@pytest.mark.http
 def test_service_account_consent_prints_the_tenant_line(consent_lf: Lf, sandbox: Sandbox) -> None:
     lf = consent_lf
     proc, url, lines = spawn_auth(lf, "--service-account")
@@ -345,6 +350,7 @@ main(sys.argv[1:])
 """
 
 
+@pytest.mark.http
 def test_sigkill_right_after_a_refresh_keeps_the_new_token(
     lf: Lf, sandbox: Sandbox, tmp_path: Path
 ) -> None:

@@ -74,6 +74,7 @@ def hist(make_sandbox: Any, tmp_path: Path) -> Historical:
     return Historical(sb, lf, deals)
 
 
+@pytest.mark.http
 def test_backfill_interrupted_twice_ends_with_exactly_one_invoice_per_deal(
     hist: Historical,
 ) -> None:
@@ -199,6 +200,7 @@ def test_dry_run_writes_nothing_and_estimates_from_the_rate_limit(hist: Historic
     assert lf.state.read_bytes() == state_before
 
 
+@pytest.mark.http
 def test_without_yes_and_without_a_terminal_it_refuses_in_one_line(hist: Historical) -> None:
     hist.sb.fortnox.reset_log()
     proc, err = spawn_logged(hist.lf, "noyes", "backfill", "--from", hist.today)

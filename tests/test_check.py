@@ -177,6 +177,7 @@ def test_refresh_token_missing(lf: Lf) -> None:
     assert not lf.state.exists()
 
 
+@pytest.mark.http
 def test_plain_marks_without_a_unicode_terminal(lf: Lf, sandbox: Sandbox) -> None:
     proc = lf.spawn("check", env={"PYTHONIOENCODING": "ascii:replace"})
     out, err = proc.communicate(timeout=60)

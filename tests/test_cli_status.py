@@ -104,6 +104,7 @@ def limefort(config: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess
 
 
 @pytest.mark.slow
+@pytest.mark.http
 def test_relative_state_path_sync_from_two_directories_one_state_file(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:

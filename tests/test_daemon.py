@@ -64,6 +64,7 @@ def sb(make_sandbox: Any) -> Sandbox:
     return make_sandbox(seed=11, companies=24, deals=30)
 
 
+@pytest.mark.http
 def test_daemon_follows_changes_then_stops_cleanly_on_sigterm_mid_pass(
     sb: Sandbox, tmp_path: Path
 ) -> None:
@@ -139,6 +140,7 @@ def test_daemon_follows_changes_then_stops_cleanly_on_sigterm_mid_pass(
     assert_one_document_per_won_deal(lf, sb)
 
 
+@pytest.mark.http
 def test_sync_honours_sigterm_at_a_record_boundary(sb: Sandbox, tmp_path: Path) -> None:
     """systemd stops a oneshot with SIGTERM: the record in hand finishes and commits, the
     command exits 1 and the deals cursor stays where it was."""

@@ -221,6 +221,7 @@ def test_lost_answers_for_customers_without_organisation_number_find_their_own(
     print(f"\nghost500 on all {ghosts} customer POSTs: exit codes {[first.code, *codes]}")
 
 
+@pytest.mark.http
 def test_a_post_that_timed_out_is_not_resent_while_it_may_still_be_running(
     make_sandbox: Any, tmp_path: Path
 ) -> None:
@@ -384,6 +385,7 @@ def test_transient_faults_on_both_sides_end_synced_without_duplicates(
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.http
 def test_four_overlapping_runs_one_works_the_others_exit_75_at_once(
     make_sandbox: Any, tmp_path: Path
 ) -> None:
@@ -466,6 +468,7 @@ def pending_rows(state: Path) -> int:
         )
 
 
+@pytest.mark.http
 def test_sigkill_at_random_moments_neither_loses_nor_duplicates(
     make_sandbox: Any, tmp_path: Path
 ) -> None:

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from limefort.sandbox import Sandbox
@@ -100,6 +101,7 @@ def _fortnox_put(sb: Sandbox, path: str) -> None:
     assert resp.status_code == 200, resp.text
 
 
+@pytest.mark.http
 def test_a_document_made_twice_by_hand_is_named_and_a_cancelled_one_is_not_recreated(
     make_sandbox: Any, tmp_path: Path
 ) -> None:

@@ -73,6 +73,7 @@ def history(make_sandbox: Any, tmp_path: Path) -> tuple[Sandbox, Lf]:
 
 
 @pytest.mark.slow
+@pytest.mark.http
 def test_backfill_on_a_terminal_bar_and_log_lines_apart(history: tuple[Sandbox, Lf]) -> None:
     sb, lf = history
     sb.latency = 0.03  # slow enough for the bar to be redrawn between log lines
@@ -95,6 +96,7 @@ def test_backfill_on_a_terminal_bar_and_log_lines_apart(history: tuple[Sandbox, 
 
 
 @pytest.mark.slow
+@pytest.mark.http
 def test_sync_on_a_terminal_bar_and_log_lines_apart(make_sandbox: Any, tmp_path: Path) -> None:
     sb = make_sandbox(seed=11, companies=24, deals=30, customer_ratio=1.0)
     lf = Lf(sb, tmp_path, start="2000-01-01")

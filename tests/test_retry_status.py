@@ -388,6 +388,7 @@ def test_status_before_any_pass(make_sandbox: Any, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("readers_too", [False, True], ids=["writer", "exclusive-locking-mode"])
+@pytest.mark.http
 def test_state_file_locked_by_another_sqlite_writer(
     make_sandbox: Any, tmp_path: Path, readers_too: bool
 ) -> None:

@@ -101,6 +101,7 @@ def run_logged(lf: Lf, tmp_path: Path, *args: str) -> tuple[int, str, str]:
     [("-v",), ("-v", "--log-format", "json"), ("-vv",), ("-vv", "--log-format", "json")],
     ids=["v-text", "v-json", "vv-text", "vv-json"],
 )
+@pytest.mark.http
 def test_no_secret_in_any_output_of_a_pass_full_of_errors(
     lf: Lf, sandbox: Sandbox, tmp_path: Path, flags: tuple[str, ...]
 ) -> None:
@@ -145,6 +146,7 @@ def test_no_secret_in_any_output_of_a_pass_full_of_errors(
     assert_clean(texts, every_secret(sb, lf))
 
 
+@pytest.mark.http
 def test_no_secret_in_the_output_of_a_consent(lf: Lf, sandbox: Sandbox, tmp_path: Path) -> None:
     use_refresh_token(lf)
     lf.edit("fortnox", redirect_uri=f'"http://127.0.0.1:{free_port()}/callback"')
@@ -155,6 +157,7 @@ def test_no_secret_in_the_output_of_a_consent(lf: Lf, sandbox: Sandbox, tmp_path
     assert_clean({"stdout": "".join(lines) + out, "stderr": err}, every_secret(sandbox, lf))
 
 
+@pytest.mark.http
 def test_spent_refresh_token_error_shows_no_token(lf: Lf, sandbox: Sandbox) -> None:
     token = sandbox.fortnox.issue_refresh_token()
     sandbox.fortnox.issue_access_token()

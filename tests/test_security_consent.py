@@ -156,6 +156,7 @@ def test_an_idle_connection_and_a_stateless_error_through_the_command(consent_lf
     assert stored(lf) is None
 
 
+@pytest.mark.http
 def test_the_run_lock_is_free_while_waiting_for_the_redirect(consent_lf: Lf) -> None:
     lf = consent_lf
     # The scheduled pass: a service-account config sharing the state file (and its lock).
@@ -189,6 +190,7 @@ def test_no_pkce_parameters_are_sent(consent_lf: Lf) -> None:
     assert "code_challenge" not in q and "code_challenge_method" not in q
 
 
+@pytest.mark.http
 def test_the_exchange_waits_for_a_running_pass_instead_of_wasting_the_code(
     consent_lf: Lf,
 ) -> None:

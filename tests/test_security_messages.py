@@ -37,6 +37,7 @@ def orgnrs(sb: Sandbox) -> set[str]:
     return out
 
 
+@pytest.mark.http
 def test_vv_output_hides_the_ping_url_and_query_strings(
     lf: Lf, sandbox: Sandbox, recorder: Recorder
 ) -> None:

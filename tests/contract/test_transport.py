@@ -147,6 +147,7 @@ def test_latency_is_added_to_every_answer(env: Env) -> None:
     assert time.monotonic() - started >= 0.1
 
 
+@pytest.mark.http
 def test_inprocess_serves_without_sockets_or_threads() -> None:
     import threading
 
