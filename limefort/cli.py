@@ -31,8 +31,9 @@ from limefort.errors import (
     UserError,
 )
 from limefort.http import REDACTOR
-from limefort.keys import company_key, deal_id_of_ref, deal_key
+from limefort.keys import company_key, deal_id_of_ref, deal_key, parse_key
 from limefort.lock import lock_path
+from limefort.plan import drift_text
 from limefort.progress import PassProgress, choose_mode, hms, observe_clients
 from limefort.runner import build_clients, locked, one_pass, open_store, summarise
 from limefort.store import Store
@@ -519,6 +520,16 @@ def status_lines(data: dict[str, Any]) -> list[str]:
         )
         for d in data["cancelled"]:
             out.append(f"  {d['key']}  {d['document']} (cancelled in Fortnox; never re-created)")
+    drift = data.get("drift", [])
+    if drift:
+        out.append(
+            f"Drift:       {len(drift)} deals changed in Lime Go after their document was made"
+        )
+        for d in drift:
+            out.append(
+                f"  {d['key']}  {d['document']}: {drift_text(d['changes'])} "
+                f"(since {local_time(d['since'])}); check it, then `limefort ack {d['key']}`"
+            )
     out.append(f"Pending:     {len(data['pending'])}")
     for p in data["pending"]:
         out.append(
@@ -581,6 +592,16 @@ def status_data(store: Store, *, lock_held: bool = False) -> dict[str, Any]:
                 "document": f"{d.kind}:{d.document_number}",
             }
             for d in store.ledger_cancelled()
+        ],
+        # Rule 12: deals changed after their document was made, until a person acknowledges.
+        "drift": [
+            {
+                "key": e.key,
+                "document": e.document,
+                "changes": {k: list(v) for k, v in e.changes.items()},
+                "since": e.since,
+            }
+            for e in store.unacked_drift()
         ],
         "last_run": (
             {
@@ -904,6 +925,52 @@ def fleet_status(directory: Path, as_json: bool) -> int:
     rows = fleet_mod.status_rows(directory)
     click.echo(fleet_mod.to_json(rows) if as_json else fleet_mod.render_table(rows))
     return fleet_mod.exit_code(rows)
+
+
+@cli.command()
+@click.argument("keys", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every unacknowledged drift.")
+@click.pass_obj
+def ack(app: App, keys: tuple[str, ...], all_: bool) -> int:
+    """Acknowledge drift: a person has seen that these deals changed in Lime Go after their
+    document was made (and has credited, corrected or accepted the document in Fortnox).
+
+    Passes exit 1 and `status` lists a drift until it is acknowledged or the deal changes
+    back. A later, different change is named again. Needs no credentials.
+
+    \b
+    Examples:
+      limefort ack deal:0b0c6f1e-...
+      limefort ack --all
+    """
+    if keys and all_:
+        raise click.UsageError("name the deals (deal:<id> ...) or use --all, not both")
+    if not keys and not all_:
+        raise click.UsageError("name the deals (deal:<id> ...) or use --all")
+    for key in keys:
+        try:
+            kind, _ = parse_key(key)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        if kind != "deal":
+            raise click.UsageError(f"{key}: drift is recorded for deals only (deal:<id>)")
+    cfg = app.config(allow_placeholders=("limego", "fortnox"))
+    if not cfg.state.path.exists():
+        raise StateError(f"state.path: no state file at {cfg.state.path}: nothing to acknowledge")
+    store = Store.open(cfg.state.path, create=False)
+    try:
+        with store.transaction():
+            acked = store.ack_drift(None if all_ else list(dict.fromkeys(keys)))
+    finally:
+        store.close()
+    for key in acked:
+        app.echo(f"{key}: drift acknowledged")
+    missing = [k for k in dict.fromkeys(keys) if k not in acked]
+    for key in missing:
+        say(f"{key} has no unacknowledged drift", key=key)
+    if all_ and not acked:
+        app.echo("No unacknowledged drift.")
+    return EX_PARTIAL if missing else EX_OK
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -600,6 +600,17 @@ class FortnoxClient:
             return None
         return self._unwrap(body, one, method="GET", path=url)
 
+    def update_document(
+        self, kind: DocumentKind, number: str, fields: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """PUT changes only the fields sent (rows, when sent, replace the document's rows);
+        Fortnox refuses it for a booked or cancelled document. Sending the same fields twice
+        is harmless."""
+        path, one, _ = DOCUMENTS[kind]
+        url = f"/{path}/{quote(str(number), safe='')}"
+        body = self._call("PUT", url, json={one: dict(fields)})
+        return self._unwrap(body, one, method="PUT", path=url)
+
     def cancel_document(self, kind: DocumentKind, number: str) -> dict[str, Any]:
         path, one, _ = DOCUMENTS[kind]
         url = f"/{path}/{quote(str(number), safe='')}/cancel"
