@@ -10,6 +10,8 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,8 +33,10 @@ from limefort.errors import (
     UserError,
 )
 from limefort.http import REDACTOR
-from limefort.keys import company_key, deal_id_of_ref, deal_key
+from limefort.keys import company_key, deal_id_of_ref, deal_key, parse_key
 from limefort.lock import lock_path
+from limefort.models import DocumentKind
+from limefort.plan import drift_text
 from limefort.progress import PassProgress, choose_mode, hms, observe_clients
 from limefort.runner import build_clients, locked, one_pass, open_store, summarise
 from limefort.store import Store
@@ -523,6 +527,16 @@ def status_lines(data: dict[str, Any]) -> list[str]:
         )
         for d in data["cancelled"]:
             out.append(f"  {d['key']}  {d['document']} (cancelled in Fortnox; never re-created)")
+    drift = data.get("drift", [])
+    if drift:
+        out.append(
+            f"Drift:       {len(drift)} deals changed in Lime Go after their document was made"
+        )
+        for d in drift:
+            out.append(
+                f"  {d['key']}  {d['document']}: {drift_text(d['changes'])} "
+                f"(since {local_time(d['since'])}); check it, then `limefort ack {d['key']}`"
+            )
     out.append(f"Pending:     {len(data['pending'])}")
     for p in data["pending"]:
         out.append(
@@ -585,6 +599,16 @@ def status_data(store: Store, *, lock_held: bool = False) -> dict[str, Any]:
                 "document": f"{d.kind}:{d.document_number}",
             }
             for d in store.ledger_cancelled()
+        ],
+        # Rule 12: deals changed after their document was made, until a person acknowledges.
+        "drift": [
+            {
+                "key": e.key,
+                "document": e.document,
+                "changes": {k: list(v) for k, v in e.changes.items()},
+                "since": e.since,
+            }
+            for e in store.unacked_drift()
         ],
         "last_run": (
             {
@@ -908,6 +932,152 @@ def fleet_status(directory: Path, as_json: bool) -> int:
     rows = fleet_mod.status_rows(directory)
     click.echo(fleet_mod.to_json(rows) if as_json else fleet_mod.render_table(rows))
     return fleet_mod.exit_code(rows)
+
+
+@cli.command()
+@click.option("--from", "from_", metavar="DATE", help="First day (won on or after; default: all).")
+@click.option("--to", metavar="DATE", help="Last day (default: now).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write one row per finding to FILE, for a spreadsheet.",
+)
+@click.option("--deep", is_flag=True, help="Read each document to compare its rows (slow).")
+@click.pass_obj
+def audit(
+    app: App,
+    from_: str | None,
+    to: str | None,
+    as_json: bool,
+    csv_path: Path | None,
+    deep: bool,
+) -> int:
+    """Check that what was won is what was billed: the won deals of a window (Lime Go)
+    against the documents (Fortnox), matched by their key. Changes nothing anywhere.
+
+    Reports won deals with no document (missing), keys with more than one document
+    (duplicates), documents whose customer or amount differs from the deal (mismatched),
+    documents whose deal is gone or not won (orphans), and won deals whose document is
+    cancelled. Exit 0 when nothing is found, 1 otherwise. A deal's won-at time is the one
+    limefort recorded, else its last change in Lime Go (as for backfill).
+
+    \b
+    Examples:
+      limefort audit --from 2026-01-01 --to 2026-06-30
+      limefort audit --from 2026-01-01 --json | jq '.missing[].key'
+      limefort audit --csv audit.csv --deep
+    """
+    from limefort.audit import Window, run_audit, to_csv, to_json, to_table
+    from limefort.store import read_recorded
+
+    cfg = app.config()
+    start = parse_date(from_, "--from")
+    end = parse_date(to, "--to") if to else datetime.now(UTC)
+    assert end is not None
+    if len(to or "") == 10:  # a bare date means the whole day
+        end = end + timedelta(days=1) - timedelta(microseconds=1)
+    if cfg.sync.deal_target == "none":
+        raise ConfigError("sync.deal_target", 'is "none": there are no documents to audit')
+    kind: DocumentKind = "order" if cfg.sync.deal_target == "order" else "invoice"
+    recorded = read_recorded(cfg.state.path)
+    mode = choose_mode(
+        quiet=app.quiet, json_logs=_json_logs(), tty=sys.stderr.isatty(), lines_when_not_a_tty=False
+    )
+    with _audit_clients(cfg) as (limego, fortnox):
+        from limefort.plan import won_stage_ids
+
+        won = won_stage_ids(
+            limego.stages(), cfg.limego.won_stage_categories, cfg.limego.won_stage_names
+        )
+        limit, window = cfg.fortnox.rate_limit, cfg.fortnox.rate_window
+        with PassProgress("audit", limit=limit, window=window, mode=mode) as bar:
+            found = run_audit(
+                limego,
+                fortnox,
+                recorded,
+                kind=kind,
+                won_stages=won,
+                window=Window(start, end),
+                deep=deep,
+                progress=bar,
+            )
+    if csv_path is not None:
+        with csv_path.open("w", encoding="utf-8", newline="") as f:
+            f.write(to_csv(found))
+    click.echo(to_json(found) if as_json else to_table(found, kind))
+    return EX_PARTIAL if found.found else EX_OK
+
+
+@contextmanager
+def _audit_clients(cfg: Config) -> Iterator[tuple[Any, Any]]:
+    """Clients that write nothing: a service account's tokens live in memory. A refresh token
+    is single-use and rotates: then the audit holds the run lock and keeps the rotated token
+    in the state file (as `check` does), and that is all it writes there."""
+    if cfg.fortnox.tenant_id:
+        from limefort.fortnox import FortnoxClient, ServiceAccountTokens
+        from limefort.limego import LimeGoClient
+
+        yield (
+            LimeGoClient(cfg.limego, http=cfg.http),
+            FortnoxClient(
+                cfg.fortnox, ServiceAccountTokens(cfg.fortnox, http=cfg.http), http=cfg.http
+            ),
+        )
+        return
+    with locked(cfg):
+        store = open_store(cfg)
+        try:
+            yield build_clients(cfg, store)
+        finally:
+            store.close()
+
+
+@cli.command()
+@click.argument("keys", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every unacknowledged drift.")
+@click.pass_obj
+def ack(app: App, keys: tuple[str, ...], all_: bool) -> int:
+    """Acknowledge drift: a person has seen that these deals changed in Lime Go after their
+    document was made (and has credited, corrected or accepted the document in Fortnox).
+
+    Passes exit 1 and `status` lists a drift until it is acknowledged or the deal changes
+    back. A later, different change is named again. Needs no credentials.
+
+    \b
+    Examples:
+      limefort ack deal:0b0c6f1e-...
+      limefort ack --all
+    """
+    if keys and all_:
+        raise click.UsageError("name the deals (deal:<id> ...) or use --all, not both")
+    if not keys and not all_:
+        raise click.UsageError("name the deals (deal:<id> ...) or use --all")
+    for key in keys:
+        try:
+            kind, _ = parse_key(key)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        if kind != "deal":
+            raise click.UsageError(f"{key}: drift is recorded for deals only (deal:<id>)")
+    cfg = app.config(allow_placeholders=("limego", "fortnox"))
+    if not cfg.state.path.exists():
+        raise StateError(f"state.path: no state file at {cfg.state.path}: nothing to acknowledge")
+    store = Store.open(cfg.state.path, create=False)
+    try:
+        with store.transaction():
+            acked = store.ack_drift(None if all_ else list(dict.fromkeys(keys)))
+    finally:
+        store.close()
+    for key in acked:
+        app.echo(f"{key}: drift acknowledged")
+    missing = [k for k in dict.fromkeys(keys) if k not in acked]
+    for key in missing:
+        say(f"{key} has no unacknowledged drift", key=key)
+    if all_ and not acked:
+        app.echo("No unacknowledged drift.")
+    return EX_PARTIAL if missing else EX_OK
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -79,6 +79,7 @@ class SyncConfig:
     account_number: str = ""
     require_orgnr: bool = False
     require_positive_value: bool = True
+    on_deal_change: str = "warn"  # warn | update-unbooked (DESIGN rule 12)
 
 
 @dataclass(frozen=True)
@@ -265,6 +266,13 @@ def _deal_target(key: str, v: Any) -> str:
     return s
 
 
+def _on_deal_change(key: str, v: Any) -> str:
+    s = _str(key, v).strip().lower()
+    if s not in ("warn", "update-unbooked"):
+        raise ConfigError(key, f'must be "warn" or "update-unbooked", got {v!r}')
+    return s
+
+
 def _cron(key: str, v: Any) -> str | None:
     s = _opt_str(key, v)
     if s is not None and len(s.split()) != 5:
@@ -358,6 +366,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[str, Any], Any]]]] = {
         "account_number": ("", _account),
         "require_orgnr": (False, _bool),
         "require_positive_value": (True, _bool),
+        "on_deal_change": ("warn", _on_deal_change),
     },
     "state": {"path": ("limefort.db", _path)},
     "metrics": {

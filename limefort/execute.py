@@ -109,6 +109,14 @@ class Executor:
                 self.state.incomplete = True
                 self.state.count("deferred")
                 self.state.problem(a.key, a.why)
+            case plan.RecordDrift():
+                self._record_drift(a)
+            case plan.ClearDrift():
+                with self.store.transaction():
+                    self.store.clear_drift(a.key)
+                self._done(a, f"drift cleared: {a.why}")
+            case plan.UpdateDocument():
+                self._update_document(a)
 
     def _warn(self, key: str, warnings: tuple[str, ...]) -> None:
         for w in warnings:
@@ -194,9 +202,9 @@ class Executor:
             return
         self._warn(deal.key, a.warnings)
         payload = {"CustomerNumber": number, **a.payload}
-        doc = self._post(
-            deal.key,
-            lambda: self.store.document_intent(
+
+        def record_intent() -> None:
+            self.store.document_intent(
                 deal.id,
                 kind=a.kind,
                 idem_key=payload["ExternalInvoiceReference1"],
@@ -205,8 +213,12 @@ class Executor:
                 name=deal.name,
                 value=str(deal.value) if deal.value is not None else None,
                 won_at=deal.updated_at.isoformat(),
-            ),
-            lambda: self.fortnox.create_document(a.kind, payload),
+            )
+            # What the document is made from, for drift (rule 12).
+            self.store.document_baseline(deal.id, currency=plan.deal_currency(deal))
+
+        doc = self._post(
+            deal.key, record_intent, lambda: self.fortnox.create_document(a.kind, payload)
         )
         with self.store.transaction():
             self.store.document_done(deal.id, document_number=str(doc["DocumentNumber"]))
@@ -228,6 +240,7 @@ class Executor:
                 value=str(deal.value) if deal.value is not None else None,
                 won_at=deal.updated_at.isoformat(),
             )
+            self.store.document_baseline(deal.id, currency=plan.deal_currency(deal))
             self.store.release(deal.key)
         what = f"Fortnox already holds {doc.kind} {doc.document_number} for it: linked, not created"
         if doc.cancelled:
@@ -280,6 +293,43 @@ class Executor:
                     raise PassAborted(f"Fortnox is not answering: {why}")
             case plan.StaleLink(customer_number=number):
                 self._stale_link(a, number)
+            case plan.DriftInstead(record=record):
+                self._record_drift(record)
+
+    # --- drift (rule 12) ---------------------------------------------------------------------
+
+    def _record_drift(self, a: plan.RecordDrift) -> None:
+        with self.store.transaction():
+            self.store.record_drift(a.deal.key, document=a.document, changes=a.changes)
+        tail = f" (not updated: {a.why})" if a.why else ""
+        # Named as a warning at the end of every pass while unacknowledged (Syncer).
+        self._done(a, f"drift: {a.document} {plan.drift_text(a.changes)}{tail}")
+
+    def _update_document(self, a: plan.UpdateDocument) -> None:
+        """Fortnox's own answer is the last check before the PUT: its index may be minutes
+        old, and a document booked or sent since is left as it is (the drift is named)."""
+        deal = a.deal
+        current = self.fortnox.get_document(a.kind, a.document_number)
+        why = plan.update_refused(a, current)
+        if why is not None:
+            self._record_drift(plan.RecordDrift(deal, a.document, a.changes, why))
+            return
+        updated = self.fortnox.update_document(a.kind, a.document_number, a.fields)
+        with self.store.transaction():
+            self.store.document_revised(
+                deal.id,
+                value=str(deal.value) if deal.value is not None else None,
+                name=deal.name,
+                company_id=deal.company_id,
+                customer_number=a.customer_number,
+            )
+            self.store.clear_drift(deal.key)
+            self.store.ledger_save(a.kind, [updated])
+        self._done(
+            a,
+            f"updated {a.kind} {a.document_number} in Fortnox to follow the deal: "
+            f"{plan.drift_text(a.changes)}",
+        )
 
     def _drop_intent(self, a: plan.Action) -> None:
         if isinstance(a, plan.CreateCustomer):

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
@@ -500,8 +500,14 @@ class FortnoxClient:
         raise TransientError(SERVICE, msg)
 
     def _pages(
-        self, path: str, list_key: str, params: Mapping[str, Any], limit: int = MAX_LIMIT
+        self,
+        path: str,
+        list_key: str,
+        params: Mapping[str, Any],
+        limit: int = MAX_LIMIT,
+        on_pages: Callable[[int], None] | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
+        """`on_pages`: told the number of pages once the first one says it (a progress bar)."""
         page = 1
         while True:
             body = self._call(
@@ -511,6 +517,8 @@ class FortnoxClient:
             items = [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
             meta = body.get("MetaInformation") if isinstance(body, Mapping) else None
             total = int_code(meta.get("@TotalPages")) if isinstance(meta, Mapping) else None
+            if page == 1 and on_pages is not None and total is not None:
+                on_pages(total)
             if items:
                 yield items
             # Without MetaInformation, a full page means there may be another.
@@ -567,15 +575,24 @@ class FortnoxClient:
         return self._unwrap(body, one, method="POST", path=f"/{path}")
 
     def iter_documents(
-        self, kind: DocumentKind, *, lastmodified: datetime | None = None, limit: int = MAX_LIMIT
+        self,
+        kind: DocumentKind,
+        *,
+        lastmodified: datetime | None = None,
+        limit: int = MAX_LIMIT,
+        fromdate: date | None = None,
+        on_pages: Callable[[int], None] | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
         """Pages of invoice or order list items: each carries ExternalInvoiceReference1,
-        DocumentNumber, CustomerNumber, Cancelled, Booked (invoices), Sent and Total."""
+        DocumentNumber, CustomerNumber, Cancelled, Booked (invoices), Sent and Total.
+        `fromdate`: only documents dated (InvoiceDate, OrderDate) on or after it."""
         path, _, many = DOCUMENTS[kind]
         params: dict[str, Any] = {}
         if lastmodified is not None:
             params["lastmodified"] = format_lastmodified(lastmodified)
-        yield from self._pages(f"/{path}", many, params, limit)
+        if fromdate is not None:
+            params["fromdate"] = fromdate.isoformat()
+        yield from self._pages(f"/{path}", many, params, limit, on_pages)
 
     def find_documents(self, kind: DocumentKind, external_ref: str) -> list[dict[str, Any]]:
         """Documents whose ExternalInvoiceReference1 is exactly `external_ref` (Fortnox's search
@@ -599,6 +616,17 @@ class FortnoxClient:
         except NotFound:
             return None
         return self._unwrap(body, one, method="GET", path=url)
+
+    def update_document(
+        self, kind: DocumentKind, number: str, fields: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """PUT changes only the fields sent (rows, when sent, replace the document's rows);
+        Fortnox refuses it for a booked or cancelled document. Sending the same fields twice
+        is harmless."""
+        path, one, _ = DOCUMENTS[kind]
+        url = f"/{path}/{quote(str(number), safe='')}"
+        body = self._call("PUT", url, json={one: dict(fields)})
+        return self._unwrap(body, one, method="PUT", path=url)
 
     # --- the company ------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -42,6 +43,7 @@ class Gatherer:
             cfg.mapping.customer, cfg.mapping.document
         )
         self._won: frozenset[str] | None = None
+        self._lost: frozenset[str] | None = None
 
     # --- reads that stop the pass cleanly -------------------------------------------------------
 
@@ -92,6 +94,8 @@ class Gatherer:
             require_positive_value=s.require_positive_value,
             article_number=s.article_number,
             account_number=s.account_number,
+            lost=self.lost() if kind is not None and deals else frozenset(),
+            on_deal_change=s.on_deal_change,
         )
 
     # --- Lime Go pages --------------------------------------------------------------------------
@@ -171,7 +175,7 @@ class Gatherer:
         )
         wins = plan.triage(first, rules).wins
         if not wins:
-            return first
+            return self._with_drift(first, rules)
         need_companies, need_contacts = plan.deal_lookups(wins, first)
         for cid in sorted(need_companies):
             got = self.limego.get_company(cid)
@@ -184,7 +188,7 @@ class Gatherer:
         quarantine = {**quarantine, **self.store.quarantined(c.key for c in companies)}
         by_orgnr, by_ref = self._customer_indexes(unlinked, live, rules, quarantine, force)
         refs = [document_ref(d.id) for d in wins]
-        return plan.Snapshot(
+        snap = plan.Snapshot(
             deals=deals,
             related=related,
             links=links,
@@ -200,6 +204,39 @@ class Gatherer:
             resend=resend,
             planned=planned,
         )
+        return self._with_drift(snap, rules)
+
+    # --- drift (rule 12) -----------------------------------------------------------------------
+
+    def lost(self) -> frozenset[str]:
+        """Stages whose category is "lost": a deal leaving "won" for one was lost, for any
+        other stage it was reopened."""
+        if self._lost is None:
+            self._lost = plan.won_stage_ids(self.limego.stages(), ["lost"], [])
+        return self._lost
+
+    def _with_drift(self, snap: plan.Snapshot, rules: plan.Rules) -> plan.Snapshot:
+        """What drift needs of the deals whose document exists: their drift entries and, for
+        `update-unbooked`, the documents' rows in Fortnox's index and the new companies'
+        links (no Lime Go reads)."""
+        done = [
+            d for d in snap.deals if (i := snap.intents.get(d.id)) is not None and i.state == "done"
+        ]
+        if not done:
+            return snap
+        drift = self.store.drift_entries(d.key for d in done)
+        if rules.on_deal_change != "update-unbooked":
+            return replace(snap, drift=drift)
+        changed = [
+            d for d in done if plan.drift_of(d, snap.intents[d.id], won=rules.won, lost=rules.lost)
+        ]
+        ledger = dict(snap.ledger)
+        for kind in ("invoice", "order"):
+            refs = [document_ref(d.id) for d in changed if snap.intents[d.id].kind == kind]
+            if refs:
+                ledger.update(self.ledger.documents_by_ref(kind, refs))
+        links = {**self.store.links(d.company_id for d in changed if d.company_id), **snap.links}
+        return replace(snap, drift=drift, ledger=ledger, links=links)
 
     def _customer_indexes(
         self,

@@ -127,8 +127,32 @@ def _m003_fortnox_documents(db: Database) -> None:
     db.table("fortnox_customers").create_index(["ext_ref"])
 
 
+def _m004_drift(db: Database) -> None:
+    # What each document was made from, beside value, name and company (rule 12): the deal's
+    # currency. `revised_at`: when `[sync] on_deal_change = "update-unbooked"` last updated
+    # the document in Fortnox to follow its deal.
+    db.table("documents").add_column("currency", str)
+    db.table("documents").add_column("revised_at", str)
+    # A deal that changed in Lime Go after its document was made: what changed (JSON of
+    # field -> [as the document was made, as Lime Go has it now]), since when, and whether a
+    # person acknowledged it (`limefort ack`). Counted by `fleet status` while unacknowledged.
+    db.table("drift").create(
+        {
+            "key": str,  # deal:<id>
+            "document": str,  # invoice:<DocumentNumber> | order:<DocumentNumber>
+            "changes": str,
+            "since": str,
+            "acked_at": str,
+            "updated_at": str,
+        },
+        pk="key",
+    )
+    db.table("drift").create_index(["acked_at"])
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_quarantine_waits_for", _m002_quarantine_waits_for),
     ("003_fortnox_documents", _m003_fortnox_documents),
+    ("004_drift", _m004_drift),
 ]

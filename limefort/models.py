@@ -157,6 +157,7 @@ class DocumentIntent:
     won_at: str | None
     since: datetime | None
     outcome: str | None
+    currency: str | None = None  # the deal's currency when the document was made (004_drift)
 
 
 @dataclass(frozen=True)
@@ -184,3 +185,19 @@ class LedgerDocument:
     booked: bool
     sent: bool
     total: str | None
+
+
+@dataclass(frozen=True)
+class DriftEntry:
+    """A deal that changed in Lime Go after its document was made (DESIGN rule 12).
+    `changes`: field -> (as the document was made, as Lime Go has it now)."""
+
+    key: str  # deal:<id>
+    document: str  # invoice:<DocumentNumber>
+    changes: Mapping[str, tuple[str | None, str | None]]
+    since: str
+    acked_at: str | None
+
+    @property
+    def acked(self) -> bool:
+        return self.acked_at is not None

@@ -102,6 +102,8 @@ def summarise(counts: Mapping[str, int], dry_run: bool = False) -> str:
         ("quarantined", "quarantined", "to quarantine"),
         ("pending", "pending", "pending"),
         ("failed", "failed (will retry)", "failed (will retry)"),
+        ("documents_updated", "document{s} updated to follow its deal", "document{s} to update"),
+        ("drift", "deal{s} with unacknowledged drift", "deal{s} with unacknowledged drift"),
     ]
     parts = []
     relinked = counts.get("documents_relinked", 0)
@@ -180,6 +182,8 @@ def one_pass(
 def _leftover_code(store: Store) -> int:
     """0 only when everything in scope is in Fortnox: nothing quarantined, nothing pending."""
     if store.all_quarantined() or store.pending_documents() or store.pending_customers():
+        return EX_PARTIAL
+    if store.unacked_drift():  # rule 12: until a person acknowledges it
         return EX_PARTIAL
     return EX_OK
 

@@ -29,6 +29,7 @@ from limefort.migrations import MIGRATIONS
 from limefort.models import (
     CustomerLink,
     DocumentIntent,
+    DriftEntry,
     LedgerDocument,
     QuarantineEntry,
     TokenRecord,
@@ -68,7 +69,7 @@ def _intent(r: Mapping[str, Any]) -> DocumentIntent:
     return DocumentIntent(
         r["deal_id"], r["kind"], r["state"], r["idem_key"], r["document_number"],
         r["customer_number"], r["company_id"], r["name"], r["value"], r["won_at"],
-        _dt(r["since"]), r["outcome"],
+        _dt(r["since"]), r["outcome"], currency=r.get("currency"),
     )  # fmt: skip
 
 
@@ -84,6 +85,12 @@ def _ledger(r: Mapping[str, Any]) -> LedgerDocument:
         r["kind"], r["document_number"], r["ext_ref"], r["customer_number"],
         bool(r["cancelled"]), bool(r["booked"]), bool(r["sent"]), r["total"],
     )  # fmt: skip
+
+
+def _drift(r: Mapping[str, Any]) -> DriftEntry:
+    raw = json.loads(r["changes"] or "{}")
+    changes = {k: (v[0], v[1]) for k, v in raw.items() if isinstance(v, list) and len(v) == 2}
+    return DriftEntry(r["key"], r["document"] or "", changes, r["since"] or "", r["acked_at"])
 
 
 def _flag(v: Any) -> int:
@@ -264,7 +271,75 @@ class _RunLog(_Base):
         return row[0] if row else None
 
 
-class Store(_LedgerTables, _RunLog):
+class _DriftTables(_Base):
+    """Rule 12: what each document was made from, and the deals that changed since."""
+
+    def document_baseline(self, deal_id: str, *, currency: str | None) -> None:
+        """The deal's currency beside the value, name and company a document row keeps."""
+        self.db.execute("UPDATE documents SET currency = ? WHERE deal_id = ?", [currency, deal_id])
+
+    def document_revised(
+        self,
+        deal_id: str,
+        *,
+        value: str | None,
+        name: str | None,
+        company_id: str | None,
+        customer_number: str | None,
+    ) -> None:
+        """limefort updated the document in Fortnox to follow its deal: the new baseline."""
+        self.db.execute(
+            "UPDATE documents SET value = ?, name = ?, company_id = ?, "
+            "customer_number = coalesce(?, customer_number), revised_at = ? WHERE deal_id = ?",
+            [value, name, company_id, customer_number, self.now_iso(), deal_id],
+        )
+
+    def drift_entries(self, keys: Iterable[str]) -> dict[str, DriftEntry]:
+        return {r["key"]: _drift(r) for r in _rows_where_in(self.db, "drift", "key", keys)}
+
+    def record_drift(
+        self, key: str, *, document: str, changes: Mapping[str, tuple[str | None, str | None]]
+    ) -> None:
+        """Unacknowledged from now; `since` stays that of a drift not yet acknowledged."""
+        now = self.now_iso()
+        old = self.drift_entries([key]).get(key)
+        since = old.since if old is not None and not old.acked else now
+        _upsert(
+            self.db,
+            "drift",
+            {
+                "key": key, "document": document,
+                "changes": json.dumps({k: list(v) for k, v in changes.items()}),
+                "since": since, "acked_at": None, "updated_at": now,
+            },
+            pk="key",
+        )  # fmt: skip
+
+    def clear_drift(self, key: str) -> None:
+        self.db.execute("DELETE FROM drift WHERE key = ?", [key])
+
+    def unacked_drift(self) -> list[DriftEntry]:
+        return [
+            _drift(r)
+            for r in self.db.table("drift").rows_where("acked_at IS NULL", order_by="since, key")
+        ]
+
+    def ack_drift(self, keys: Iterable[str] | None) -> list[str]:
+        """Acknowledge these keys' drift (None: all of it); the keys that had some, in order."""
+        entries = (
+            self.unacked_drift()
+            if keys is None
+            else [e for e in self.drift_entries(keys).values() if not e.acked]
+        )
+        now = self.now_iso()
+        for e in entries:
+            self.db.execute(
+                "UPDATE drift SET acked_at = ?, updated_at = ? WHERE key = ?", [now, now, e.key]
+            )
+        return [e.key for e in entries]
+
+
+class Store(_LedgerTables, _RunLog, _DriftTables):
     def __init__(self, db: Database, path: Path | None = None, clock: Clock = _utcnow) -> None:
         self.db = db
         self.path = path
@@ -808,3 +883,47 @@ def copy_database(src_path: Path, dst_path: Path) -> str:
             src.close()
     except sqlite3.DatabaseError as exc:
         raise StateError(f"backup: cannot copy {src_path} ({exc})") from None
+
+
+# --- what limefort recorded, read-only (`audit`): no lock, no migration, nothing written -----
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The documents limefort made or linked (by deal id) and the Fortnox customer of each
+    linked company (by company id), as one state file says."""
+
+    documents: Mapping[str, DocumentIntent]
+    customers: Mapping[str, str]
+
+
+def read_recorded(path: Path) -> Recorded:
+    """Empty when there is no state file (audit works without one); `UserError` when it
+    cannot be read."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return Recorded({}, {})
+    except OSError as exc:
+        raise UserError(f"state file {path}: {exc.strerror or exc}") from None
+    try:
+        conn = connect_read_only(path)
+    except sqlite3.Error as exc:
+        raise UserError(f"state file {path}: cannot open it read-only: {exc}") from None
+    try:
+        if not (_has_table(conn, "documents") and _has_table(conn, "customers")):
+            return Recorded({}, {})
+        cur = conn.execute("SELECT * FROM documents WHERE state = 'done'")
+        cols = [c[0] for c in cur.description]
+        intents = [_intent(dict(zip(cols, row, strict=True))) for row in cur]
+        customers = {
+            r[0]: r[1]
+            for r in conn.execute(
+                "SELECT company_id, customer_number FROM customers WHERE state = 'done'"
+            )
+        }
+    except sqlite3.Error as exc:
+        raise UserError(f"state file {path}: cannot read it: {exc}") from None
+    finally:
+        conn.close()
+    return Recorded({i.deal_id: i for i in intents}, customers)

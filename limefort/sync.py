@@ -101,6 +101,7 @@ class Syncer:
         except Stop:
             self.result.stopped = True
             log.warning("stop requested: the pass ended between two records; nothing is lost")
+        self._note_drift()
         self._collect_stats()
         return self.result
 
@@ -319,6 +320,20 @@ class Syncer:
                 )
             return
         self.reconciler.run(only)
+
+    def _note_drift(self) -> None:
+        """Every pass names each unacknowledged drift (rule 12), counts it for the metrics,
+        and so exits 1 until a person acknowledges it (`limefort ack`) or the deal changes
+        back."""
+        entries = self.store.unacked_drift()
+        self.result.counts["drift"] = len(entries)
+        for e in entries:
+            self.state.problem(
+                e.key,
+                f"drift: changed in Lime Go after {e.document} was made: "
+                f"{plan.drift_text(e.changes)} (a person checks the document, then runs "
+                f"`limefort ack {e.key}`)",
+            )
 
     def _collect_stats(self) -> None:
         for name, client in (("fortnox", self.fortnox), ("limego", self.limego)):

@@ -245,16 +245,21 @@ def test_drift_counts_only_unacknowledged_rows_and_fails_the_fleet(tmp_path: Pat
     state = tmp_path / "acme" / "limefort.db"
     tenant_config(tmp_path, "acme", str(state))
     store = state_with_run(state, 0)
-    assert fleet_json(tmp_path)[1]["acme"]["drift"] == 0  # no drift table yet: none
-    # The table the lead's `drift` migration adds; only `acked_at` matters here.
-    store.db.execute("CREATE TABLE drift (key TEXT PRIMARY KEY, since TEXT, acked_at TEXT)")
-    store.db.execute("INSERT INTO drift VALUES ('deal:1', '2026-01-01', NULL)")
-    store.db.execute("INSERT INTO drift VALUES ('deal:2', '2026-01-01', '2026-01-02')")
-    store.db.conn.commit()
+    assert fleet_json(tmp_path)[1]["acme"]["drift"] == 0  # an empty drift table: none
+    # Migration 004_drift's table; only `acked_at` matters here.
+    with store.transaction():
+        for key in ("deal:1", "deal:2"):
+            store.record_drift(key, document="invoice:1", changes={"value": ("1.00", "2.00")})
+        store.ack_drift(["deal:2"])
     store.close()
     code, rows = fleet_json(tmp_path)
     assert rows["acme"]["drift"] == 1
     assert code == 1 and rows["acme"]["ok"] is False
+    # A state file written before the drift table existed counts none.
+    with sqlite3.connect(state) as conn:
+        conn.execute("DROP TABLE drift")
+    conn.close()
+    assert fleet_json(tmp_path)[1]["acme"]["drift"] == 0
 
 
 def test_pending_is_shown_but_waits_for_no_person(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ Beyond the core API (see the attributes of `LimeGo` and `Fortnox`), tests may us
   `delete_customer(number)` (as `DELETE /3/customers/{n}`: 404 after, number reserved:
   2000637 on reuse); `mark_sent(number, kind)`, `book_invoice(number)`,
   `cancel_document(number, kind)` (a booked or cancelled document then refuses `PUT`
-  updates, as Fortnox does); lists take `lastmodified` (Swedish local time, minutes);
+  updates, as Fortnox does); `delete_document(number, kind)` (a test hook: gone, 404); lists take `lastmodified` (Swedish local time, minutes);
   `issue_access_token(scopes)`, `expire_access_tokens()`, `service_scopes` (scopes of the
   client-credentials token), `refresh_token_lifetime`, `code_lifetime`, `last_consent`,
   `capitalised_errors`, `revoke_chain_on_reuse`, `rate_limit`/`rate_window`,

@@ -317,6 +317,15 @@ class Fortnox(App):
         with self._lock:
             self._cancel(kind, str(number))
 
+    def delete_document(self, number: str, kind: str = "invoice") -> None:
+        """A test hook: the document is gone from Fortnox (404, lists leave it out), as if it
+        had never been made. (Fortnox itself deletes no invoice; an audit must still notice
+        a won deal whose document is missing, whatever removed it.)"""
+        with self._lock:
+            self._get(kind, str(number))
+            del self._store[kind][str(number)]
+            self._modified[kind].pop(str(number), None)
+
     def set_active(self, number: str, active: bool) -> None:
         """Mark a customer active or inactive, as a Fortnox user would."""
         with self._lock:
