@@ -30,6 +30,7 @@ COMMANDS = _commands(cli)
 def test_the_commands_are_found() -> None:
     names = {n for n, _ in COMMANDS}
     assert {"sync", "backfill", "run", "status", "retry", "check", "auth fortnox", "demo"} <= names
+    assert {"audit", "ack", "fleet status", "init", "backup"} <= names
 
 
 @pytest.mark.parametrize("name,cmd", COMMANDS, ids=[n for n, _ in COMMANDS])
