@@ -26,7 +26,8 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy $(CORE)
 
 test: lint
-	$(BIN)/python -m pytest -q
+	# -n auto: one worker per core (2 on CI); every test owns its tmp_path, ports and sandboxes.
+	$(BIN)/python -m pytest -q -n auto
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py
