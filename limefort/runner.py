@@ -100,6 +100,7 @@ def summarise(
         ("customers_created", "customer{s} created", "customer{s} to create"),
         ("customers_adopted", "customer{s} linked", "customer{s} to link"),
         ("customers_updated", "customer{s} updated", "customer{s} to update"),
+        ("customers_shared", "customer{s} linked as shared", "customer{s} to link as shared"),
         ("invoices_created", "invoice{s} created", "invoice{s} to create"),
         ("orders_created", "order{s} created", "order{s} to create"),
         ("reconciled", "lost answer{s} reconciled", "lost answer{s} to reconcile"),
