@@ -214,9 +214,9 @@ class Syncer:
             snap = self.gather.deals_snapshot(
                 deals, related, rules, planned=frozenset(self._planned)
             )
+            actions = self._do(snap, plan.plan_deals, rules)
             if self.dry_run and cur is None:
-                wins += plan.triage(snap, rules).wins
-            self._do(snap, plan.plan_deals, rules)
+                wins += [a.deal for a in actions if isinstance(a, plan.CreateDocument)]
         for line in plan.won_at_note(cur is None, self.cfg.sync.start == "now", wins):
             self.echo(line)
         self._advance("deals", cur, self._source_mark(high, began))
@@ -226,17 +226,18 @@ class Syncer:
         snap: plan.Snapshot,
         planner: Callable[[plan.Snapshot, plan.Rules], list[plan.Action]],
         rules: plan.Rules,
-    ) -> None:
+    ) -> list[plan.Action]:
         actions = planner(snap, rules)
         if not self.dry_run:
             self.executor.run(actions)
-            return
+            return actions
         for a in actions:
             self.state.count(plan.count_name(a))
             if isinstance(a, plan.CreateCustomer | plan.AdoptCustomer):
                 self._planned.add(a.company.id)
             for line in plan.describe(a):
                 self.echo(line)
+        return actions
 
     def _advance(self, name: str, cur: datetime | None, now: datetime | None) -> None:
         # A pending intent is neither confirmed in Fortnox nor quarantined (rule 1). If
