@@ -17,10 +17,12 @@ import stat
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from limefort import config as config_mod
 from limefort.config import Config
+from limefort.cursor import skew as cursor_skew
 from limefort.errors import (
     EX_AUTH,
     EX_OK,
@@ -276,7 +278,38 @@ def _check_limego(cfg: Config, store: Store | None, r: Report) -> None:
             "no Lime Go stage is called"
         )
     r.ok(f"stages found: {describe_stages(stages, won_ids)}")
+    _check_clock(client, r)
     _check_company_fields(cfg, client, r)
+
+
+# Beyond this, a person should hear that the clocks disagree (it costs limefort nothing: its
+# cursors follow Lime Go's clock, DESIGN rule 10, but times in logs and `status` will differ).
+SKEW_WARN_SECONDS = 120.0
+
+
+def clock_skew_text(seconds: float) -> str:
+    """`Lime Go's clock is 15 min behind this machine's` (whole seconds under two minutes)."""
+    ahead = "ahead of" if seconds > 0 else "behind"
+    size = abs(seconds)
+    amount = f"{size / 60:.0f} min" if size >= 120 else f"{size:.0f} s"
+    return f"Lime Go's clock is {amount} {ahead} this machine's"
+
+
+def _check_clock(client: LimeGoClient, r: Report) -> None:
+    measured = cursor_skew(client.last_date, datetime.now(UTC))
+    if measured is None:
+        r.warn(
+            "Lime Go's clock: its answers carry no Date header; cursors fall back to this "
+            "machine's clock"
+        )
+        return
+    if abs(measured) < SKEW_WARN_SECONDS:
+        r.ok(f"{clock_skew_text(measured)} (cursors follow Lime Go's clock)")
+        return
+    r.warn(
+        f"{clock_skew_text(measured)}: limefort's cursors follow Lime Go's clock, so nothing "
+        "is lost, but times in logs differ; check the time service (NTP) of this machine"
+    )
 
 
 def describe_stages(stages: Mapping[str, Stage], won_ids: Iterable[str]) -> str:

@@ -39,7 +39,7 @@ from limefort.models import DocumentKind
 from limefort.plan import drift_text
 from limefort.progress import PassProgress, choose_mode, hms, observe_clients
 from limefort.runner import build_clients, locked, one_pass, open_store, summarise
-from limefort.store import Store
+from limefort.store import Store, quarantined_keys_read_only
 from limefort.sync import PassResult, Syncer, eta_seconds
 
 log = logging.getLogger("limefort")
@@ -97,6 +97,8 @@ def say(text: str, *, key: str | None = None, level: int = logging.WARNING) -> N
 def report(app: App, result: PassResult, *, dry_run: bool = False) -> None:
     for key, problem in result.problems:
         say(f"{key} {problem}", key=key)
+    for key, text in result.outstanding:
+        say(f"{key} {text}", key=key)
     if result.aborted:
         say(f"the pass stopped early: {result.aborted}", level=logging.ERROR)
     elif result.stopped:
@@ -104,7 +106,10 @@ def report(app: App, result: PassResult, *, dry_run: bool = False) -> None:
             "stopped on request after the record in hand; nothing is lost, "
             "the next run goes on from there"
         )
-    app.echo(("Dry run: " if dry_run else "") + summarise(result.counts, dry_run))
+    app.echo(
+        ("Dry run: " if dry_run else "")
+        + summarise(result.counts, dry_run, outstanding=len(result.outstanding))
+    )
     if result.exit_code and not dry_run and not _json_logs():
         app.echo("See `limefort status` for what needs attention.", err=True)
 
@@ -485,7 +490,8 @@ def _run_line(r: dict[str, Any]) -> str:
             f"interrupted: started {local_time(r['started_at'])}, never finished "
             "(killed or crashed; the next pass goes on from there)"
         )
-    counts = f": {summarise(r['counts'])}" if r.get("counts") else ""
+    clean = r.get("exit_code") in (0, None)
+    counts = f": {summarise(r['counts'], clean=clean)}" if r.get("counts") else ""
     return (
         f"{local_time(r['started_at'])} -> {local_time(r['finished_at'])}, "
         f"exit {r['exit_code']}{counts}"
@@ -537,6 +543,7 @@ def status_lines(data: dict[str, Any]) -> list[str]:
                 f"  {d['key']}  {d['document']}: {drift_text(d['changes'])} "
                 f"(since {local_time(d['since'])}); check it, then `limefort ack {d['key']}`"
             )
+    out += warning_lines(data.get("warnings", []))
     out.append(f"Pending:     {len(data['pending'])}")
     for p in data["pending"]:
         out.append(
@@ -610,6 +617,7 @@ def status_data(store: Store, *, lock_held: bool = False) -> dict[str, Any]:
             }
             for e in store.unacked_drift()
         ],
+        "warnings": warnings_data(store),
         "last_run": (
             {
                 "started_at": last["started_at"],
@@ -640,6 +648,33 @@ def status_data(store: Store, *, lock_held: bool = False) -> dict[str, Any]:
     }
 
 
+def warnings_data(store: Store) -> list[dict[str, str]]:
+    """Persistent warnings on records (issue 13): what a person should know about a record
+    that is in Fortnox, e.g. a customer it shares with another company."""
+    return [{"key": w.key, "text": w.text, "since": w.since} for w in store.all_warnings()]
+
+
+def warning_lines(warnings: list[dict[str, str]]) -> list[str]:
+    if not warnings:
+        return []
+    out = [f"Warnings:    {len(warnings)}"]
+    for w in warnings:
+        out.append(f"  {w['key']}  {w['text']} (since {local_time(w['since'])})")
+    return out
+
+
+def retry_todo(keys: tuple[str, ...], quarantined: set[str]) -> tuple[list[str], list[str]]:
+    """Which of the named keys to retry, and which are not quarantined (said, not retried).
+    A malformed key is a usage error, raised before anything is read or written."""
+    for key in keys:
+        try:
+            parse_key(key)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    todo = [k for k in dict.fromkeys(keys) if k in quarantined]
+    return todo, [k for k in dict.fromkeys(keys) if k not in quarantined]
+
+
 @cli.command()
 @click.argument("keys", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every quarantined record.")
@@ -654,12 +689,20 @@ def retry(app: App, keys: tuple[str, ...], all_: bool) -> int:
     """
     if not keys and not all_:
         raise click.UsageError("name the records (company:<id> deal:<id>) or use --all")
+    retry_todo(keys, set())  # a malformed key: usage error before the config is even read
     cfg = app.config()
+    quarantined = quarantined_keys_read_only(cfg.state.path)
+    named, not_quarantined = retry_todo(keys, quarantined)
+    for key in not_quarantined:
+        app.echo(f"{key} is not quarantined: nothing to retry.")
+    if keys and not named:
+        return EX_OK
+    if not keys and not quarantined:
+        app.echo("Nothing is quarantined.")
+        return EX_OK
 
     def work(s: Syncer) -> PassResult:
-        todo = list(keys) or [q.key for q in s.store.all_quarantined()]
-        if not todo:
-            app.echo("Nothing is quarantined.")
+        todo = named or [q.key for q in s.store.all_quarantined()]
         return s.retry(todo)
 
     from limefort.scheduler import stop_on_signals

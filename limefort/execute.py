@@ -80,6 +80,8 @@ class Executor:
                 self._create_customer(a)
             case plan.AdoptCustomer():
                 self._adopt_customer(a)
+            case plan.ShareCustomer():
+                self._share_customer(a)
             case plan.UpdateCustomer():
                 self.fortnox.update_customer(a.customer_number, update_body(a.changes))
                 self._linked(a.company, a.customer_number, a.payload)
@@ -177,6 +179,8 @@ class Executor:
             return
         self.fortnox.update_customer(number, a.payload)
         self._linked(a.company, number, a.payload)
+        if a.notice:
+            self._record_warning(a.company.key, "inactive", a.notice)
         how = "its deal's document is for it" if a.by == "document" else f"same {a.by}"
         self._done(a, f"linked to existing Fortnox customer {number} ({how})")
 
@@ -192,6 +196,7 @@ class Executor:
                 ext_ref=payload.get("ExternalReference") or customer_ref(company.id),
             )
             self.store.release(company.key)
+            self.store.clear_warning(company.key, "shared")
 
     def _create_document(self, a: plan.CreateDocument) -> None:
         deal, company = a.deal, a.company
@@ -225,6 +230,9 @@ class Executor:
             self.store.ledger_save(a.kind, [doc])
             self.store.release(deal.key)
         self._done(a, f"created {a.kind} {doc['DocumentNumber']}")
+        if a.lost:
+            what = f"{a.kind} {doc['DocumentNumber']}: " + "; ".join(a.lost)
+            self._record_warning(deal.key, "lost_text", what)
 
     def _link_document(self, a: plan.LinkDocument) -> None:
         deal, doc = a.deal, a.document
@@ -351,10 +359,55 @@ class Executor:
         key = plan.key_of(a)
         self.state.result.warnings.append((key, text))
         log.warning("%s: %s", key, text, extra={"key": key})
+        self._stale_link_warning(company, number, key)  # kept even if the pass stops here
         if self.replan is not None:
             self.replan(key)
+            self._stale_link_warning(company, number, key)  # now naming the new customer
         else:
             self.state.incomplete = True
+
+    # --- real-world data (issue 13): shared customers, warnings kept on records -----------
+
+    def _share_customer(self, a: plan.ShareCustomer) -> None:
+        number = self._resolve(a.customer)
+        if number is None:
+            self._execute(plan.Defer(a.company.key, "waiting for the customer it shares"))
+            return
+        company, payload = a.company, a.payload
+        text = _shared_text(a, number)
+        with self.store.transaction():
+            self.store.customer_shared(
+                company.id,
+                customer_number=number,
+                orgnr=a.orgnr,
+                name=payload.get("Name") or "",
+                payload=to_json(payload),
+                hash=payload_hash(payload),
+                shared_with=a.owner_id,
+            )
+            self.store.release(company.key)
+            self.store.set_warning(company.key, "shared", text)
+        log.warning("%s: %s", company.key, text, extra={"key": company.key})
+        self._done(a, f"linked to Fortnox customer {number}, shared with company:{a.owner_id}")
+
+    def _record_warning(self, key: str, kind: str, text: str) -> None:
+        with self.store.transaction():
+            self.store.set_warning(key, kind, text)
+        log.warning("%s: %s", key, text, extra={"key": key})
+
+    def _stale_link_warning(self, company: Company, number: str, key: str) -> None:
+        """Kept on the company in `status`: its Fortnox customer was deleted, and what it is
+        linked to now (the record was planned again within this pass, or waits for the next)."""
+        link = self.store.link(company.id)
+        now = (
+            f"linked afresh to Fortnox customer {link.customer_number}"
+            if link is not None and link.done and link.customer_number != number
+            else "it is linked afresh on the next pass"
+        )
+        via = f" (found when sending {key})" if key != company.key else ""
+        text = f"Fortnox customer {number} was deleted in Fortnox{via}; {now}"
+        with self.store.transaction():
+            self.store.set_warning(company.key, "deleted_customer", text)
 
 
 def _identity(a: plan.Action) -> tuple[str | None, str | None]:
@@ -369,3 +422,11 @@ def _identity(a: plan.Action) -> tuple[str | None, str | None]:
         case plan.CreateDocument(deal=d, company=c):
             return d.name, plan.source_hash(d, c)
     return None, None
+
+
+def _shared_text(a: plan.ShareCustomer, number: str) -> str:
+    owner = f"company:{a.owner_id}" + (f" {a.owner_name}" if a.owner_name else "")
+    return (
+        f"shares {a.orgnr} with {owner}, Fortnox customer {number}: its deals are invoiced to "
+        "that customer and its own field changes are not sent"
+    )

@@ -532,12 +532,19 @@ class FortnoxClient:
     # --- customers --------------------------------------------------------------------------
 
     def iter_customers(
-        self, *, lastmodified: datetime | None = None, limit: int = MAX_LIMIT
+        self,
+        *,
+        lastmodified: datetime | None = None,
+        limit: int = MAX_LIMIT,
+        filter: str | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Pages of customer list items (not every field: the list has a summary)."""
+        """Pages of customer list items (not every field: the list has a summary).
+        `filter`: "active" or "inactive" (list items carry no Active flag of their own)."""
         params: dict[str, Any] = {}
         if lastmodified is not None:
             params["lastmodified"] = format_lastmodified(lastmodified)
+        if filter is not None:
+            params["filter"] = filter
         yield from self._pages("/customers", "Customers", params, limit)
 
     def find_customers(self, **filters: str) -> list[dict[str, Any]]:

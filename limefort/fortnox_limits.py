@@ -95,6 +95,11 @@ DOCUMENT: dict[str, Limit] = {
     "CustomerName": _spec(None),
 }
 
+# How many text rows (rows with only a Description) limefort adds to a document for the part of
+# Remarks that does not fit its 1024 characters. Fortnox publishes no limit on rows; this is
+# limefort's own bound, so that a runaway custom field cannot make a document of pages.
+MAX_TEXT_ROWS = 20
+
 ROW: dict[str, Limit] = {
     # No limit on write; the invoice read model holds 255, so limefort stays within it and
     # what it wrote reads back whole.

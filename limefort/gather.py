@@ -140,6 +140,7 @@ class Gatherer:
         ]
         quarantine = self.store.quarantined(c.key for c in companies)
         by_orgnr, by_ref = self._customer_indexes(todo, live, rules, quarantine, force)
+        claimed, inactive = self.customer_facts(by_orgnr)
         return plan.Snapshot(
             companies=companies,
             scoped=scoped,
@@ -149,6 +150,8 @@ class Gatherer:
             by_ref=by_ref,
             force=force,
             resend=resend,
+            claimed=claimed,
+            inactive=inactive,
         )
 
     def deals_snapshot(
@@ -187,6 +190,7 @@ class Gatherer:
         unlinked = [c for c in companies if c.id not in planned]
         quarantine = {**quarantine, **self.store.quarantined(c.key for c in companies)}
         by_orgnr, by_ref = self._customer_indexes(unlinked, live, rules, quarantine, force)
+        claimed, inactive = self.customer_facts(by_orgnr)
         refs = [document_ref(d.id) for d in wins]
         snap = plan.Snapshot(
             deals=deals,
@@ -203,6 +207,8 @@ class Gatherer:
             force=force,
             resend=resend,
             planned=planned,
+            claimed=claimed,
+            inactive=inactive,
         )
         return self._with_drift(snap, rules)
 
@@ -251,6 +257,16 @@ class Gatherer:
         by_orgnr = self.ledger.customers_by_orgnr(sorted(orgnrs)) if orgnrs else {}
         by_ref = self.ledger.customers_by_ref({r: names.get(r, "") for r in sorted(refs)})
         return by_orgnr, by_ref
+
+    def customer_facts(
+        self, by_orgnr: dict[str, list[str]]
+    ) -> tuple[dict[str, tuple[str, str]], frozenset[str]]:
+        """Of the Fortnox customers matched by organisation number: which a linked company
+        owns already, and which Fortnox's list shows as inactive."""
+        numbers = sorted({n for found in by_orgnr.values() for n in found})
+        if not numbers:
+            return {}, frozenset()
+        return self.store.owners_of(numbers), frozenset(self.ledger.inactive(numbers))
 
     def _contacts(self, ids: Iterable[str]) -> dict[str, Person]:
         out: dict[str, Person] = {}

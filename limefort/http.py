@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit
@@ -395,6 +396,19 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 # ---------------------------------------------------------------------------------------------
 
 
+def parse_http_date(value: str | None) -> datetime | None:
+    """An HTTP `Date` header (RFC 9110 IMF-fixdate) as an aware UTC datetime, or None."""
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC by RFC 5322
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC)
+
+
 def make_session() -> requests.Session:
     session = requests.Session()
     # Retries live in HttpClient only: urllib3 must never re-send anything on its own.
@@ -438,6 +452,9 @@ class HttpClient:
         self.auth_hint = auth_hint
         self.config_key = config_key or f"{service} URL"
         self.max_body = MAX_BODY_BYTES
+        # The server's clock, from its `Date` headers: the first and the latest seen.
+        self.first_date: datetime | None = None
+        self.last_date: datetime | None = None
         self._stats_lock = threading.Lock()
         self._stats: dict[str, Any] = {
             "requests": 0,
@@ -446,6 +463,17 @@ class HttpClient:
             "auth_refreshes": 0,
             "by_method": {},
         }
+
+    # --- the server's clock ------------------------------------------------------------------
+
+    def _note_date(self, resp: requests.Response) -> None:
+        """Remember the server's `Date` header: Lime Go's clock is what cursors follow."""
+        when = parse_http_date(resp.headers.get("Date"))
+        if when is None:
+            return
+        self.last_date = when
+        if self.first_date is None:
+            self.first_date = when
 
     # --- stats ------------------------------------------------------------------------------
 
@@ -573,6 +601,7 @@ class HttpClient:
             )
 
         resp = send(False)
+        self._note_date(resp)
         if resp.status_code == 401 and use_auth:
             self._bump("auth_refreshes")
             log.info(

@@ -22,6 +22,9 @@ from limefort.store import LedgerDocument, Store
 
 log = logging.getLogger("limefort.ledger")
 
+# Which list (filter=active or filter=inactive) an item came from: list items lack Active.
+ACTIVE_TAG = "_limefort_active"
+
 # Fortnox's lastmodified has minute resolution in Swedish local time: overlap a little.
 OVERLAP = timedelta(minutes=5)
 
@@ -46,6 +49,7 @@ class Ledger:
         self._mem_customers: dict[str, list[str]] = {}
         self._mem_docs: dict[str, list[LedgerDocument]] = {}
         self._mem_refs: dict[str, list[str]] = {}
+        self._mem_inactive: set[str] = set()
 
     # --- customers ---------------------------------------------------------------------------
 
@@ -101,22 +105,38 @@ class Ledger:
             self.store.index_forget(number)
 
     def _refresh_customers(self) -> None:
-        self._refresh(
-            "customers",
-            lambda since: self.fortnox.iter_customers(lastmodified=since, limit=500),
-            self._save_customers,
-        )
+        self._refresh("customers", self._customer_pages, self._save_customers)
+
+    def _customer_pages(self, since: datetime | None) -> Iterator[list[dict[str, Any]]]:
+        """Active and inactive customers read apart (list items carry no Active flag), each
+        item tagged with which it is, so the planner can prefer the active one."""
+        for flag in ("active", "inactive"):
+            for page in self.fortnox.iter_customers(lastmodified=since, limit=500, filter=flag):
+                yield [{**item, ACTIVE_TAG: flag == "active"} for item in page]
 
     def _save_customers(self, page: list[dict[str, Any]]) -> None:
+        active = [str(i["CustomerNumber"]) for i in page if i.get(ACTIVE_TAG)]
+        inactive = [str(i["CustomerNumber"]) for i in page if i.get(ACTIVE_TAG) is False]
         if self.persist:
             with self.store.transaction():
                 self.store.index_save(page)
+                self.store.index_set_active(active, True)
+                self.store.index_set_active(inactive, False)
             return
+        self._mem_inactive.difference_update(active)
+        self._mem_inactive.update(inactive)
         for item in page:
             if item.get("OrganisationNumber"):
                 self._mem_customers.setdefault(item["OrganisationNumber"], []).append(
                     str(item["CustomerNumber"])
                 )
+
+    def inactive(self, numbers: Iterable[str]) -> set[str]:
+        """Those of `numbers` that Fortnox's list shows as inactive."""
+        numbers = list(numbers)
+        if not numbers:
+            return set()
+        return self.store.index_inactive(numbers) | (self._mem_inactive & set(numbers))
 
     # --- documents ---------------------------------------------------------------------------
 

@@ -267,6 +267,16 @@ class LimeGoClient:
     def stats(self) -> dict[str, Any]:
         return self.http.stats
 
+    @property
+    def last_date(self) -> datetime | None:
+        """Lime Go's clock: the `Date` header of its latest answer (None before any)."""
+        return self.http.last_date
+
+    @property
+    def first_date(self) -> datetime | None:
+        """The `Date` header of the first answer this client got."""
+        return self.http.first_date
+
     # --- tokens -----------------------------------------------------------------------------
 
     def _valid(self, record: TokenRecord | None) -> bool:

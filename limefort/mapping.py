@@ -12,6 +12,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
+import sys
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -289,6 +291,8 @@ def build_mappings(
 class Mapped:
     payload: dict[str, Any]
     warnings: tuple[str, ...] = ()
+    # What could not be put anywhere in Fortnox: kept as a warning on the record in `status`.
+    lost: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -472,6 +476,16 @@ def map_company(
     return Mapped(payload, tuple(warnings))
 
 
+def source_text(company: Company, mapping: Mapping[str, str], field: str) -> str | None:
+    """The text the mapping reads from Lime Go for one customer field, before cleaning
+    (None: the field is not mapped, or Lime Go has nothing there)."""
+    path = mapping.get(field)
+    if path is None:
+        return None
+    src = _checked_source("customer", field, path, CUSTOMER_FIELDS, document=False)
+    return None if src is None else as_text(_resolve_company(company, src))
+
+
 def _no_name(raw: str | None) -> Rejected:
     if raw is None:
         return Rejected("company has no name", "give the company a name in Lime Go")
@@ -544,11 +558,20 @@ def map_deal(
 
     payload: dict[str, Any] = {}
     warnings: list[str] = []
+    text_rows: list[str] = []
+    lost: list[str] = []
     for name, path in mapping.items():
         src = _checked_source("document", name, path, DOCUMENT_FIELDS, document=True)
         if src is None:
             continue
         rule = DOCUMENT_FIELDS[name]
+        if name == "Remarks":
+            # Nothing silently dropped (issue 13): what Remarks cannot hold goes on in rows.
+            got, text_rows, lost = _remarks_with_rows(rule, _resolve_deal(ctx, src))
+            warnings += got.warnings
+            if got.value is not None:
+                payload[name] = got.value
+            continue
         got = apply_rule(name, rule, _resolve_deal(ctx, src))
         if rule.kind == "currency" and got.invalid is not None:
             # Money in the wrong currency is worse than no document: stop here.
@@ -587,8 +610,56 @@ def map_deal(
         row["ArticleNumber"] = article
     if account:
         row["AccountNumber"] = int(account)  # Fortnox's spec types the row account as integer
-    payload["OrderRows" if kind == "order" else "InvoiceRows"] = [row]
-    return Mapped(payload, tuple(warnings))
+    payload["OrderRows" if kind == "order" else "InvoiceRows"] = [
+        row,
+        *({"Description": text} for text in text_rows),
+    ]
+    return Mapped(payload, tuple(warnings), tuple(lost))
+
+
+def split_overflow(
+    text: str, limit: int, row_limit: int, max_rows: int
+) -> tuple[str, list[str], int]:
+    """Text longer than a field's `limit`: (what the field holds, the rest as text rows of at
+    most `row_limit` characters each, at most `max_rows` of them, and how many characters are
+    left over after those). The field is cut at a line break where there is one, rows at
+    spaces where they can be; blank lines are not rows."""
+    if len(text) <= limit:
+        return text, [], 0
+    head = text[:limit]
+    brk = head.rfind("\n")
+    head = head[:brk] if brk > 0 else cut(head, limit)
+    rest = text[len(head) :]
+    chunks: list[str] = []
+    for line in rest.split("\n"):
+        chunks += textwrap.wrap(
+            line, width=row_limit, break_long_words=True, break_on_hyphens=False
+        )
+    lost = sum(len(c) for c in chunks[max_rows:])
+    return head.rstrip(), chunks[:max_rows], lost
+
+
+def _remarks_with_rows(rule: FieldRule, raw: Any) -> tuple[_Field, list[str], list[str]]:
+    got = apply_rule("Remarks", FieldRule(sys.maxsize, rule.kind), raw)
+    if got.value is None or len(got.value) <= rule.limit:
+        return got, [], []
+    head, rows, lost = split_overflow(
+        got.value, rule.limit, ROW_FIELDS["Description"].limit, limits.MAX_TEXT_ROWS
+    )
+    warnings = [
+        *got.warnings,
+        f"Remarks: cut to {rule.limit} characters (was {len(got.value)}); the rest goes on in "
+        f"{len(rows)} text row{'s' if len(rows) != 1 else ''}",
+    ]
+    gone = (
+        [
+            f"Remarks: {lost} characters did not fit in Remarks and {limits.MAX_TEXT_ROWS} text "
+            "rows and are not in Fortnox"
+        ]
+        if lost
+        else []
+    )
+    return _Field(head, warnings), rows, gone
 
 
 # --- diffing and storage ----------------------------------------------------------------------

@@ -150,9 +150,28 @@ def _m004_drift(db: Database) -> None:
     db.table("drift").create_index(["acked_at"])
 
 
+def _m005_shared_customers(db: Database) -> None:
+    # One legal entity is one Fortnox customer (DESIGN rule 11): a second Lime Go company with
+    # the organisation number of one already linked is linked "shared", naming the company that
+    # owns the customer's fields; its own field changes are never sent.
+    db.table("customers").add_column("shared_with", str)
+    # Persistent warnings on a record, shown by `status` until the record's situation changes:
+    # a shared customer, an inactive customer adopted, a customer deleted in Fortnox and linked
+    # afresh, text that did not fit a document. One row per record and kind.
+    db.table("warnings").create(
+        {"key": str, "kind": str, "text": str, "since": str}, pk=("key", "kind")
+    )
+    # Fortnox's customer list carries no Active flag: the index reads active and inactive
+    # customers separately and remembers which is which (null: not known yet). Forget when the
+    # index was last read, so the next pass reads it whole once and learns the flags.
+    db.table("fortnox_customers").add_column("active", int)
+    db.execute("DELETE FROM meta WHERE key = 'fortnox_index_at'")
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_quarantine_waits_for", _m002_quarantine_waits_for),
     ("003_fortnox_documents", _m003_fortnox_documents),
     ("004_drift", _m004_drift),
+    ("005_shared_customers", _m005_shared_customers),
 ]

@@ -134,6 +134,9 @@ class CustomerLink:
     hash: str | None
     intent_at: datetime | None
     outcome: str | None  # None while a POST may be in flight; "lost" | "not_sent" once known
+    # A second Lime Go company with the organisation number of one already linked: the id of
+    # the company that owns the Fortnox customer's fields (this one's are never sent).
+    shared_with: str | None = None
 
     @property
     def done(self) -> bool:
@@ -201,3 +204,13 @@ class DriftEntry:
     @property
     def acked(self) -> bool:
         return self.acked_at is not None
+
+
+@dataclass(frozen=True)
+class RecordWarning:
+    """Something a person should know about a record that is in Fortnox (shown by `status`)."""
+
+    key: str
+    kind: str
+    text: str
+    since: str

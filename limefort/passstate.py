@@ -29,6 +29,9 @@ class PassResult:
     )  # (key, what a person should know)
     aborted: str | None = None
     stopped: bool = False  # a stop was requested (SIGTERM) and honoured between records
+    # What still needs attention after the pass (quarantined, pending, drifted) and was not
+    # already among `problems`: named on stderr every pass, never summed up as "in line".
+    outstanding: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:

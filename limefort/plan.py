@@ -12,7 +12,7 @@ test in tests/test_plan*.py.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -30,6 +30,7 @@ from limefort.mapping import (
     map_company,
     map_deal,
     payload_hash,
+    source_text,
 )
 from limefort.models import (
     Company,
@@ -44,7 +45,7 @@ from limefort.models import (
     QuarantineEntry,
     Stage,
 )
-from limefort.normalise import quote
+from limefort.normalise import Invalid, normalise_orgnr, quote
 
 # --- actions ----------------------------------------------------------------------------------
 
@@ -77,6 +78,7 @@ class AdoptCustomer:
     payload: dict[str, Any]
     warnings: tuple[str, ...] = ()
     by: str = "organisation number"
+    notice: str = ""  # kept as a warning on the record in `status` (an inactive customer)
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class CreateDocument:
     company: Company
     customer: CustomerRef
     warnings: tuple[str, ...] = ()
+    lost: tuple[str, ...] = ()  # what fits nowhere in Fortnox: a warning on the record
 
 
 @dataclass(frozen=True)
@@ -179,9 +182,24 @@ class UpdateDocument:
         return f"{self.kind}:{self.document_number}"
 
 
+@dataclass(frozen=True)
+class ShareCustomer:
+    """A second Lime Go company with the organisation number of a Fortnox customer another
+    company owns (DESIGN rule 11): linked to it "shared", so its won deals are invoiced to that
+    customer, but its own field changes are never sent (no blend of two CRM records)."""
+
+    company: Company
+    customer: CustomerRef
+    owner_id: str
+    owner_name: str
+    orgnr: str
+    payload: dict[str, Any]
+
+
 Action = (
     CreateCustomer
     | AdoptCustomer
+    | ShareCustomer
     | UpdateCustomer
     | CreateDocument
     | LinkDocument
@@ -198,6 +216,8 @@ Action = (
 def key_of(a: Action) -> str:
     match a:
         case CreateCustomer(company=c) | AdoptCustomer(company=c) | UpdateCustomer(company=c):
+            return c.key
+        case ShareCustomer(company=c):
             return c.key
         case CreateDocument(deal=d) | LinkDocument(deal=d) | SkipHistorical(deal=d):
             return d.key
@@ -217,6 +237,8 @@ def count_name(a: Action) -> str:
             return "customers_created"
         case AdoptCustomer():
             return "customers_adopted"
+        case ShareCustomer():
+            return "customers_shared"
         case UpdateCustomer():
             return "customers_updated"
         case CreateDocument(kind=k):
@@ -284,6 +306,10 @@ class Snapshot:
     planned: frozenset[str] = frozenset()  # company ids an earlier page already plans to link
     drift: Mapping[str, DriftEntry] = field(default_factory=dict)  # by deal key
 
+    # Fortnox customer number -> (company id, name) of the company that owns it (linked).
+    claimed: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    inactive: frozenset[str] = frozenset()  # Fortnox customers its list shows as inactive
+
 
 def source_hash(*records: Company | Deal | None) -> str:
     """What a quarantined record is compared with: a change in Lime Go retries it."""
@@ -334,7 +360,7 @@ def customer_lookups(
     orgnrs: set[str] = set()
     refs: set[str] = set()
     for c in companies:
-        if c.id in links:
+        if c.id in links and not links[c.id].shared_with:
             continue
         q = quarantine.get(c.key)
         if q is not None and not force and q.source_hash == source_hash(c):
@@ -410,6 +436,10 @@ def _plan_company_in(
         matches = snap.by_ref.get(customer_ref(c.id), ())
         by = "limefort's ExternalReference"
     link = _live_link(snap, c)
+    if link is not None and link.shared_with:
+        if not shared_link_moved(link, orgnr):
+            return Release(c.key) if c.key in snap.quarantine else None  # nothing is sent
+        link = None  # its organisation number changed: linked afresh by the new one
     act = plan_company(
         c,
         result,
@@ -421,9 +451,12 @@ def _plan_company_in(
     )
     if isinstance(act, CreateCustomer) and orgnr:
         if orgnr in creating:
-            return AdoptCustomer(c, CustomerOf(creating[orgnr]), act.payload, act.warnings)
+            owner = creating[orgnr]
+            return ShareCustomer(
+                c, CustomerOf(owner), owner, _company_name(snap, owner), orgnr, act.payload
+            )
         creating[orgnr] = c.id
-    return act
+    return real_world_rules(snap, c, rules, link, act)
 
 
 # --- deals ------------------------------------------------------------------------------------
@@ -547,7 +580,7 @@ def _plan_win(
         customer = CustomerOf(company.id)
     else:
         act = _plan_company_in(snap, company, rules, creating)
-        if isinstance(act, CreateCustomer | AdoptCustomer):
+        if isinstance(act, CreateCustomer | AdoptCustomer | ShareCustomer):
             linking[company.id] = act
             out.append(act)
             customer = CustomerOf(company.id)
@@ -558,7 +591,11 @@ def _plan_win(
             return [*out, customer_not_ready(deal, company, None, _as_entry(act))]
         else:
             return [Defer(deal.key, f"waiting for its customer ({company.key})")]
-    out.append(CreateDocument(deal, kind, result.payload, company, customer, result.warnings))
+    out.append(
+        CreateDocument(
+            deal, kind, result.payload, company, customer, result.warnings, lost=result.lost
+        )
+    )
     return out
 
 
@@ -582,7 +619,7 @@ def _relink_company(
     if isinstance(act, CreateCustomer) and doc.customer_number:
         creating.pop(orgnr_of(Mapped(act.payload)) or "", None)
         act = AdoptCustomer(company, doc.customer_number, act.payload, act.warnings, by="document")
-    if isinstance(act, CreateCustomer | AdoptCustomer):
+    if isinstance(act, CreateCustomer | AdoptCustomer | ShareCustomer):
         linking[company.id] = act
         return [act]
     return []
@@ -777,6 +814,11 @@ def describe(action: Action) -> list[str]:
                 f"= adopt customer   {c.key}  {c.name!r} -> {_customer_text(ref)} (same {by}"
                 + (f" {same})" if same else ")")
             ]
+        case ShareCustomer(company=c, customer=ref, owner_id=oid, owner_name=oname, orgnr=o):
+            return [
+                f"= share customer   {c.key}  {c.name!r} -> {_customer_text(ref)} (same "
+                f"organisation number {o} as company:{oid} {oname!r}; its fields are not sent)"
+            ]
         case UpdateCustomer(company=c, customer_number=n, changes=ch, warnings=w):
             lines = [f"~ update customer  {c.key}  {c.name!r} (Fortnox customer {n})"]
             lines += [f"      {k}: {_fmt(old)} -> {_fmt(new)}" for k, (old, new) in ch.items()]
@@ -814,6 +856,10 @@ def describe(action: Action) -> list[str]:
             return [f"  clear drift     {key}: {why}"]
         case UpdateDocument(deal=d, kind=k, document_number=n, changes=ch):
             return [f"~ update {k:<8} {d.key}  {d.name!r} (Fortnox {k} {n}): {drift_text(ch)}"]
+    if isinstance(action, AdoptCustomer) and action.notice:
+        lines.append(f"      warning: {action.notice}")
+    if isinstance(action, CreateDocument):
+        lines += [f"      warning: {x}" for x in action.lost]
     return lines + [f"      warning: {x}" for x in w]
 
 
@@ -1030,3 +1076,151 @@ def after_update_failure(
             )
         )
     return NotSent(str(error), stop_pass=streak + 1 >= MAX_CONSECUTIVE_TRANSIENT)
+
+
+# --- real-world data (issue 13): rules for what a year of use throws at the sync --------------
+
+
+def shared_link_moved(link: CustomerLink, orgnr: str | None) -> bool:
+    """A shared link whose company now has another valid organisation number: it is no longer
+    the same legal entity, so it is linked afresh by the new number."""
+    return bool(link.shared_with and orgnr and orgnr != link.orgnr)
+
+
+def _company_name(snap: Snapshot, company_id: str) -> str:
+    for c in (*snap.companies, *snap.related.values()):
+        if c.id == company_id:
+            return c.name or ""
+    return ""
+
+
+def real_world_rules(
+    snap: Snapshot, company: Company, rules: Rules, link: CustomerLink | None, act: Action | None
+) -> Action | None:
+    """What the planner's first answer for a company becomes once Fortnox's customers and the
+    data's quality are taken into account (rules 4 and 11)."""
+    if isinstance(act, AdoptCustomer) and act.by == "organisation number":
+        orgnr = act.payload.get("OrganisationNumber") or ""
+        matches = list(snap.by_orgnr.get(orgnr, ()))
+        act = adopt_or_share(company, orgnr, act, matches, snap.inactive, snap.claimed)
+    if isinstance(act, CreateCustomer | AdoptCustomer | UpdateCustomer):
+        held = held_back(company, act.payload, link, rules.customer_map)
+        if held is not None:
+            reason, hint = held
+            return Quarantine(company.key, company.name, reason, hint, source_hash(company))
+    return act
+
+
+def adopt_or_share(
+    company: Company,
+    orgnr: str,
+    act: AdoptCustomer,
+    matches: Sequence[str],
+    inactive: Iterable[str],
+    claimed: Mapping[str, tuple[str, str]],
+) -> Action:
+    """Which of Fortnox's customers with this organisation number the company becomes:
+    - one another linked company owns: shared with it (one legal entity, one customer);
+    - else the one active customer; several active ones: ambiguous, quarantined;
+    - only inactive ones: the first, adopted, and the record says so."""
+    if not matches:
+        return act
+    for number in matches:
+        owner = claimed.get(number)
+        if owner is not None and owner[0] != company.id:
+            return ShareCustomer(company, number, owner[0], owner[1], orgnr, act.payload)
+    off = set(inactive)
+    active = [m for m in matches if m not in off]
+    if len(active) > 1:
+        return Quarantine(
+            company.key,
+            company.name,
+            f"Fortnox has {len(active)} active customers with organisation number {orgnr} "
+            f"(customer numbers {', '.join(active)}): limefort cannot tell which one it is",
+            f"make all but one of them inactive in Fortnox, then run `limefort retry {company.key}`",
+            source_hash(company),
+        )
+    if active:
+        return replace(act, customer=active[0])
+    number = matches[0]
+    return replace(
+        act,
+        customer=number,
+        notice=(
+            f"linked to inactive Fortnox customer {number}: no active Fortnox customer has "
+            f"organisation number {orgnr}"
+        ),
+    )
+
+
+def letters(text: str) -> int:
+    return sum(1 for ch in text if ch.isalpha())
+
+
+def name_gutted(raw: str | None, cleaned: str | None) -> bool:
+    """A cleaned name that keeps fewer than half of the original's letters is not a name
+    (a Hebrew name cleaned to " AB")."""
+    if not raw:
+        return False
+    before = letters(raw)
+    return before > 0 and letters(cleaned or "") * 2 < before
+
+
+def erased_identifier(raw: str | None, new: str | None, stored: str | None) -> str | None:
+    """Why sending would erase a valid organisation number Fortnox holds (None: it would not):
+    Lime Go has a value, cleaning refused it, and the customer has a valid one."""
+    if new or not raw or not stored:
+        return None
+    checked = normalise_orgnr(raw)
+    if not isinstance(checked, Invalid):
+        return None  # cleaning accepts it: not an erasure (the mapping left it out otherwise)
+    return f"{checked.reason}; Fortnox keeps {stored}"
+
+
+def held_back(
+    company: Company,
+    payload: Mapping[str, Any],
+    link: CustomerLink | None,
+    customer_map: Mapping[str, str],
+) -> tuple[str, str] | None:
+    """Bad data never erases good data (DESIGN rule 11): (reason, hint) when this company's
+    change must be held back instead of sent, naming both values."""
+    raw_name = source_text(company, customer_map, "Name")
+    name = payload.get("Name")
+    if name_gutted(raw_name, name):
+        return (
+            f"company name {quote(raw_name or '')} would reach Fortnox as {quote(name or '')}: "
+            "cleaning keeps fewer than half of its letters, which is not a name",
+            "give the company a name Fortnox can store (Latin letters) in Lime Go; "
+            "nothing is sent until then",
+        )
+    if link is not None and link.done and "OrganisationNumber" in customer_map:
+        erased = erased_identifier(
+            source_text(company, customer_map, "OrganisationNumber"),
+            payload.get("OrganisationNumber"),
+            link.orgnr,
+        )
+        if erased is not None:
+            return (
+                f"{erased} (Fortnox customer {link.customer_number})",
+                "correct the organisation number (business_id) in Lime Go; nothing is sent "
+                "until then",
+            )
+    return None
+
+
+def won_at_note(first_pass: bool, start_is_now: bool, wins: Sequence[Deal]) -> list[str]:
+    """What a first pass's dry run says about deals it would invoice when `sync.start` is a
+    past date: Lime Go has no won-at time, so a deal won long ago but edited since counts."""
+    if not first_pass or start_is_now or not wins:
+        return []
+    n = len(wins)
+    lines = [
+        f"{n} won deal{'s' if n != 1 else ''} last changed after start will become documents; "
+        "Lime Go records no time of winning (review them before the first real pass):"
+    ]
+    lines += [
+        f"  {d.key}  {d.name!r} last changed {d.updated_at.isoformat(timespec='seconds')}"
+        for d in wins
+    ]
+    return lines

@@ -85,12 +85,22 @@ def locked(cfg: Config) -> Iterator[None]:
         yield
 
 
-def summarise(counts: Mapping[str, int], dry_run: bool = False) -> str:
+def summarise(
+    counts: Mapping[str, int],
+    dry_run: bool = False,
+    *,
+    outstanding: int = 0,
+    clean: bool = True,
+) -> str:
+    """One line for a pass. It never says "in line" while anything needs attention:
+    `outstanding` records are still quarantined, pending or drifted; `clean=False` (a past
+    run that exited non-zero, whose leftovers are not known any more) says so instead."""
     # (count key, what happened, what a dry run would do): the count is put in front.
     verbs = [
         ("customers_created", "customer{s} created", "customer{s} to create"),
         ("customers_adopted", "customer{s} linked", "customer{s} to link"),
         ("customers_updated", "customer{s} updated", "customer{s} to update"),
+        ("customers_shared", "customer{s} linked as shared", "customer{s} to link as shared"),
         ("invoices_created", "invoice{s} created", "invoice{s} to create"),
         ("orders_created", "order{s} created", "order{s} to create"),
         ("reconciled", "lost answer{s} reconciled", "lost answer{s} to reconcile"),
@@ -120,8 +130,18 @@ def summarise(counts: Mapping[str, int], dry_run: bool = False) -> str:
         n = counts.get(key, 0)
         if n:
             parts.append(f"{n} " + (todo if dry_run else done).format(s="" if n == 1 else "s"))
+    if outstanding:
+        s = "" if outstanding == 1 else "s"
+        parts.append(
+            f"{outstanding} record{s} still need{'s' if outstanding == 1 else ''} attention "
+            "(see `limefort status`)"
+        )
     if not parts:
-        parts.append("nothing to do: Fortnox is in line with Lime Go")
+        parts.append(
+            "nothing to do: Fortnox is in line with Lime Go"
+            if clean
+            else "nothing sent; records needed attention"
+        )
     reqs = counts.get("fortnox_requests", 0)
     return "; ".join(parts) + f" ({reqs} Fortnox request{'s' if reqs != 1 else ''})"
 
@@ -147,6 +167,7 @@ def one_pass(
             if dry_run:
                 echo("Dry run: nothing is written to Fortnox or to the state file.")
                 result = work(syncer)
+                result.outstanding = leftovers(store, result)
                 report(result, True)
                 return result.exit_code
             pinger = Pinger(cfg.metrics.ping_url)
@@ -157,6 +178,7 @@ def one_pass(
             result = PassResult()
             try:
                 result = work(syncer)
+                result.outstanding = leftovers(store, result)
                 code = result.exit_code or _leftover_code(store)
             except UserError as exc:
                 code = exc.exit_code
@@ -170,13 +192,33 @@ def one_pass(
                     "%s finished with exit code %s: %s",
                     command,
                     code,
-                    summarise(counts),
+                    summarise(counts, outstanding=len(result.outstanding)),
                     extra={"counts": counts, "exit_code": code, "command": command},
                 )
             report(result, False)
             return code
         finally:
             store.close()
+
+
+def leftovers(store: Store, result: PassResult) -> list[tuple[str, str]]:
+    """What still needs attention after a pass, each record named (those the pass itself
+    named already are left out): quarantined, pending, and unacknowledged drift."""
+    named = {key for key, _ in result.problems}
+    out: list[tuple[str, str]] = []
+    for q in store.all_quarantined():
+        if q.key not in named:
+            out.append((q.key, f"still quarantined: {q.reason} ({q.hint})"))
+    for link in store.pending_customers():
+        key = f"company:{link.company_id}"
+        if key not in named:
+            out.append((key, "customer outcome unknown; checked against Fortnox each pass"))
+    for intent in store.pending_documents():
+        key = f"deal:{intent.deal_id}"
+        if key not in named:
+            out.append((key, f"{intent.kind} outcome unknown; checked against Fortnox each pass"))
+    # Unacknowledged drift is named by every pass itself (Syncer._note_drift), as problems.
+    return out
 
 
 def _leftover_code(store: Store) -> int:

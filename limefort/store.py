@@ -32,6 +32,7 @@ from limefort.models import (
     DriftEntry,
     LedgerDocument,
     QuarantineEntry,
+    RecordWarning,
     TokenRecord,
 )
 
@@ -61,7 +62,7 @@ def _dt(value: str | None) -> datetime | None:
 def _link(r: Mapping[str, Any]) -> CustomerLink:
     return CustomerLink(
         r["company_id"], r["state"], r["customer_number"], r["orgnr"], r["name"] or "",
-        r["payload"], r["hash"], _dt(r["intent_at"]), r["outcome"],
+        r["payload"], r["hash"], _dt(r["intent_at"]), r["outcome"], r.get("shared_with"),
     )  # fmt: skip
 
 
@@ -339,7 +340,92 @@ class _DriftTables(_Base):
         return [e.key for e in entries]
 
 
-class Store(_LedgerTables, _RunLog, _DriftTables):
+class RealWorldTables(_Base):
+    """Issue 13's additions: shared customers, the active flag of Fortnox's customers, and
+    persistent per-record warnings. A mixin of `Store`, kept apart so it reads as one piece."""
+
+    # --- shared customers (one legal entity is one Fortnox customer) ---------------------------
+
+    def customer_shared(
+        self,
+        company_id: str,
+        *,
+        customer_number: str,
+        orgnr: str | None,
+        name: str,
+        payload: str,
+        hash: str,
+        shared_with: str,
+    ) -> None:
+        """Link a company to a customer another company owns: its deals are invoiced to it,
+        its field changes are never sent (the stored payload is what it had when linked)."""
+        _upsert(
+            self.db,
+            "customers",
+            {
+                "company_id": company_id, "state": "done", "customer_number": customer_number,
+                "orgnr": orgnr, "name": name, "payload": payload, "hash": hash,
+                "updated_at": self.now_iso(), "shared_with": shared_with,
+            },
+            pk="company_id",
+        )  # fmt: skip
+
+    def owners_of(self, customer_numbers: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """Customer number -> (company id, name) of the company that owns it (linked, done,
+        not shared)."""
+        out: dict[str, tuple[str, str]] = {}
+        for r in _rows_where_in(self.db, "customers", "customer_number", customer_numbers):
+            if r["state"] == "done" and not r.get("shared_with"):
+                out.setdefault(r["customer_number"], (r["company_id"], r["name"] or ""))
+        return out
+
+    # --- Fortnox customers' active flag ---------------------------------------------------------
+
+    def index_set_active(self, numbers: Iterable[str], active: bool) -> None:
+        for chunk in _chunks(list(numbers)):
+            marks = ",".join("?" * len(chunk))
+            self.db.execute(
+                f"UPDATE fortnox_customers SET active = ? WHERE customer_number IN ({marks})",
+                [1 if active else 0, *chunk],
+            )
+
+    def index_inactive(self, numbers: Iterable[str]) -> set[str]:
+        """Those of `numbers` Fortnox's list shows as inactive."""
+        return {
+            r["customer_number"]
+            for r in _rows_where_in(self.db, "fortnox_customers", "customer_number", numbers)
+            if r.get("active") == 0
+        }
+
+    # --- warnings on records ------------------------------------------------------------------
+
+    def set_warning(self, key: str, kind: str, text: str) -> None:
+        """Keeps `since` while the text stays the same."""
+        row = self.db.execute(
+            "SELECT text, since FROM warnings WHERE key = ? AND kind = ?", [key, kind]
+        ).fetchone()
+        since = row[1] if row is not None and row[0] == text else self.now_iso()
+        _upsert(
+            self.db,
+            "warnings",
+            {"key": key, "kind": kind, "text": text, "since": since},
+            pk="key, kind",
+        )
+
+    def clear_warning(self, key: str, kind: str | None = None) -> None:
+        if kind is None:
+            self.db.execute("DELETE FROM warnings WHERE key = ?", [key])
+        else:
+            self.db.execute("DELETE FROM warnings WHERE key = ? AND kind = ?", [key, kind])
+
+    def all_warnings(self) -> list[RecordWarning]:
+        return [
+            RecordWarning(r["key"], r["kind"], r["text"], r["since"])
+            for r in self.db.table("warnings").rows_where(order_by="since, key, kind")
+        ]
+
+
+class Store(_LedgerTables, _RunLog, _DriftTables, RealWorldTables):
     def __init__(self, db: Database, path: Path | None = None, clock: Clock = _utcnow) -> None:
         self.db = db
         self.path = path
@@ -477,7 +563,7 @@ class Store(_LedgerTables, _RunLog, _DriftTables):
             {
                 "company_id": company_id, "state": "done", "customer_number": customer_number,
                 "orgnr": orgnr, "name": name, "payload": payload, "hash": hash,
-                "updated_at": self.now_iso(),
+                "updated_at": self.now_iso(), "shared_with": None,
             },
             pk="company_id",
         )  # fmt: skip
@@ -508,9 +594,9 @@ class Store(_LedgerTables, _RunLog, _DriftTables):
         return [_link(r) for r in rows]
 
     def count_customers(self) -> int:
-        return int(
-            self.db.execute("SELECT count(*) FROM customers WHERE state = 'done'").fetchone()[0]
-        )
+        # A shared link is a second company on a customer already counted.
+        sql = "SELECT count(*) FROM customers WHERE state = 'done' AND shared_with IS NULL"
+        return int(self.db.execute(sql).fetchone()[0])
 
     # --- documents ----------------------------------------------------------------------------
 
@@ -698,6 +784,30 @@ class Store(_LedgerTables, _RunLog, _DriftTables):
                 },
                 pk="name",
             )
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def quarantined_keys_read_only(path: Path) -> set[str]:
+    """The quarantined keys of a state file, read without the lock, a migration or a write
+    (`retry` asks before it starts a pass). No state file: nothing is quarantined."""
+    if not path.parent.exists():
+        raise StateError(f"state.path: directory {path.parent} does not exist")
+    if not path.exists():
+        return set()
+    try:
+        conn = connect_read_only(path)
+        try:
+            if not _has_table(conn, "quarantine"):
+                return set()
+            return {r[0] for r in conn.execute("SELECT key FROM quarantine")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StateError(_explain_sqlite(path, exc)) from None
 
 
 def _upsert(db: Database, table: str, row: Mapping[str, Any], *, pk: str) -> None:

@@ -80,6 +80,8 @@ class Syncer:
         )
         self._window: tuple[datetime, datetime] | None = None
         self._planned: set[str] = set()  # a dry run's companies already shown as linked
+        self._quarantined_keys: set[str] | None = None
+        self._exists: set[str] = set()  # quarantined keys this pass read from Lime Go
 
     @property
     def stop_event(self) -> threading.Event:
@@ -115,6 +117,8 @@ class Syncer:
             if only in (None, "deals") and self.cfg.sync.deal_target != "none":
                 self._deals_phase(now, since)
                 self._follow_companies()
+            if only is None:
+                self.release_deleted()
             # Answers lost during this pass: check now rather than leave them for the next.
             self.reconcile(only=set(self.state.sent))
 
@@ -184,44 +188,59 @@ class Syncer:
         since = cursors.read_since(cur, self.cfg.sync.lookback, widen)
         rules = self.gather.rules(now, deals=False)
         self.state.incomplete = False
+        began = self.limego.last_date
+        high: datetime | None = None
         for page in self.gather.company_pages(since, first=cur is None):
             self.state.count("companies_seen", len(page))
+            high = cursors.high_water(high, (c.updated_at for c in page))
+            self._seen_quarantined(c.key for c in page)
             self._do(self.gather.companies_snapshot(page, rules), plan.plan_companies, rules)
-        self._advance("companies", cur, now)
+        self._advance("companies", cur, self._source_mark(high, began))
 
     def _deals_phase(self, now: datetime, widen: datetime | None) -> None:
         cur = self.store.get_cursor("deals")
         since = cursors.read_since(cur, self.cfg.sync.lookback, widen)
         self.state.incomplete = False
-        rules = self.gather.rules(self._start(now))
+        self.gather.won()  # reads Lime Go's stages, and so learns Lime Go's clock
+        rules = self.gather.rules(self._start(self.source_now(now)))
+        began = self.limego.last_date
+        high: datetime | None = None
+        wins: list[Deal] = []  # a first dry run's new wins (Lime Go has no won-at time)
         # A first pass reads every deal once so that deals already won before `sync.start`
         # are recorded as such and never invoiced later when someone edits them.
         for deals, related in self.gather.deal_pages(since):
             self.state.count("deals_seen", len(deals))
+            high = cursors.high_water(high, (d.updated_at for d in deals))
+            self._seen_quarantined(d.key for d in deals)
             snap = self.gather.deals_snapshot(
                 deals, related, rules, planned=frozenset(self._planned)
             )
-            self._do(snap, plan.plan_deals, rules)
-        self._advance("deals", cur, now)
+            actions = self._do(snap, plan.plan_deals, rules)
+            if self.dry_run and cur is None:
+                wins += [a.deal for a in actions if isinstance(a, plan.CreateDocument)]
+        for line in plan.won_at_note(cur is None, self.cfg.sync.start == "now", wins):
+            self.echo(line)
+        self._advance("deals", cur, self._source_mark(high, began))
 
     def _do(
         self,
         snap: plan.Snapshot,
         planner: Callable[[plan.Snapshot, plan.Rules], list[plan.Action]],
         rules: plan.Rules,
-    ) -> None:
+    ) -> list[plan.Action]:
         actions = planner(snap, rules)
         if not self.dry_run:
             self.executor.run(actions)
-            return
+            return actions
         for a in actions:
             self.state.count(plan.count_name(a))
             if isinstance(a, plan.CreateCustomer | plan.AdoptCustomer):
                 self._planned.add(a.company.id)
             for line in plan.describe(a):
                 self.echo(line)
+        return actions
 
-    def _advance(self, name: str, cur: datetime | None, now: datetime) -> None:
+    def _advance(self, name: str, cur: datetime | None, now: datetime | None) -> None:
         # A pending intent is neither confirmed in Fortnox nor quarantined (rule 1). If
         # reconciliation later finds Fortnox never got it, it drops the intent to send again;
         # should that fail (or the process die) the record must still be ahead of the cursor.
@@ -239,7 +258,7 @@ class Syncer:
         whether or not that pass found any: a deal won after it is a new win."""
         start = self.cfg.sync.start
         if start != "now":
-            return resolve_start(start, self.clock())
+            return resolve_start(start, now)
         stored = self.store.get_meta("start")
         if stored:
             return datetime.fromisoformat(stored)
@@ -247,6 +266,40 @@ class Syncer:
             with self.store.transaction():
                 self.store.set_meta("start", now.isoformat())
         return now
+
+    # --- Lime Go's clock (DESIGN rule 10) and records deleted there (issue 13) -----------------
+
+    def source_now(self, local_now: datetime) -> datetime:
+        """Now on Lime Go's clock (its latest `Date` header); this machine's clock only when
+        Lime Go has not answered yet or sends no `Date`."""
+        return self.limego.last_date or local_now
+
+    def _source_mark(self, high: datetime | None, began: datetime | None) -> datetime | None:
+        """Where a phase may move its cursor: `began` is Lime Go's `Date` before the phase read
+        anything (None: this client had no answer before, so its first answer, in the phase)."""
+        return cursors.source_mark(high, began if began is not None else self.limego.first_date)
+
+    def _seen_quarantined(self, keys: Iterable[str]) -> None:
+        """Quarantined records this pass read from Lime Go exist: no need to ask again."""
+        if self._quarantined_keys is None:
+            self._quarantined_keys = {q.key for q in self.store.all_quarantined()}
+        if self._quarantined_keys:
+            self._exists.update(k for k in keys if k in self._quarantined_keys)
+
+    def release_deleted(self) -> None:
+        """Quarantined records deleted in Lime Go leave quarantine, with a line saying so. Each
+        is read by id (quarantine is short); those this pass read already are not asked."""
+        for entry in self.store.all_quarantined():
+            if entry.key in self._exists:
+                continue
+            self.state.check_stop()
+            try:
+                kind, rid = parse_key(entry.key)
+            except ValueError:
+                continue
+            if self.gather.read_record(kind, rid) is None:
+                self._gone(entry.key, f"the {kind} no longer exists in Lime Go")
+                self.state.count("released")
 
     def _follow_companies(self) -> None:
         """Deals quarantined only because their company was not in Fortnox, whose company now
@@ -272,7 +325,9 @@ class Syncer:
             return
         record, company = got
         window = self._window
-        now = self.clock()
+        if kind == "deal" and window is None:
+            self.gather.won()  # Lime Go's stages, and its clock for a `start = "now"`
+        now = self.source_now(self.clock())
         rules = self.gather.rules(
             window[0] if window else self._start(now), window, deals=kind == "deal"
         )
@@ -301,8 +356,13 @@ class Syncer:
         self.executor.run(actions)
 
     def _gone(self, key: str, why: str) -> None:
+        was = key in self.store.quarantined([key])
         if self.dry_run:
-            self.echo(f"  release         {key}: {why}")
+            if was:
+                self.echo(f"  release         {key}: {why}")
+            return
+        if not was:
+            log.warning("%s: %s; nothing to do", key, why, extra={"key": key})
             return
         with self.store.transaction():
             self.store.release(key)

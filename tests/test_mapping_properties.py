@@ -16,6 +16,7 @@ import pycountry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from limefort.fortnox_limits import MAX_TEXT_ROWS
 from limefort.mapping import (
     DEFAULT_CUSTOMER_MAPPING,
     DealContext,
@@ -118,7 +119,11 @@ def assert_valid_for_fortnox(payload: dict[str, Any], kind: str) -> None:
         if field != rows_key:
             assert_field(field, value, DOCUMENT_LIMITS)
     rows = payload[rows_key]
-    assert isinstance(rows, list) and len(rows) == 1
+    # One priced row, then text rows (only a Description) for what Remarks cannot hold.
+    assert isinstance(rows, list) and 1 <= len(rows) <= 1 + MAX_TEXT_ROWS
+    for text_row in rows[1:]:
+        assert set(text_row) == {"Description"}
+        assert_storable_text("Description", text_row["Description"], ROW_DESCRIPTION_LIMIT, False)
     row = rows[0]
     assert_storable_text("Description", row["Description"], ROW_DESCRIPTION_LIMIT, False)
     assert isinstance(row["Price"], Decimal) and row["Price"].is_finite()

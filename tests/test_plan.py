@@ -166,7 +166,8 @@ def test_scope_is_status_or_already_linked() -> None:
 def test_two_companies_with_one_orgnr_in_a_page_make_one_customer() -> None:
     a, b = company("c1"), company("c2", name="Åkesson Filial")
     actions = P.plan_companies(P.Snapshot(companies=[a, b]), rules())
-    assert kinds(actions) == ["CreateCustomer", "AdoptCustomer"]
+    # The second shares the first's customer, never blends into it (issue 13).
+    assert kinds(actions) == ["CreateCustomer", "ShareCustomer"]
     assert actions[1].customer == P.CustomerOf("c1")  # type: ignore[union-attr]
 
 

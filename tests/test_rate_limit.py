@@ -45,18 +45,18 @@ def test_client_limiter_at_the_real_setting_draws_no_429(
     make_sandbox: Callable[..., Sandbox], tmp_path: Path
 ) -> None:
     sb = real_limit(make_sandbox)
-    add_customers(sb, 54)  # 54 POSTs + 1 index page: three windows' worth
+    add_customers(sb, 54)  # 54 POSTs + 2 index pages (active, inactive): three windows' worth
     lf = Lf(sb, tmp_path, rate_limit=LIMIT, start="now")
     t0 = time.monotonic()
     r = lf.run("sync")
     elapsed = time.monotonic() - t0
     assert r.code == 0, r.err
     calls = fortnox_calls(sb)
-    assert len(calls) == 55
+    assert len(calls) == 56
     assert sb.fortnox.rate_limited == 0
     assert all(x.status != 429 for x in sb.fortnox.requests)
     assert len(sb.fortnox.customers) == 54
-    # The limiter did hold the pass back (55 requests need two full windows) ...
+    # The limiter did hold the pass back (56 requests need two full windows) ...
     assert elapsed >= 2 * WINDOW
     # ... and no 5-second window at the server saw more than the limit.
     at = [x.at for x in sb.fortnox.requests if x.path.startswith("/3/")]

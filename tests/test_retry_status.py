@@ -262,11 +262,13 @@ def test_retry_all(make_sandbox: Any, tmp_path: Path) -> None:
     left = quarantined(lf)
     assert set(left) == {f"company:{nameless}"} and left[f"company:{nameless}"]["attempts"] == 3
 
-    # A retry of a key that is not a record is named, and the others still go.
+    # A retry naming a key that is not a record is a usage error: nothing goes (issue 13).
     sb.limego.update_company(nameless, name="Namngivna AB")
     r = lf.run("retry", f"company:{nameless}", "invoice:42")
-    assert r.code == 1
+    assert r.code == 2
     assert "invoice:42" in r.err and "not a company:<id> or deal:<id> key" in r.err
+    assert customer_of(sb, nameless) is None
+    assert lf.run("retry", f"company:{nameless}").code == 0
     assert customer_of(sb, nameless) is not None
 
     r = lf.run("retry", "--all")
