@@ -134,6 +134,7 @@ def make_sandbox(request: pytest.FixtureRequest) -> Iterator[Any]:
             yield in_process
             for sb in made:
                 sb.stop()
+                assert_bodies_fit_fortnox(sb)
         return
     started: list[Sandbox] = []
 
@@ -147,6 +148,24 @@ def make_sandbox(request: pytest.FixtureRequest) -> Iterator[Any]:
     yield make
     for sb in started:
         sb.stop()
+        assert_bodies_fit_fortnox(sb)
+
+
+def assert_bodies_fit_fortnox(sb: Sandbox) -> None:
+    """Every body limefort wrote to the sandbox fits Fortnox's own write models (fortpyx,
+    generated from Fortnox's OpenAPI spec; unknown fields forbidden): checked after every
+    test that used a sandbox, so each sync test is also a contract test of what it sent."""
+    from contract.fortpyx_models import write_problems
+
+    problems = [
+        f"{r.method} {r.path}: {p}"
+        for r in list(sb.fortnox.requests)
+        if r.method in ("POST", "PUT") and r.path.startswith("/3/") and r.body is not None
+        for p in write_problems(r.path, r.method, r.body)
+    ]
+    assert not problems, "limefort sent what Fortnox's write models refuse:\n" + "\n".join(
+        problems[:10]
+    )
 
 
 @pytest.fixture

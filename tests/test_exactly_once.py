@@ -258,7 +258,7 @@ def test_only_a_timeout_leaves_a_post_in_flight(
     sb.fortnox.faults.add(FaultRule(kind, delay=0.5, methods=("POST",), times=1))
     client = HttpClient(sb.fortnox_url, "Fortnox", settings=RetrySettings(timeout=0.2))
     with pytest.raises(UnknownOutcome) as caught:
-        client.request("POST", "/3/invoices", json={"Invoice": {}})
+        client.request("POST", "/3/invoices", json={"Invoice": {"CustomerNumber": "1"}})
     assert caught.value.in_flight is in_flight
     assert sb.fortnox.count("POST") == 1  # never re-sent
 
