@@ -51,6 +51,7 @@ from limefort.models import Stage, TokenRecord
 from limefort.plan import won_stage_ids
 from limefort.runner import locked, open_store
 from limefort.store import Store, token_age_days
+from limefort.token_binding import token_cache
 
 Echo = Callable[..., None]
 
@@ -232,7 +233,9 @@ def _open_store(cfg: Config, r: Report, *, existed: bool) -> Store | None:
 def _check_limego(cfg: Config, store: Store | None, r: Report) -> None:
     lg_cfg = cfg.limego
     try:
-        client = LimeGoClient(lg_cfg, http=cfg.http, tokens=store)
+        client = LimeGoClient(
+            lg_cfg, http=cfg.http, tokens=token_cache(cfg, store) if store is not None else None
+        )
         granted = client.granted_scopes
     except AuthError as exc:
         r.fail(f"Lime Go: {exc}", auth=True)
@@ -408,12 +411,14 @@ def _toml_list(items: tuple[str, ...]) -> str:
 def _check_fortnox(cfg: Config, store: Store | None, r: Report) -> None:
     fx = cfg.fortnox
     tokens: ServiceAccountTokens | RefreshTokenTokens
+    # Cached tokens count only for the client id and secret they were issued to.
+    bound = token_cache(cfg, store) if store is not None else None
     try:
         if fx.tenant_id:
-            tokens = ServiceAccountTokens(fx, store, http=cfg.http)
+            tokens = ServiceAccountTokens(fx, bound, http=cfg.http)
         else:
-            assert store is not None
-            tokens = RefreshTokenTokens(fx, store, http=cfg.http)
+            assert bound is not None
+            tokens = RefreshTokenTokens(fx, bound, http=cfg.http)
         client = FortnoxClient(fx, tokens, http=cfg.http)
         info: dict[str, Any] | None = client.company_information()
         info_error: ApiError | None = None

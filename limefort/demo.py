@@ -25,7 +25,8 @@ def run_demo(
     echo: Echo, *, companies: int = 30, deals: int = 40, seed: int = 2026, keep: Path | None = None
 ) -> int:
     workdir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="limefort-demo-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    # Private, like any state directory (limefort refuses a group- or world-writable one).
+    workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
     echo("Starting the sandbox servers (Lime Go and Fortnox on loopback)...")
     with Sandbox(seed=seed, companies=companies, deals=deals, recent_days=30) as sb:
         cfg_path = workdir / "limefort.toml"

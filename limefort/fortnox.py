@@ -39,6 +39,7 @@ from limefort.http import (
     TokenCache,
 )
 from limefort.models import DocumentKind, TokenRecord
+from limefort.tokens import record_from_answer
 
 __all__ = [
     "FortnoxClient",
@@ -137,8 +138,8 @@ def tenant_from_token(access_token: str) -> str | None:
     try:
         payload = access_token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
-        return None
+    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
+        return None  # not a JWT we can read (deeply nested JSON included): no label
     tenant = claims.get("tenantId") if isinstance(claims, dict) else None
     return str(tenant) if tenant not in (None, "") else None
 
@@ -194,26 +195,14 @@ def _oauth_error(body: Any) -> str | None:
 def _record_from(
     body: Any, now: float, *, previous: TokenRecord | None = None, tenant_id: str | None = None
 ) -> TokenRecord:
-    if not isinstance(body, Mapping) or not body.get("access_token"):
-        raise TransientError(SERVICE, "the token endpoint answered without an access_token")
-    access = str(body["access_token"])
-    REDACTOR.add(access)
-    refresh = body.get("refresh_token")
-    if refresh:
-        REDACTOR.add(str(refresh))
-    try:
-        lifetime = float(body.get("expires_in") or TOKEN_LIFETIME)
-    except (TypeError, ValueError):
-        lifetime = TOKEN_LIFETIME
-    return TokenRecord(
-        access_token=access,
-        expires_at=now + lifetime,
-        refresh_token=str(refresh) if refresh else (previous.refresh_token if previous else None),
-        refresh_issued_at=now if refresh else (previous.refresh_issued_at if previous else None),
-        scope=str(body["scope"]) if body.get("scope") else None,
-        tenant_id=tenant_id
-        or tenant_from_token(access)
-        or (previous.tenant_id if previous else None),
+    access = body.get("access_token") if isinstance(body, Mapping) else None
+    return record_from_answer(
+        SERVICE,
+        body,
+        now,
+        default_lifetime=TOKEN_LIFETIME,
+        previous=previous,
+        tenant_id=tenant_id or (tenant_from_token(access) if isinstance(access, str) else None),
     )
 
 

@@ -29,6 +29,7 @@ from limefort.models import (
     Stage,
     TokenRecord,
 )
+from limefort.tokens import record_from_answer
 
 log = logging.getLogger("limefort.limego")
 
@@ -334,22 +335,11 @@ class LimeGoClient:
             if resp.status_code in (400, 401, 403):
                 raise AuthError(BAD_CLIENT)
             raise api_error(resp)
-        body = self.http.json(resp)
-        token = body.get("access_token") if isinstance(body, Mapping) else None
-        if not isinstance(token, str) or not token:
-            raise TransientError(SERVICE, "the token endpoint answered without an access_token")
-        REDACTOR.add(token)
-        try:
-            lifetime = float(body.get("expires_in") or TOKEN_LIFETIME)
-        except (TypeError, ValueError):
-            lifetime = TOKEN_LIFETIME
-        scope = body.get("scope")
-        log.info("Lime Go: new access token, valid %.0f s", lifetime)
-        return TokenRecord(
-            access_token=token,
-            expires_at=now + lifetime,
-            scope=scope if isinstance(scope, str) else None,
+        record = record_from_answer(
+            SERVICE, self.http.json(resp), now, default_lifetime=TOKEN_LIFETIME
         )
+        log.info("Lime Go: new access token, valid %.0f s", record.expires_at - now)
+        return record
 
     @property
     def granted_scopes(self) -> set[str]:
