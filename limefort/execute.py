@@ -279,6 +279,7 @@ class Executor:
     def _start_document(
         self, a: plan.CreateDocument, flights: Flights[plan.CreateDocument]
     ) -> None:
+        flights.make_room()  # no more intents pending than POSTs in flight
         payload = self._document_intent(a)
         if payload is None:
             self._wrote(a)

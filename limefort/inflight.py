@@ -75,10 +75,16 @@ class Flights(Generic[T]):
     def __len__(self) -> int:
         return len(self._queue)
 
-    def start(self, item: T, send: Callable[[], Any]) -> None:
+    def make_room(self) -> None:
+        """Land the oldest while `width()` are in flight: call it before committing the next
+        write's intent, so no more intents are pending than writes are in flight."""
         width = max(self._width(), 1)
         while len(self._queue) >= width:
             self._land_oldest()
+
+    def start(self, item: T, send: Callable[[], Any]) -> None:
+        self.make_room()
+        width = max(self._width(), 1)
         if width == 1:
             # One at a time: sent on this thread, strictly in order, as without this class.
             try:
