@@ -21,9 +21,9 @@ from limefort.keys import company_key, customer_ref, document_ref
 from limefort.ledger import Ledger
 from limefort.limego import LimeGoClient
 from limefort.mapping import build_mappings
-from limefort.models import Company, CustomFieldDef, Deal, DocumentKind, Person
+from limefort.models import Company, CustomFieldDef, Deal, DealPage, DocumentKind, Person
 from limefort.passstate import PassAborted, PassState
-from limefort.prefetch import prefetch
+from limefort.prefetch import both_ends, prefetch
 from limefort.store import QuarantineEntry, Store
 
 log = logging.getLogger("limefort.sync")
@@ -115,10 +115,23 @@ class Gatherer:
             for status in self.cfg.limego.customer_statuses:
                 yield from self.guard(prefetch(self.limego.iter_companies(status=status)))
             return
-        yield from self.guard(prefetch(self.limego.iter_companies(updated_since=since)))
+        yield from self.guard(
+            both_ends(
+                self.limego.iter_companies(updated_since=since),
+                self.limego.iter_companies(updated_since=since, descending=True),
+                lambda page: [c.id for c in page],
+                lambda page, keep: [c for c in page if keep(c.id)],
+            )
+        )
 
     def deal_pages(self, since: datetime | None) -> Iterator[tuple[list[Deal], dict[str, Company]]]:
-        for page in self.guard(prefetch(self.limego.iter_deals(updated_since=since))):
+        pages = both_ends(
+            self.limego.iter_deals(updated_since=since),
+            self.limego.iter_deals(updated_since=since, descending=True),
+            lambda page: [d.id for d in page.deals],
+            lambda page, keep: DealPage([d for d in page.deals if keep(d.id)], page.companies),
+        )
+        for page in self.guard(pages):
             yield page.deals, dict(page.companies)
 
     def read_record(self, key_kind: str, rid: str) -> tuple[Company | Deal, Company | None] | None:

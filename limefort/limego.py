@@ -390,9 +390,13 @@ class LimeGoClient:
         updated_since: datetime | None = None,
         status: str | None = None,
         fields: Sequence[str] | None = None,
+        descending: bool = False,
     ) -> Iterator[list[Company]]:
-        """Pages of companies changed since `updated_since`, optionally of one status."""
+        """Pages of companies changed since `updated_since`, optionally of one status, by id
+        (`descending`: from the highest id down)."""
         params = self._list_params(updated_since)
+        if descending:
+            params["sort"] = "-id"
         if status:
             params["filter[status]"] = status
         if fields:
@@ -403,10 +407,17 @@ class LimeGoClient:
                 yield page
 
     def iter_deals(
-        self, *, updated_since: datetime | None = None, fields: Sequence[str] | None = None
+        self,
+        *,
+        updated_since: datetime | None = None,
+        fields: Sequence[str] | None = None,
+        descending: bool = False,
     ) -> Iterator[DealPage]:
-        """Pages of deals with their companies (`include=company,stage`)."""
+        """Pages of deals with their companies (`include=company,stage`), by id
+        (`descending`: from the highest id down)."""
         params = self._list_params(updated_since)
+        if descending:
+            params["sort"] = "-id"
         params["include"] = "company,stage"
         if fields:
             params["fields[deals]"] = ",".join(

@@ -11,11 +11,18 @@ consumer at the point where it asks for that page, exactly as without read-ahead
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+P = TypeVar("P")
+
+# Lime Go's ids: UUIDs, in the canonical lowercase form. For these, the server's `sort=id` and
+# Python's string order agree whatever the server's collation (same length, hyphens in the same
+# places, digits before letters): only then is reading from both ends relied on.
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class _End:
@@ -69,7 +76,7 @@ class _Box(Generic[T]):
             self._cond.notify_all()
 
 
-def prefetch(source: Iterable[T], *, name: str = "limefort-read-ahead") -> Iterator[T]:
+def prefetch(source: Iterable[T], *, name: str = "limefort-read-ahead") -> Generator[T, None, None]:
     """The items of `source`, each read on a background thread while the consumer works on the
     one before it. At most one item is read ahead of the one the consumer holds.
 
@@ -110,3 +117,74 @@ def prefetch(source: Iterable[T], *, name: str = "limefort-read-ahead") -> Itera
             yield got
     finally:
         box.close()
+
+
+def _ordered(ids: Sequence[str], *, up: bool, past: str | None) -> bool:
+    """Canonical UUIDs, strictly in the given direction, and beyond `past` (the last id this
+    end gave before)."""
+    if not all(_UUID.fullmatch(x) for x in ids):
+        return False
+    seq = ([past] if past is not None else []) + list(ids)
+    return all((a < b) if up else (a > b) for a, b in zip(seq, seq[1:], strict=False))
+
+
+def _below(bound: str) -> Callable[[str], bool]:
+    return lambda x: x < bound
+
+
+def _above(bound: str) -> Callable[[str], bool]:
+    return lambda x: x > bound
+
+
+def both_ends(
+    ascending: Iterable[P],
+    descending: Iterable[P],
+    ids: Callable[[P], Sequence[str]],
+    only: Callable[[P, Callable[[str], bool]], P],
+) -> Iterator[P]:
+    """One listing sorted by id, read from both ends at once until they meet: two chains of
+    `links.next`, each read one page ahead on its own thread, so two round trips overlap and
+    a long listing over a slow network takes about half the time. Memory stays flat (a page
+    ahead on each end).
+
+    `ids`: a page's record ids, in order; `only`: the page with only the records whose id
+    passes. Pages alternate between the ends; the page where the ends meet is cut so that no
+    record comes twice. Should the ids not be canonical UUIDs in the order Python sorts them
+    (then the server's order might differ from ours, and the meeting point could not be
+    trusted), the ascending read goes on alone to the end: the records the other end already
+    gave come again, which costs a little and changes nothing (a pass plans an unchanged
+    record as nothing to do)."""
+    up = prefetch(ascending, name="limefort-read-ahead-up")
+    down = prefetch(descending, name="limefort-read-ahead-down")
+    lo: str | None = None  # the highest id the ascending end gave
+    hi: str | None = None  # the lowest id the descending end gave
+    try:
+        while True:
+            page = next(up, None)
+            if page is None:
+                return  # the ascending end read to the end: everything is in
+            got = ids(page)
+            if not _ordered(got, up=True, past=lo):
+                yield page
+                yield from up
+                return
+            if hi is not None and got and got[-1] >= hi:
+                yield only(page, _below(hi))
+                return
+            yield page
+            lo = got[-1] if got else lo
+            page = next(down, None)
+            if page is None:
+                return  # the descending end read to the start: everything is in
+            got = ids(page)
+            if not _ordered(got, up=False, past=hi):
+                yield from up  # this page's records come from the ascending end instead
+                return
+            if lo is not None and got and got[-1] <= lo:
+                yield only(page, _above(lo))
+                return
+            yield page
+            hi = got[-1] if got else hi
+    finally:
+        up.close()
+        down.close()
