@@ -284,10 +284,6 @@ class SlidingWindowLimiter:
             slot.done = True
             self._cond.notify_all()
 
-    def in_flight(self) -> int:
-        with self._cond:
-            return sum(1 for s in self._sent if not s.done)
-
 
 # ---------------------------------------------------------------------------------------------
 # Retry settings and failure classification
