@@ -37,7 +37,7 @@ from limefort.keys import company_key, deal_id_of_ref, deal_key, parse_key
 from limefort.lock import lock_path
 from limefort.models import DocumentKind
 from limefort.plan import drift_text
-from limefort.progress import PassProgress, choose_mode, hms, observe_clients
+from limefort.progress import PassProgress, choose_mode, hms
 from limefort.runner import build_clients, locked, one_pass, open_store, summarise
 from limefort.store import Store, quarantined_keys_read_only
 from limefort.sync import PassResult, Syncer, eta_seconds
@@ -260,7 +260,7 @@ def sync(app: App, since: str | None, dry_run: bool, only: str | None) -> int:
         limit, window = cfg.fortnox.rate_limit, cfg.fortnox.rate_window
         with PassProgress("sync", limit=limit, window=window, mode=mode) as bar:
             if mode != "off":
-                observe_clients(s.limego, s.fortnox, bar, writes_are_work=True)
+                s.progress = bar
             return s.run_pass(since=widen, only=only)
 
     # systemd stops a oneshot with SIGTERM: finish the record in hand, commit, exit 1.
@@ -325,7 +325,7 @@ def backfill(app: App, from_: str, to: str | None, dry_run: bool, yes: bool) -> 
         # Only now: a Ctrl-C at the prompt above must still abort it. From here SIGINT and
         # SIGTERM finish the record in hand and commit; running it again goes on from there.
         with Progress(n, limit, window, quiet=app.quiet or dry_run) as bar:
-            observe_clients(s.limego, s.fortnox, bar, writes_are_work=False)
+            s.progress = bar
             with stop_on_signals(s.stop_event):
                 return s.backfill(candidates, start=start, end=end, progress=bar.step)
 

@@ -5,17 +5,24 @@ linked the company); when that did not happen, the planner's `customer_not_ready
 the document becomes. What a failure means is the planner's `after_failure` table; this module
 only carries the outcome out. The intent-then-POST protocol (DESIGN rule 3) is written once,
 in `_post`, for customers and documents alike.
+
+Over a long round trip a few documents are in flight at once (`inflight.Flights`): each one's
+intent is committed here before its POST goes to the pool, and outcomes are recorded here in
+plan order, so every store write stays on this thread. Customer writes go one at a time, after
+the documents before them have landed.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from limefort import plan
 from limefort.errors import ServiceError
 from limefort.fortnox import FortnoxClient
+from limefort.inflight import MAX_IN_FLIGHT, Flights, width_for
 from limefort.keys import customer_ref
 from limefort.ledger import Ledger
 from limefort.mapping import payload_hash, to_json, update_body
@@ -26,6 +33,23 @@ from limefort.store import Store
 log = logging.getLogger("limefort.sync")
 
 Replan = Callable[[str], None]
+
+# Actions that write to Fortnox: the units of a pass's progress.
+WRITES = (plan.CreateCustomer, plan.AdoptCustomer, plan.UpdateCustomer, plan.CreateDocument)
+
+
+class _NoProgress:
+    """Where a pass reports when nobody watches: `limefort.progress.NullProgress`, which this
+    module cannot import (the progress display imports the sync core)."""
+
+    def total(self, n: int) -> None:
+        pass
+
+    def read(self, n: int = 1) -> None:
+        pass
+
+    def advance(self, n: int = 1, *, written: int = 0) -> None:
+        pass
 
 
 class Executor:
@@ -46,6 +70,12 @@ class Executor:
         self.account_number = account_number
         # Re-read a record from Lime Go and plan it again (a stale link was forgotten).
         self.replan = replan
+        # Set by the Syncer: where writes are reported, and whether each is a unit of the
+        # progress's work (sync) or a side figure (backfill, whose units are deals).
+        self.progress: Any = _NoProgress()
+        self.writes_are_work = True
+        self.in_flight = MAX_IN_FLIGHT  # the most documents in flight over a long round trip
+        self._pool: ThreadPoolExecutor | None = None
 
     def run(self, actions: list[plan.Action]) -> None:
         historical = [a for a in actions if isinstance(a, plan.SkipHistorical)]
@@ -56,19 +86,33 @@ class Executor:
                     for a in historical
                 )
             self.state.count("skipped_historical", len(historical))
-        for a in actions:
-            if isinstance(a, plan.SkipHistorical):
-                continue
-            self.state.check_stop()
-            try:
-                self._execute(a)
-            except ServiceError as exc:
-                outcome = plan.after_failure(
-                    a, exc, streak=self.state.streak, account_number=self.account_number
-                )
-                self._carry_out(a, outcome)
-            else:
-                self.state.streak = 0
+        writes = sum(1 for a in actions if isinstance(a, WRITES))
+        if writes and self.writes_are_work:
+            self.progress.total(writes)
+        with Flights(self._write_pool, self._width, self._land_document) as flights:
+            for a in actions:
+                if isinstance(a, plan.SkipHistorical):
+                    continue
+                self.state.check_stop()
+                if isinstance(a, plan.CreateDocument):
+                    self._start_document(a, flights)
+                    continue
+                if isinstance(a, WRITES):
+                    flights.drain()  # a customer write goes after the documents before it
+                self._attempt(a, lambda a=a: self._execute(a))  # type: ignore[misc]
+                self._wrote(a)
+
+    def _attempt(self, a: plan.Action, do: Callable[[], None]) -> None:
+        """Do it; a failure is what the planner's `after_failure` table says it is."""
+        try:
+            do()
+        except ServiceError as exc:
+            outcome = plan.after_failure(
+                a, exc, streak=self.state.streak, account_number=self.account_number
+            )
+            self._carry_out(a, outcome)
+        else:
+            self.state.streak = 0
 
     # --- one action ---------------------------------------------------------------------------
 
@@ -129,6 +173,8 @@ class Executor:
     def _done(self, a: plan.Action, what: str) -> None:
         key = plan.key_of(a)
         self.state.count(plan.count_name(a))
+        if isinstance(a, WRITES):
+            self.progress.advance(0, written=1)
         log.info("%s: %s", key, what, extra={"key": key})
 
     def _note_quarantine(self, key: str, reason: str, hint: str) -> None:
@@ -150,10 +196,15 @@ class Executor:
         """Commit the intent, then POST. A lost answer raises UnknownOutcome with the intent
         still pending (reconciled by its key, never re-sent blind); anything else that is not
         an answer (a bug, Ctrl-C in library use) leaves it pending too."""
+        self._intend(key, record_intent)
+        return post()
+
+    def _intend(self, key: str, record_intent: Callable[[], None]) -> None:
+        """The intent half of `_post`: committed before the POST is sent (here or, for a
+        document in flight, on the write pool)."""
         self.state.sent.add(key)
         with self.store.transaction():
             record_intent()
-        return post()
 
     def _create_customer(self, a: plan.CreateCustomer) -> None:
         company, payload = a.company, a.payload
@@ -199,12 +250,19 @@ class Executor:
             self.store.clear_warning(company.key, "shared")
 
     def _create_document(self, a: plan.CreateDocument) -> None:
+        payload = self._document_intent(a)
+        if payload is not None:
+            self._document_created(a, self.fortnox.create_document(a.kind, payload))
+
+    def _document_intent(self, a: plan.CreateDocument) -> dict[str, Any] | None:
+        """Resolve the customer and commit the document's intent: the payload to POST, or
+        None when the customer is not ready (the planner's `customer_not_ready` was done)."""
         deal, company = a.deal, a.company
         number = self._resolve(a.customer)
         if number is None:
             q = self.store.quarantined([company.key]).get(company.key)
             self._execute(plan.customer_not_ready(deal, company, self.store.link(company.id), q))
-            return
+            return None
         self._warn(deal.key, a.warnings)
         payload = {"CustomerNumber": number, **a.payload}
 
@@ -222,17 +280,62 @@ class Executor:
             # What the document is made from, for drift (rule 12).
             self.store.document_baseline(deal.id, currency=plan.deal_currency(deal))
 
-        doc = self._post(
-            deal.key, record_intent, lambda: self.fortnox.create_document(a.kind, payload)
-        )
+        self._intend(deal.key, record_intent)
+        return payload
+
+    def _document_created(self, a: plan.CreateDocument, doc: dict[str, Any]) -> None:
         with self.store.transaction():
-            self.store.document_done(deal.id, document_number=str(doc["DocumentNumber"]))
+            self.store.document_done(a.deal.id, document_number=str(doc["DocumentNumber"]))
             self.store.ledger_save(a.kind, [doc])
-            self.store.release(deal.key)
+            self.store.release(a.deal.key)
         self._done(a, f"created {a.kind} {doc['DocumentNumber']}")
         if a.lost:
             what = f"{a.kind} {doc['DocumentNumber']}: " + "; ".join(a.lost)
-            self._record_warning(deal.key, "lost_text", what)
+            self._record_warning(a.deal.key, "lost_text", what)
+
+    # --- documents in flight --------------------------------------------------------------------
+
+    def _start_document(
+        self, a: plan.CreateDocument, flights: Flights[plan.CreateDocument]
+    ) -> None:
+        flights.make_room()  # no more intents pending than POSTs in flight
+        payload = self._document_intent(a)
+        if payload is None:
+            self._wrote(a)
+            return
+        if self._width() > 1:
+            # A token that would expire soon is renewed here, on this thread (the token cache
+            # is the store), not by the first POST on the pool that finds it stale.
+            tokens = getattr(self.fortnox, "tokens", None)
+            if tokens is not None:
+                tokens.access_token()
+        kind = a.kind
+        flights.start(a, lambda: self.fortnox.create_document(kind, payload))
+
+    def _land_document(self, a: plan.CreateDocument, result: Callable[[], Any]) -> None:
+        """Record a document's outcome (on this thread, in plan order)."""
+        self._attempt(a, lambda: self._document_created(a, result()))
+        self._wrote(a)
+
+    def _width(self) -> int:
+        http = getattr(self.fortnox, "http", None)
+        return width_for(getattr(http, "round_trip", 0.0), most=self.in_flight)
+
+    def _write_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.in_flight, thread_name_prefix="limefort-write")
+        return self._pool
+
+    def _wrote(self, a: plan.Action) -> None:
+        """One write of the plan is behind us, whatever came of it (the progress's unit)."""
+        if isinstance(a, WRITES) and self.writes_are_work:
+            self.progress.advance(1)
+
+    def close(self) -> None:
+        """End the write pool (nothing is in flight between two `run`s)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def _link_document(self, a: plan.LinkDocument) -> None:
         deal, doc = a.deal, a.document
@@ -351,9 +454,12 @@ class Executor:
         if not isinstance(a, plan.UpdateCustomer | plan.AdoptCustomer | plan.CreateDocument):
             raise TypeError(f"no link to forget for {a!r}")  # after_failure never says so
         company = a.company
+        link = self.store.link(company.id)
         with self.store.transaction():
             self._drop_intent(a)
-            self.store.forget_link(company.id)
+            # Unless a document sent beside this one already found it stale and linked anew.
+            if link is None or link.customer_number == number:
+                self.store.forget_link(company.id)
             self.store.index_forget(number)
         text = f"Fortnox customer {number} no longer exists; linking {company.key} afresh"
         key = plan.key_of(a)

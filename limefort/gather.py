@@ -9,7 +9,8 @@ planner's pure helpers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -21,13 +22,21 @@ from limefort.keys import company_key, customer_ref, document_ref
 from limefort.ledger import Ledger
 from limefort.limego import LimeGoClient
 from limefort.mapping import build_mappings
-from limefort.models import Company, CustomFieldDef, Deal, DocumentKind, Person
+from limefort.models import Company, CustomFieldDef, Deal, DealPage, DocumentKind, Person
 from limefort.passstate import PassAborted, PassState
+from limefort.prefetch import both_ends, prefetch
 from limefort.store import QuarantineEntry, Store
 
 log = logging.getLogger("limefort.sync")
 
 T = TypeVar("T")
+
+# Lime Go reads a page's wins need (contacts, companies not included), in flight at once: the
+# round trip, not Lime Go, sets the pace of reading them one after another.
+LOOKUP_WORKERS = 4
+# Reads started ahead that no snapshot took (the writes before changed what was needed) are
+# dropped past this many, so a long pass keeps no trail of them.
+AHEAD_CAP = 200
 
 
 class Gatherer:
@@ -44,6 +53,10 @@ class Gatherer:
         )
         self._won: frozenset[str] | None = None
         self._lost: frozenset[str] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        # Lookups started ahead (`warm`), by ("company" | "contact", id), until a snapshot
+        # takes them.
+        self._ahead: dict[tuple[str, str], Future[Any]] = {}
 
     # --- reads that stop the pass cleanly -------------------------------------------------------
 
@@ -104,12 +117,25 @@ class Gatherer:
         if first:
             # First pass: every current customer, whenever it last changed.
             for status in self.cfg.limego.customer_statuses:
-                yield from self.guard(self.limego.iter_companies(status=status))
+                yield from self.guard(prefetch(self.limego.iter_companies(status=status)))
             return
-        yield from self.guard(self.limego.iter_companies(updated_since=since))
+        yield from self.guard(
+            both_ends(
+                self.limego.iter_companies(updated_since=since),
+                self.limego.iter_companies(updated_since=since, descending=True),
+                lambda page: [c.id for c in page],
+                lambda page, keep: [c for c in page if keep(c.id)],
+            )
+        )
 
     def deal_pages(self, since: datetime | None) -> Iterator[tuple[list[Deal], dict[str, Company]]]:
-        for page in self.guard(self.limego.iter_deals(updated_since=since)):
+        pages = both_ends(
+            self.limego.iter_deals(updated_since=since),
+            self.limego.iter_deals(updated_since=since, descending=True),
+            lambda page: [d.id for d in page.deals],
+            lambda page, keep: DealPage([d for d in page.deals if keep(d.id)], page.companies),
+        )
+        for page in self.guard(pages):
             yield page.deals, dict(page.companies)
 
     def read_record(self, key_kind: str, rid: str) -> tuple[Company | Deal, Company | None] | None:
@@ -180,8 +206,10 @@ class Gatherer:
         if not wins:
             return self._with_drift(first, rules)
         need_companies, need_contacts = plan.deal_lookups(wins, first)
-        for cid in sorted(need_companies):
-            got = self.limego.get_company(cid)
+        # All of them at once, the contacts read while Fortnox's indexes are asked below.
+        companies_ahead = self._start("company", need_companies)
+        contacts_ahead = self._start("contact", need_contacts)
+        for got in self._results("company", companies_ahead).values():
             if got is not None:
                 related[got.id] = got
         companies = [related[d.company_id] for d in wins if d.company_id in related]
@@ -201,7 +229,9 @@ class Gatherer:
             by_orgnr=by_orgnr,
             by_ref=by_ref,
             ledger=self.ledger.documents_by_ref(rules.kind, refs) if rules.kind else {},
-            contacts=self._contacts(need_contacts),
+            contacts={
+                k: v for k, v in self._results("contact", contacts_ahead).items() if v is not None
+            },
             owners=self.owners(),
             field_defs=self.field_defs(),
             force=force,
@@ -281,6 +311,74 @@ class Gatherer:
 
     def field_defs(self) -> dict[str, CustomFieldDef]:
         return self.limego.deal_field_defs()
+
+    # --- reading ahead: the Lime Go reads of the next batch, while this one is written ------------
+
+    def warm(
+        self,
+        deals: Sequence[Deal],
+        related: dict[str, Company],
+        rules: plan.Rules,
+        *,
+        force: bool = False,
+        resend: frozenset[str] = frozenset(),
+    ) -> None:
+        """Start reading, in the background, what `deals_snapshot` will need for these deals:
+        the first contact of each win and the companies Lime Go did not include. Which deals
+        are wins is asked of the store now; should the writes before them change that, the
+        snapshot reads what is still missing and leaves the rest unused."""
+        if not any(d.stage_id in rules.won for d in deals):
+            return
+        first = plan.Snapshot(
+            deals=deals,
+            related=related,
+            intents=self.store.intents(d.id for d in deals),
+            quarantine=self.store.quarantined(d.key for d in deals),
+            force=force,
+            resend=resend,
+        )
+        wins = plan.triage(first, rules).wins
+        if wins:
+            need_companies, need_contacts = plan.deal_lookups(wins, first)
+            self._start("company", need_companies)
+            self._start("contact", need_contacts)
+
+    def _reader(self, kind: str) -> Callable[[str], Any]:
+        return self.limego.get_company if kind == "company" else self.limego.contact
+
+    def _start(self, kind: str, ids: Iterable[str]) -> dict[str, Future[Any]]:
+        """Futures of these reads, started now unless `warm` already started them."""
+        out: dict[str, Future[Any]] = {}
+        for rid in sorted(ids):
+            fut = self._ahead.get((kind, rid))
+            if fut is None:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        LOOKUP_WORKERS, thread_name_prefix="limefort-lookup"
+                    )
+                fut = self._pool.submit(self._reader(kind), rid)
+                self._ahead[(kind, rid)] = fut
+            out[rid] = fut
+        return out
+
+    def _results(self, kind: str, futures: dict[str, Future[Any]]) -> dict[str, Any]:
+        """Wait for them all (an error reaches the pass as it would have read by read), then
+        forget them, and anything read ahead that no snapshot asked for."""
+        try:
+            return {rid: fut.result() for rid, fut in futures.items()}
+        finally:
+            for rid in futures:
+                self._ahead.pop((kind, rid), None)
+            if len(self._ahead) > AHEAD_CAP:
+                for k in [k for k, f in self._ahead.items() if f.done()]:
+                    del self._ahead[k]
+
+    def close(self) -> None:
+        """End the lookup threads (after the reads in flight)."""
+        self._ahead.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 def _resent(link: Any, resend: frozenset[str]) -> bool:

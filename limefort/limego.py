@@ -388,9 +388,13 @@ class LimeGoClient:
         *,
         updated_since: datetime | None = None,
         status: str | None = None,
+        descending: bool = False,
     ) -> Iterator[list[Company]]:
-        """Pages of companies changed since `updated_since`, optionally of one status."""
+        """Pages of companies changed since `updated_since`, optionally of one status, by id
+        (`descending`: from the highest id down)."""
         params = self._list_params(updated_since)
+        if descending:
+            params["sort"] = "-id"
         if status:
             params["filter[status]"] = status
         for doc in self._pages(f"{API}/companies", params):
@@ -398,9 +402,14 @@ class LimeGoClient:
             if page:
                 yield page
 
-    def iter_deals(self, *, updated_since: datetime | None = None) -> Iterator[DealPage]:
-        """Pages of deals with their companies (`include=company,stage`)."""
+    def iter_deals(
+        self, *, updated_since: datetime | None = None, descending: bool = False
+    ) -> Iterator[DealPage]:
+        """Pages of deals with their companies (`include=company,stage`), by id
+        (`descending`: from the highest id down)."""
         params = self._list_params(updated_since)
+        if descending:
+            params["sort"] = "-id"
         params["include"] = "company,stage"
         for doc in self._pages(f"{API}/deals", params):
             deals = [parse_deal(r) for r in _data_list(doc)]

@@ -32,9 +32,15 @@ from limefort.passstate import PassAborted, PassResult, PassState, Stop
 from limefort.reconcile import Reconciler
 from limefort.store import Store
 
+# Deals planned and written together: about one window of Fortnox's limit, so the Lime Go
+# reads of the next batch (read while this one is written) are never far behind.
+BATCH_WINS = 25
+
 __all__ = ["PassAborted", "PassResult", "Syncer", "eta_seconds"]
 
 log = logging.getLogger("limefort.sync")
+
+DealBatch = tuple[list[Deal], dict[str, Company]]
 
 
 class Syncer:
@@ -84,6 +90,16 @@ class Syncer:
         self._exists: set[str] = set()  # quarantined keys this pass read from Lime Go
 
     @property
+    def progress(self) -> Any:
+        """Where the pass reports records read and Fortnox writes (`limefort.progress`'s
+        `Progress` protocol); nothing by default."""
+        return self.executor.progress
+
+    @progress.setter
+    def progress(self, value: Any) -> None:
+        self.executor.progress = value
+
+    @property
     def stop_event(self) -> threading.Event:
         return self.state.stop_event
 
@@ -96,7 +112,11 @@ class Syncer:
         """Run one entry point's work: an unreachable service or a stop request ends it
         between two records, with everything done so far committed."""
         try:
-            work()
+            try:
+                work()
+            finally:
+                self.gather.close()
+                self.executor.close()
         except PassAborted as exc:
             self.result.aborted = str(exc)
             log.error("pass stopped: %s", exc)
@@ -168,14 +188,17 @@ class Syncer:
             if not wanted:
                 return
             rules = self.gather.rules(start, (start, end))
-            for deals, related in self.gather.deal_pages(start):
-                mine = [d for d in deals if d.id in wanted]
-                for deal in mine:
+            # Documents, not the progress's units, are the writes here: deals are.
+            self.executor.writes_are_work = False
+            pages = self._counted(self.gather.deal_pages(start), seen=False)
+            for (deals, related), ahead in self._batches(pages, rules, wanted):
+                self.state.check_stop()
+                snap = self.gather.deals_snapshot(deals, related, rules)
+                if ahead is not None:
+                    self.gather.warm(*ahead, rules)
+                self._do(snap, plan.plan_deals, rules)
+                for deal in deals:
                     wanted.discard(deal.id)
-                    self.state.check_stop()
-                    self._do(
-                        self.gather.deals_snapshot([deal], related, rules), plan.plan_deals, rules
-                    )
                     if progress:
                         progress(deal)
 
@@ -194,6 +217,7 @@ class Syncer:
             self.state.count("companies_seen", len(page))
             high = cursors.high_water(high, (c.updated_at for c in page))
             self._seen_quarantined(c.key for c in page)
+            self.progress.read(len(page))
             self._do(self.gather.companies_snapshot(page, rules), plan.plan_companies, rules)
         self._advance("companies", cur, self._source_mark(high, began))
 
@@ -208,19 +232,62 @@ class Syncer:
         wins: list[Deal] = []  # a first dry run's new wins (Lime Go has no won-at time)
         # A first pass reads every deal once so that deals already won before `sync.start`
         # are recorded as such and never invoiced later when someone edits them.
-        for deals, related in self.gather.deal_pages(since):
-            self.state.count("deals_seen", len(deals))
+        pages = self._counted(self.gather.deal_pages(since))
+        for (deals, related), ahead in self._batches(pages, rules):
             high = cursors.high_water(high, (d.updated_at for d in deals))
             self._seen_quarantined(d.key for d in deals)
             snap = self.gather.deals_snapshot(
                 deals, related, rules, planned=frozenset(self._planned)
             )
+            if ahead is not None:
+                self.gather.warm(*ahead, rules)
             actions = self._do(snap, plan.plan_deals, rules)
             if self.dry_run and cur is None:
                 wins += [a.deal for a in actions if isinstance(a, plan.CreateDocument)]
         for line in plan.won_at_note(cur is None, self.cfg.sync.start == "now", wins):
             self.echo(line)
         self._advance("deals", cur, self._source_mark(high, began))
+
+    # --- batches: the next one's Lime Go reads while this one is written ------------------------
+
+    def _counted(self, pages: Iterable[DealBatch], *, seen: bool = True) -> Iterator[DealBatch]:
+        for deals, related in pages:
+            if seen:
+                self.state.count("deals_seen", len(deals))
+            self.progress.read(len(deals))
+            yield deals, related
+
+    def _batches(
+        self, pages: Iterable[DealBatch], rules: plan.Rules, wanted: set[str] | None = None
+    ) -> Iterator[tuple[DealBatch, DealBatch | None]]:
+        """Each batch of deals with the batch after it (None for the last), so that the next
+        batch's contacts and companies are read while this one is written. A page is cut after
+        every `BATCH_WINS` deals in a won stage (a page with none stays whole); `wanted`: only
+        these deal ids (backfill)."""
+
+        def cut() -> Iterator[DealBatch]:
+            for deals, related in pages:
+                if wanted is not None:
+                    deals = [d for d in deals if d.id in wanted]
+                    if not deals:
+                        continue
+                batch: list[Deal] = []
+                won = 0
+                for d in deals:
+                    batch.append(d)
+                    won += d.stage_id in rules.won
+                    if won >= BATCH_WINS:
+                        yield batch, related
+                        batch, won = [], 0
+                if batch:
+                    yield batch, related
+
+        it = cut()
+        current = next(it, None)
+        while current is not None:
+            ahead = next(it, None)
+            yield current, ahead
+            current = ahead
 
     def _do(
         self,

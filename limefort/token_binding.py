@@ -17,7 +17,9 @@ steady state (fingerprints match) that costs nothing.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 
 from limefort.config import Config
@@ -40,14 +42,33 @@ class BoundTokenCache:
     def __init__(self, store: Store, bindings: Mapping[str, str]) -> None:
         self.store = store
         self.bindings = dict(bindings)
+        self._owner = threading.get_ident()
+
+    @contextmanager
+    def _here(self) -> Iterator[Store]:
+        """The store, for this thread. The pass reads Lime Go ahead and sends Fortnox writes
+        on helper threads, and a token may expire (or be refused) there; SQLite's connection
+        belongs to the thread that opened it, so another thread gets a connection of its own
+        to the same file for this one read or write (WAL: the pass's own connection is not
+        blocked, and a write waits for its transaction at most the busy timeout)."""
+        if threading.get_ident() == self._owner or self.store.path is None:
+            yield self.store
+            return
+        side = Store.open(self.store.path, create=False)
+        side.clock = self.store.clock
+        try:
+            yield side
+        finally:
+            side.close()
 
     def load(self, name: str) -> TokenRecord | None:
-        record = self.store.load(name)
-        if record is None or name not in self.bindings:
+        with self._here() as store:
+            record = store.load(name)
+            if record is None or name not in self.bindings:
+                return record
+            if store.get_meta(META_PREFIX + name) != self.bindings[name]:
+                return replace(record, access_token=None, expires_at=0.0)
             return record
-        if self.store.get_meta(META_PREFIX + name) != self.bindings[name]:
-            return replace(record, access_token=None, expires_at=0.0)
-        return record
 
     def unverified(self, name: str) -> bool:
         """True when no token was obtained with the configured credentials yet (a fresh state
@@ -57,10 +78,11 @@ class BoundTokenCache:
         )
 
     def save(self, name: str, record: TokenRecord) -> None:
-        self.store.save(name, record)
-        if name in self.bindings:
-            # After the tokens: a crash in between only costs one more token request.
-            self.store.set_meta(META_PREFIX + name, self.bindings[name])
+        with self._here() as store:
+            store.save(name, record)
+            if name in self.bindings:
+                # After the tokens: a crash in between only costs one more token request.
+                store.set_meta(META_PREFIX + name, self.bindings[name])
 
 
 def token_cache(cfg: Config, store: Store) -> BoundTokenCache:

@@ -472,7 +472,7 @@ def pending_rows(state: Path) -> int:
 def test_sigkill_at_random_moments_neither_loses_nor_duplicates(
     make_sandbox: Any, tmp_path: Path
 ) -> None:
-    sb = make_sandbox(**BIG, latency=0.02)
+    sb = make_sandbox(**BIG, latency=0.04)
     lf = Lf(sb, tmp_path)
     deals, companies = expected(sb, lf)
     assert len(deals) >= 60 and len(companies) >= 40

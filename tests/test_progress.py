@@ -107,7 +107,7 @@ def test_sync_on_a_terminal_bar_and_log_lines_apart(make_sandbox: Any, tmp_path:
     screen = "\n".join(lines)
     assert rc in (0, 1), screen
     assert watch.bars_seen > 1, screen
-    bar = check_final(lines, "sync", total=False)
+    bar = check_final(lines, "sync", total=True)
     counts = lf.status()["last_run"]["counts"]
     written = sum(
         counts.get(k, 0)
