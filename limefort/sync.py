@@ -191,7 +191,7 @@ class Syncer:
             # Documents, not the progress's units, are the writes here: deals are.
             self.executor.writes_are_work = False
             pages = self._counted(self.gather.deal_pages(start), seen=False)
-            for (deals, related), ahead in self._batches(pages, rules, wanted):
+            for (deals, related), ahead in batches(pages, rules, wanted):
                 self.state.check_stop()
                 snap = self.gather.deals_snapshot(deals, related, rules)
                 if ahead is not None:
@@ -233,7 +233,7 @@ class Syncer:
         # A first pass reads every deal once so that deals already won before `sync.start`
         # are recorded as such and never invoiced later when someone edits them.
         pages = self._counted(self.gather.deal_pages(since))
-        for (deals, related), ahead in self._batches(pages, rules):
+        for (deals, related), ahead in batches(pages, rules):
             high = cursors.high_water(high, (d.updated_at for d in deals))
             self._seen_quarantined(d.key for d in deals)
             snap = self.gather.deals_snapshot(
@@ -256,38 +256,6 @@ class Syncer:
                 self.state.count("deals_seen", len(deals))
             self.progress.read(len(deals))
             yield deals, related
-
-    def _batches(
-        self, pages: Iterable[DealBatch], rules: plan.Rules, wanted: set[str] | None = None
-    ) -> Iterator[tuple[DealBatch, DealBatch | None]]:
-        """Each batch of deals with the batch after it (None for the last), so that the next
-        batch's contacts and companies are read while this one is written. A page is cut after
-        every `BATCH_WINS` deals in a won stage (a page with none stays whole); `wanted`: only
-        these deal ids (backfill)."""
-
-        def cut() -> Iterator[DealBatch]:
-            for deals, related in pages:
-                if wanted is not None:
-                    deals = [d for d in deals if d.id in wanted]
-                    if not deals:
-                        continue
-                batch: list[Deal] = []
-                won = 0
-                for d in deals:
-                    batch.append(d)
-                    won += d.stage_id in rules.won
-                    if won >= BATCH_WINS:
-                        yield batch, related
-                        batch, won = [], 0
-                if batch:
-                    yield batch, related
-
-        it = cut()
-        current = next(it, None)
-        while current is not None:
-            ahead = next(it, None)
-            yield current, ahead
-            current = ahead
 
     def _do(
         self,
@@ -474,3 +442,36 @@ def eta_seconds(remaining_requests: int, observed_rate: float, limit: int, windo
     ceiling = limit / window if limit else float("inf")
     rate = min(observed_rate, ceiling) if observed_rate > 0 else ceiling
     return remaining_requests / rate if rate and rate != float("inf") else 0.0
+
+
+def batches(
+    pages: Iterable[DealBatch], rules: plan.Rules, wanted: set[str] | None = None
+) -> Iterator[tuple[DealBatch, DealBatch | None]]:
+    """Each batch of deals with the batch after it (None for the last), so that the next
+    batch's contacts and companies are read while this one is written. A page is cut after
+    every `BATCH_WINS` deals in a won stage (a page with none stays whole); `wanted`: only
+    these deal ids (backfill)."""
+
+    def cut() -> Iterator[DealBatch]:
+        for deals, related in pages:
+            if wanted is not None:
+                deals = [d for d in deals if d.id in wanted]
+                if not deals:
+                    continue
+            batch: list[Deal] = []
+            won = 0
+            for d in deals:
+                batch.append(d)
+                won += d.stage_id in rules.won
+                if won >= BATCH_WINS:
+                    yield batch, related
+                    batch, won = [], 0
+            if batch:
+                yield batch, related
+
+    it = cut()
+    current = next(it, None)
+    while current is not None:
+        ahead = next(it, None)
+        yield current, ahead
+        current = ahead

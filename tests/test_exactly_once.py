@@ -370,7 +370,8 @@ def test_transient_faults_on_both_sides_end_synced_without_duplicates(
     lg = Counter(r.fault for r in sb.limego.requests if r.fault)
     n_fx, n_lg = len(sb.fortnox.requests), len(sb.limego.requests)
     assert 0.10 < sum(fx.values()) / n_fx < 0.20, fx
-    assert 0.02 < sum(lg.values()) / n_lg < 0.08, lg
+    # About 5 % of under a hundred requests, drawn in an order read-ahead threads vary.
+    assert 0.02 < sum(lg.values()) / n_lg < 0.10, lg
     assert fx["POST 500"] + fx["POST reset"] > 0  # lost answers among them
     assert len(codes) <= 6
     tally = assert_exactly_once(sb, lf, deals, companies)

@@ -147,6 +147,7 @@ def pending_documents(state: Path) -> set[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.http
 def test_sigkill_with_documents_in_flight_leaves_one_document_per_deal(
     make_sandbox: Any, tmp_path: Path
 ) -> None:
