@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from limefort import plan
 from limefort.config import Config
 from limefort.errors import TransientError
-from limefort.keys import company_key, customer_ref, document_ref
+from limefort.keys import company_key, document_ref
 from limefort.ledger import Ledger
 from limefort.limego import LimeGoClient
 from limefort.mapping import build_mappings
@@ -283,9 +283,8 @@ class Gatherer:
         force: bool,
     ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
         orgnrs, refs = plan.customer_lookups(companies, links, rules, quarantine, force)
-        names = {customer_ref(c.id): (c.name or "").strip() for c in companies}
         by_orgnr = self.ledger.customers_by_orgnr(sorted(orgnrs)) if orgnrs else {}
-        by_ref = self.ledger.customers_by_ref({r: names.get(r, "") for r in sorted(refs)})
+        by_ref = self.ledger.customers_by_ref(dict(sorted(refs.items())))
         return by_orgnr, by_ref
 
     def customer_facts(

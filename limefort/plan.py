@@ -352,13 +352,14 @@ def customer_lookups(
     rules: Rules,
     quarantine: Mapping[str, QuarantineEntry],
     force: bool = False,
-) -> tuple[set[str], set[str]]:
+) -> tuple[set[str], dict[str, str]]:
     """What Fortnox's customer index must answer before these companies can be planned: the
     organisation numbers of unlinked companies, and the ExternalReference of those without one
-    (they can be recognised only by limefort's own key). Not asked for companies that will not
-    be sent: rejected by the mapping, or quarantined and unchanged since."""
+    (they can be recognised only by limefort's own key), each with the name limefort sends
+    (candidates are Fortnox customers with exactly that cleaned name). Not asked for companies
+    that will not be sent: rejected by the mapping, or quarantined and unchanged since."""
     orgnrs: set[str] = set()
-    refs: set[str] = set()
+    refs: dict[str, str] = {}
     for c in companies:
         if c.id in links and not links[c.id].shared_with:
             continue
@@ -372,7 +373,7 @@ def customer_lookups(
         if orgnr:
             orgnrs.add(orgnr)
         else:
-            refs.add(customer_ref(c.id))
+            refs[customer_ref(c.id)] = str(result.payload.get("Name") or "")
     return orgnrs, refs
 
 

@@ -190,7 +190,14 @@ def test_customer_lookups_skip_linked_rejected_and_unchanged_quarantined() -> No
     orgnrs, refs = P.customer_lookups(
         [linked, bad, orgless, fresh, qd], {"l": link(linked)}, rules(), q
     )
-    assert orgnrs == {"556036-0793"} and refs == {customer_ref("o")}
+    assert orgnrs == {"556036-0793"} and refs == {customer_ref("o"): "Åkesson AB"}
+
+
+def test_an_orgless_company_is_looked_up_under_the_name_limefort_sends() -> None:
+    """Fortnox holds the cleaned name (a star left out), so that is the name to search."""
+    starred = company("s", business_id=None, name="Stjärnfall ★ Event AB")
+    _, refs = P.customer_lookups([starred], {}, rules(), {})
+    assert refs == {customer_ref("s"): "Stjärnfall Event AB"}
 
 
 # --- deals --------------------------------------------------------------------------------------
