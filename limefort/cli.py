@@ -425,7 +425,7 @@ def status(app: App, as_json: bool) -> int:
             f"state.path: no state file at {path} ({where}): no pass has run with this "
             "configuration yet; `limefort sync` creates it there"
         )
-    store = Store.open(path, create=False)
+    store = Store.open(path, create=False, busy_timeout=cfg.state.busy_timeout)
     try:
         data = status_data(store, lock_held=lock_held(path))
     finally:
@@ -1107,7 +1107,7 @@ def ack(app: App, keys: tuple[str, ...], all_: bool) -> int:
     cfg = app.config(allow_placeholders=("limego", "fortnox"))
     if not cfg.state.path.exists():
         raise StateError(f"state.path: no state file at {cfg.state.path}: nothing to acknowledge")
-    store = Store.open(cfg.state.path, create=False)
+    store = Store.open(cfg.state.path, create=False, busy_timeout=cfg.state.busy_timeout)
     try:
         with store.transaction():
             acked = store.ack_drift(None if all_ else list(dict.fromkeys(keys)))

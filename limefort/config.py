@@ -85,6 +85,7 @@ class SyncConfig:
 @dataclass(frozen=True)
 class StateConfig:
     path: Path = Path("limefort.db")
+    busy_timeout: float = 10.0  # seconds to wait for another program writing the file
 
 
 @dataclass(frozen=True)
@@ -368,7 +369,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[str, Any], Any]]]] = {
         "require_positive_value": (True, _bool),
         "on_deal_change": ("warn", _on_deal_change),
     },
-    "state": {"path": ("limefort.db", _path)},
+    "state": {"path": ("limefort.db", _path), "busy_timeout": ("10s", _seconds)},
     "metrics": {
         "textfile": ("", _opt_path),
         "ping_url": ("", _opt_url),

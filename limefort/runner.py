@@ -26,7 +26,7 @@ log = logging.getLogger("limefort")
 
 
 def open_store(cfg: Config, *, create: bool = True) -> Store:
-    store = Store.open(cfg.state.path, create=create)
+    store = Store.open(cfg.state.path, create=create, busy_timeout=cfg.state.busy_timeout)
     _import_refresh_token(cfg, store)
     return store
 

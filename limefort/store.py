@@ -434,7 +434,9 @@ class Store(_LedgerTables, _RunLog, _DriftTables, RealWorldTables):
     # --- opening ------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = True) -> Store:
+    def open(cls, path: Path, *, create: bool = True, busy_timeout: float = 10.0) -> Store:
+        """`busy_timeout`: seconds to wait for another program writing the file ([state]
+        busy_timeout) before saying it is locked."""
         path = Path(path)
         # Checked and created by limefort.files (no symlink, ours, 0600, in a private
         # directory); created here, SQLite gives the -wal and -shm files the same mode.
@@ -447,10 +449,10 @@ class Store(_LedgerTables, _RunLog, _DriftTables, RealWorldTables):
             ) from None
         old_umask = os.umask(0o077)
         try:
-            conn = sqlite3.connect(str(path), timeout=10)
+            conn = sqlite3.connect(str(path), timeout=busy_timeout)
             db = Database(conn)
             store = cls(db, path)
-            store._configure()
+            store._configure(busy_timeout)
             store.migrate()
         except sqlite3.DatabaseError as exc:
             raise StateError(_explain_sqlite(path, exc)) from None
@@ -464,13 +466,13 @@ class Store(_LedgerTables, _RunLog, _DriftTables, RealWorldTables):
         store.migrate()
         return store
 
-    def _configure(self) -> None:
+    def _configure(self, busy_timeout: float) -> None:
         with self.db.ensure_autocommit_on():
             mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StateError(f"state.path: cannot switch {self.path} to WAL mode (got {mode})")
         self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA busy_timeout=10000")
+        self.db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
 
     def migrate(self) -> list[str]:
         if "_migrations" not in self.db.table_names():
