@@ -22,7 +22,15 @@ from limefort.keys import company_key, document_ref
 from limefort.ledger import Ledger
 from limefort.limego import LimeGoClient
 from limefort.mapping import build_mappings
-from limefort.models import Company, CustomFieldDef, Deal, DealPage, DocumentKind, Person
+from limefort.models import (
+    Company,
+    CustomFieldDef,
+    Deal,
+    DealPage,
+    DocumentKind,
+    LedgerDocument,
+    Person,
+)
 from limefort.passstate import PassAborted, PassState
 from limefort.prefetch import both_ends, prefetch
 from limefort.store import QuarantineEntry, Store
@@ -205,7 +213,8 @@ class Gatherer:
         wins = plan.triage(first, rules).wins
         if not wins:
             return self._with_drift(first, rules)
-        need_companies, need_contacts = plan.deal_lookups(wins, first)
+        ledger = self._ledger_for(wins, rules)
+        need_companies, need_contacts = plan.deal_lookups(wins, first, ledger)
         # All of them at once, the contacts read while Fortnox's indexes are asked below.
         companies_ahead = self._start("company", need_companies)
         contacts_ahead = self._start("contact", need_contacts)
@@ -219,7 +228,6 @@ class Gatherer:
         quarantine = {**quarantine, **self.store.quarantined(c.key for c in companies)}
         by_orgnr, by_ref = self._customer_indexes(unlinked, live, rules, quarantine, force)
         claimed, inactive = self.customer_facts(by_orgnr)
-        refs = [document_ref(d.id) for d in wins]
         snap = plan.Snapshot(
             deals=deals,
             related=related,
@@ -228,7 +236,7 @@ class Gatherer:
             quarantine=quarantine,
             by_orgnr=by_orgnr,
             by_ref=by_ref,
-            ledger=self.ledger.documents_by_ref(rules.kind, refs) if rules.kind else {},
+            ledger=ledger,
             contacts={
                 k: v for k, v in self._results("contact", contacts_ahead).items() if v is not None
             },
@@ -241,6 +249,14 @@ class Gatherer:
             inactive=inactive,
         )
         return self._with_drift(snap, rules)
+
+    def _ledger_for(
+        self, wins: Sequence[Deal], rules: plan.Rules
+    ) -> dict[str, list[LedgerDocument]]:
+        """Fortnox's documents for these wins' keys (its index, refreshed once per pass)."""
+        if rules.kind is None:
+            return {}
+        return self.ledger.documents_by_ref(rules.kind, [document_ref(d.id) for d in wins])
 
     # --- drift (rule 12) -----------------------------------------------------------------------
 
@@ -338,7 +354,8 @@ class Gatherer:
         )
         wins = plan.triage(first, rules).wins
         if wins:
-            need_companies, need_contacts = plan.deal_lookups(wins, first)
+            ledger = self._ledger_for(wins, rules)
+            need_companies, need_contacts = plan.deal_lookups(wins, first, ledger)
             self._start("company", need_companies)
             self._start("contact", need_contacts)
 

@@ -501,11 +501,18 @@ def triage(snap: Snapshot, rules: Rules) -> Triage:
     return out
 
 
-def deal_lookups(wins: Iterable[Deal], snap: Snapshot) -> tuple[set[str], set[str]]:
+def deal_lookups(
+    wins: Iterable[Deal],
+    snap: Snapshot,
+    ledger: Mapping[str, Sequence[LedgerDocument]] | None = None,
+) -> tuple[set[str], set[str]]:
     """What must be read before these wins can be planned: companies Lime Go did not include,
-    and the first contact of each (Er referens)."""
+    and the first contact of each (Er referens) whose document Fortnox does not hold already
+    (`ledger`: a deal Fortnox has a document for is linked, its contact never needed)."""
+    wins = list(wins)
+    held = ledger or {}
     companies = {d.company_id for d in wins if d.company_id and d.company_id not in snap.related}
-    contacts = {d.contact_ids[0] for d in wins if d.contact_ids}
+    contacts = {d.contact_ids[0] for d in wins if d.contact_ids and document_ref(d.id) not in held}
     return companies, contacts
 
 

@@ -307,6 +307,14 @@ def test_deal_lookups_name_missing_companies_and_first_contacts() -> None:
     assert P.deal_lookups(snap.deals, snap) == ({"x"}, {"p1"})
 
 
+def test_no_contact_is_read_for_a_deal_fortnox_already_has_a_document_for() -> None:
+    """A rebuilt state file: 20 000 deals Fortnox has documents for cost no Lime Go reads."""
+    held = deal("held")
+    snap = P.Snapshot(deals=[held], related={"c1": C})
+    ledger = {document_ref("held"): [ledger_doc("held")]}
+    assert P.deal_lookups(snap.deals, snap, ledger) == (set(), set())
+
+
 # --- at execution time: the customer a document needs is not there ------------------------------
 
 NOT_READY: list[tuple[str, CustomerLink | None, QuarantineEntry | None, str]] = [
