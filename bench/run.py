@@ -11,10 +11,12 @@ three small tables:
    process, so its CPU and memory are limefort's alone; the sandbox stays in this process.
 4. `limefort audit` over 5 000 won deals and their invoices at the real rate limit (child
    process, as 3).
+5. A lost state file against a Fortnox that holds 5 000 customers and 20 000 invoices made
+   by limefort: the list pages read, the requests and the time of the pass that relinks them.
 
     python bench/run.py            # the full run (`make bench`), a few minutes
     python bench/run.py --quick    # a small smoke version, well under a minute
-    python bench/run.py --only 4   # one part (1, 2, 3 or 4)
+    python bench/run.py --only 4   # one part (1 to 5)
 """
 
 from __future__ import annotations
@@ -483,10 +485,84 @@ def audit_cost(n: int) -> tuple[list[list[str]], bool]:
 # ---------------------------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------------------------
+# 5. A lost state file against a Fortnox limefort has written to (issue 12)
+# ---------------------------------------------------------------------------------------------
+
+
+def rebuild_cost(customers: int, documents: int) -> tuple[list[list[str]], bool]:
+    """A fresh state file, a Fortnox that already holds every customer and document: the
+    first pass reads Fortnox's lists (pages of 500) and links everything; it creates nothing
+    and searches no document one by one."""
+    say(f"5/5 a lost state file: {customers} customers and {documents} documents in Fortnox...")
+    with Sandbox(
+        seed=7, companies=0, deals=0, fortnox_rate_limit=LIMIT, fortnox_rate_window=WINDOW
+    ) as sb:
+        ids = add_customers(sb, customers, 1)
+        numbers = []
+        for i, cid in enumerate(ids, start=1):
+            numbers.append(
+                sb.fortnox.add_customer(
+                    {
+                        "Name": f"Bänkbolaget {i} AB",
+                        "OrganisationNumber": orgnr(i),
+                        "ExternalReference": f"limego:company:{cid}",
+                    }
+                )
+            )
+        for i in range(documents):
+            did = sb.limego.add_deal(
+                company_id=ids[i % len(ids)], stage="won", name=f"Affär {i}", value="950.00"
+            )
+            sb.fortnox.add_invoice(
+                {
+                    "CustomerNumber": numbers[i % len(numbers)],
+                    "ExternalInvoiceReference1": f"limego:deal:{did}",
+                    "InvoiceRows": [{"Description": f"Affär {i}", "Price": Decimal("950.00")}],
+                }
+            )
+        lf = Lf(sb, rate_limit=LIMIT, start="2000-01-01")
+        mark = len(sb.fortnox.requests)
+        run = lf.spawn("sync")
+        calls = api_calls(sb, mark)
+        limited = sb.fortnox.rate_limited
+        made = Counter(c.method for c in calls)
+        lists = sum(
+            1 for c in calls if c.method == "GET" and c.path in ("/3/customers", "/3/invoices")
+        )
+        searches = sum(
+            1 for c in calls if c.method == "GET" and "externalinvoicereference1" in c.query
+        )
+        docs_after = len(sb.fortnox.invoices)
+        custs_after = len(sb.fortnox.customers)
+    want_lists = -(-documents // 500) + -(-customers // 500) + 1  # +1: the inactive list
+    ok = (
+        made["POST"] == 0
+        and searches == 0
+        and docs_after == documents
+        and custs_after == customers
+        and lists <= want_lists
+        and limited == 0
+    )
+    rows = [
+        [
+            f"`sync` on a fresh state file: {customers} customers and {documents} invoices "
+            "already in Fortnox",
+            f"{run.wall:.0f} s",
+            f"{run.cpu:.1f} s",
+            fmt_bytes(run.peak),
+            f"{lists} list pages (target ≤ {want_lists}), {searches} searches, "
+            f"{made['PUT']} PUTs (one per customer linked), {made['POST']} POSTs",
+            str(limited),
+        ]
+    ]
+    return rows, ok
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
-    ap.add_argument("--only", choices=["1", "2", "3", "4"], help="run one part")
+    ap.add_argument("--only", choices=["1", "2", "3", "4", "5"], help="run one part")
     args = ap.parse_args(argv)
     per_kind = 20 if args.quick else 100
     docs = 60 if args.quick else 300
@@ -553,6 +629,16 @@ def main(argv: list[str] | None = None) -> int:
             + table(
                 ["run", "wall", "CPU (limefort)", "peak memory", "Fortnox requests", "429s"],
                 rows,
+            )
+        )
+    if args.only in (None, "5"):
+        rows, good = rebuild_cost(*((500, 2_000) if args.quick else (5_000, 20_000)))
+        ok &= good
+        results.append(
+            f"A lost state file, at the real limit ({LIMIT} per {WINDOW:.0f} s; limefort in a "
+            "child process)\n\n"
+            + table(
+                ["pass", "wall", "CPU (limefort)", "peak memory", "Fortnox requests", "429s"], rows
             )
         )
     print(f"limefort bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}\n")
