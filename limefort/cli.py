@@ -10,7 +10,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -112,6 +112,44 @@ def report(app: App, result: PassResult, *, dry_run: bool = False) -> None:
     )
     if result.exit_code and not dry_run and not _json_logs():
         app.echo("See `limefort status` for what needs attention.", err=True)
+
+
+def reported_pass(
+    app: App,
+    cfg: Config,
+    command: str,
+    work: Callable[[Syncer], PassResult],
+    *,
+    dry_run: bool = False,
+    stop_event: threading.Event | None = None,
+) -> int:
+    """One pass as a command: `one_pass` around `work`, its result reported the same way by
+    every command. With `stop_event`, SIGTERM/SIGINT are the caller's to route to it."""
+    return one_pass(
+        cfg,
+        command=command,
+        dry_run=dry_run,
+        stop_event=stop_event,
+        work=work,
+        echo=app.echo,
+        report=lambda r, d: report(app, r, dry_run=d),
+    )
+
+
+def stoppable_pass(
+    app: App,
+    cfg: Config,
+    command: str,
+    work: Callable[[Syncer], PassResult],
+    *,
+    dry_run: bool = False,
+) -> int:
+    """`reported_pass` where SIGTERM (systemd stopping a oneshot) or Ctrl-C finishes the record
+    in hand, commits and exits 1."""
+    from limefort.scheduler import stop_on_signals
+
+    with stop_on_signals(threading.Event()) as stop:
+        return reported_pass(app, cfg, command, work, dry_run=dry_run, stop_event=stop)
 
 
 def parse_date(value: str | None, param: str) -> datetime | None:
@@ -242,7 +280,6 @@ def sync(app: App, since: str | None, dry_run: bool, only: str | None) -> int:
       limefort sync --dry-run
       limefort sync --since 2026-11-01 --only customers
     """
-    from limefort.scheduler import stop_on_signals
 
     cfg = app.config()
     widen = parse_date(since, "--since")
@@ -263,17 +300,7 @@ def sync(app: App, since: str | None, dry_run: bool, only: str | None) -> int:
                 s.progress = bar
             return s.run_pass(since=widen, only=only)
 
-    # systemd stops a oneshot with SIGTERM: finish the record in hand, commit, exit 1.
-    with stop_on_signals(threading.Event()) as stop:
-        return one_pass(
-            cfg,
-            echo=app.echo,
-            report=lambda r, d: report(app, r, dry_run=d),
-            command="sync",
-            dry_run=dry_run,
-            stop_event=stop,
-            work=work,
-        )
+    return stoppable_pass(app, cfg, "sync", work, dry_run=dry_run)
 
 
 @cli.command()
@@ -329,14 +356,7 @@ def backfill(app: App, from_: str, to: str | None, dry_run: bool, yes: bool) -> 
             with stop_on_signals(s.stop_event):
                 return s.backfill(candidates, start=start, end=end, progress=bar.step)
 
-    return one_pass(
-        cfg,
-        command="backfill",
-        dry_run=dry_run,
-        work=work,
-        echo=app.echo,
-        report=lambda r, d: report(app, r, dry_run=d),
-    )
+    return reported_pass(app, cfg, "backfill", work, dry_run=dry_run)
 
 
 class Progress(PassProgress):
@@ -367,14 +387,7 @@ def run(app: App) -> int:
 
     def pass_fn(stop: threading.Event) -> int:
         try:
-            return one_pass(
-                cfg,
-                command="run",
-                stop_event=stop,
-                work=lambda s: s.run_pass(),
-                echo=app.echo,
-                report=lambda r, d: report(app, r, dry_run=d),
-            )
+            return reported_pass(app, cfg, "run", lambda s: s.run_pass(), stop_event=stop)
         except UserError as exc:
             log.error("%s", exc)
             return exc.exit_code
@@ -705,17 +718,7 @@ def retry(app: App, keys: tuple[str, ...], all_: bool) -> int:
         todo = named or [q.key for q in s.store.all_quarantined()]
         return s.retry(todo)
 
-    from limefort.scheduler import stop_on_signals
-
-    with stop_on_signals(threading.Event()) as stop:
-        return one_pass(
-            cfg,
-            command="retry",
-            stop_event=stop,
-            work=work,
-            echo=app.echo,
-            report=lambda r, d: report(app, r, dry_run=d),
-        )
+    return stoppable_pass(app, cfg, "retry", work)
 
 
 @cli.command()
