@@ -32,11 +32,13 @@ from limefort.errors import (
 )
 from limefort.explain import explain, int_code
 from limefort.http import (
+    MAX_PAGES,
     REDACTOR,
     HttpClient,
     RetrySettings,
     SlidingWindowLimiter,
     TokenCache,
+    capped_pages,
 )
 from limefort.models import DocumentKind, TokenRecord
 from limefort.tokens import record_from_answer
@@ -454,6 +456,7 @@ class FortnoxClient:
             auth_hint=BAD_ACCESS_TOKEN,
             config_key="fortnox.api_url",
         )
+        self.max_pages = MAX_PAGES  # pages one listing may follow (see `_pages`)
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -489,6 +492,19 @@ class FortnoxClient:
         raise TransientError(SERVICE, msg)
 
     def _pages(
+        self,
+        path: str,
+        list_key: str,
+        params: Mapping[str, Any],
+        limit: int = MAX_LIMIT,
+        on_pages: Callable[[int], None] | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of a listing, at most `max_pages` of them (a server that keeps answering
+        full pages would otherwise keep a pass going for ever)."""
+        pages = self._pages_unbounded(path, list_key, params, limit, on_pages)
+        yield from capped_pages(pages, SERVICE, path, limit=self.max_pages)
+
+    def _pages_unbounded(
         self,
         path: str,
         list_key: str,

@@ -19,7 +19,7 @@ import requests
 
 from limefort.config import HttpConfig, LimeGoConfig
 from limefort.errors import ApiError, AuthError, NotFound, TransientError
-from limefort.http import REDACTOR, HttpClient, RetrySettings, TokenCache
+from limefort.http import MAX_PAGES, REDACTOR, HttpClient, RetrySettings, TokenCache, capped_pages
 from limefort.models import (
     Company,
     CustomFieldDef,
@@ -261,6 +261,7 @@ class LimeGoClient:
         self._stages: dict[str, Stage] | None = None
         self._owners: dict[str, Person] | None = None
         self._deal_fields: dict[str, CustomFieldDef] | None = None
+        self.max_pages = MAX_PAGES  # pages one listing may follow (see `_pages`)
         self._field_defs: list[CustomFieldDef] | None = None
         self._contacts: dict[str, Person | None] = {}
 
@@ -357,6 +358,13 @@ class LimeGoClient:
         return self.http.json(resp)
 
     def _pages(self, path: str, params: Mapping[str, Any]) -> Iterator[Any]:
+        """Documents of a listing, at most `max_pages` of them (a server that keeps handing
+        out cursors would otherwise keep a pass going for ever)."""
+        yield from capped_pages(
+            self._pages_unbounded(path, params), SERVICE, path, limit=self.max_pages
+        )
+
+    def _pages_unbounded(self, path: str, params: Mapping[str, Any]) -> Iterator[Any]:
         """Documents of a listing, following `links.next` (a cursor URL, used as-is)."""
         url: str = path
         query: Mapping[str, Any] | None = params

@@ -661,3 +661,17 @@ def test_tokens_never_reach_the_logs(rsps, cfg, events, sleeps, caplog):
     for secret in (access, "rt-secret-old-1", "rt-secret-new-2", "fx-secret-123456"):
         assert secret not in caplog.text
         assert all(secret not in r.getMessage() for r in caplog.records)
+
+
+def test_a_listing_that_never_ends_stops_at_the_page_cap(rsps, client):
+    """Full pages without MetaInformation mean "there may be another": a server that keeps
+    answering so would keep a pass going for ever. The client follows at most max_pages."""
+    add_token(rsps)
+    full = {"Customers": [{"CustomerNumber": str(i)} for i in range(500)]}
+    rsps.get(f"{API}/customers", json=full)
+    client.max_pages = 3
+    pages = []
+    with pytest.raises(TransientError, match="more than 3 pages"):
+        for page in client.iter_customers():
+            pages.append(page)
+    assert len(pages) == 3

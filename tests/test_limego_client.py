@@ -502,3 +502,15 @@ def test_api_calls_send_the_jsonapi_media_type(rsps, client):
     client.stages()
     accepts = {c.request.url.split("?")[0]: c.request.headers.get("Accept") for c in rsps.calls}
     assert accepts == {TOKEN_URL: "application/json", f"{API}/stages": "application/vnd.api+json"}
+
+
+def test_a_listing_whose_cursors_never_end_stops_at_the_page_cap(rsps, client):
+    add_token(rsps)
+    for n in range(1, 6):
+        rsps.get(
+            f"{API}/companies",
+            json={"data": [], "links": {"next": f"{API}/companies?page[cursor]=c{n}"}},
+        )
+    client.max_pages = 3
+    with pytest.raises(TransientError, match="more than 3 pages"):
+        list(client.iter_companies())
