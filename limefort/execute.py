@@ -27,7 +27,7 @@ from limefort.keys import customer_ref
 from limefort.ledger import Ledger
 from limefort.mapping import payload_hash, to_json, update_body
 from limefort.models import Company
-from limefort.passstate import PassAborted, PassState
+from limefort.passstate import NullProgress, PassAborted, PassState, Progress
 from limefort.store import Store
 
 log = logging.getLogger("limefort.sync")
@@ -36,20 +36,6 @@ Replan = Callable[[str], None]
 
 # Actions that write to Fortnox: the units of a pass's progress.
 WRITES = (plan.CreateCustomer, plan.AdoptCustomer, plan.UpdateCustomer, plan.CreateDocument)
-
-
-class _NoProgress:
-    """Where a pass reports when nobody watches: `limefort.progress.NullProgress`, which this
-    module cannot import (the progress display imports the sync core)."""
-
-    def total(self, n: int) -> None:
-        pass
-
-    def read(self, n: int = 1) -> None:
-        pass
-
-    def advance(self, n: int = 1, *, written: int = 0) -> None:
-        pass
 
 
 class _Afterwards:
@@ -249,7 +235,7 @@ class Executor(_Afterwards):
         self.replan = replan
         # Set by the Syncer: where writes are reported, and whether each is a unit of the
         # progress's work (sync) or a side figure (backfill, whose units are deals).
-        self.progress: Any = _NoProgress()
+        self.progress: Progress = NullProgress()
         self.writes_are_work = True
         self.in_flight = MAX_IN_FLIGHT  # the most documents in flight over a long round trip
         self._pool: ThreadPoolExecutor | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from limefort.errors import EX_OK, EX_PARTIAL
 
@@ -62,3 +63,30 @@ class PassState:
 
     def count(self, name: str, n: int = 1) -> None:
         self.result.counts[name] += n
+
+
+class Progress(Protocol):
+    """What the sync core calls while it works. Every method is cheap and never raises."""
+
+    def total(self, n: int) -> None:
+        """`n` more units of work are now known: backfill, deals to create documents for;
+        sync, Fortnox writes a page's plan holds."""
+
+    def read(self, n: int = 1) -> None:
+        """`n` records were read from Lime Go."""
+
+    def advance(self, n: int = 1, *, written: int = 0) -> None:
+        """`n` units of work are done, `written` of them (or of other work) reached Fortnox."""
+
+
+class NullProgress:
+    """Where a pass reports when nobody watches."""
+
+    def total(self, n: int) -> None:
+        pass
+
+    def read(self, n: int = 1) -> None:
+        pass
+
+    def advance(self, n: int = 1, *, written: int = 0) -> None:
+        pass

@@ -16,42 +16,20 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any, Literal, Protocol, TextIO
+from typing import Any, Literal, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, TextColumn
 from rich.progress import Progress as RichProgress
 
+from limefort.passstate import NullProgress, Progress
 from limefort.sync import eta_seconds
+
+__all__ = ["NullProgress", "PassProgress", "Progress", "choose_mode", "hms"]
 
 log = logging.getLogger("limefort")
 
 Mode = Literal["bar", "lines", "json", "off"]
-
-
-class Progress(Protocol):
-    """What the sync core calls while it works. Every method is cheap and never raises."""
-
-    def total(self, n: int) -> None:
-        """`n` more units of work are now known: backfill, deals to create documents for;
-        sync, Fortnox writes a page's plan holds."""
-
-    def read(self, n: int = 1) -> None:
-        """`n` records were read from Lime Go."""
-
-    def advance(self, n: int = 1, *, written: int = 0) -> None:
-        """`n` units of work are done, `written` of them (or of other work) reached Fortnox."""
-
-
-class NullProgress:
-    def total(self, n: int) -> None:
-        pass
-
-    def read(self, n: int = 1) -> None:
-        pass
-
-    def advance(self, n: int = 1, *, written: int = 0) -> None:
-        pass
 
 
 def choose_mode(*, quiet: bool, json_logs: bool, tty: bool, lines_when_not_a_tty: bool) -> Mode:

@@ -106,6 +106,28 @@ class _Base:
     def now_iso(self) -> str:
         return self.clock().astimezone(UTC).isoformat(timespec="seconds")
 
+    def _link_done(
+        self,
+        company_id: str,
+        customer_number: str,
+        orgnr: str | None,
+        name: str,
+        payload: str,
+        hash: str,
+        shared_with: str | None,
+    ) -> None:
+        """A company linked to its Fortnox customer (shared: another company owns it)."""
+        _upsert(
+            self.db,
+            "customers",
+            {
+                "company_id": company_id, "state": "done", "customer_number": customer_number,
+                "orgnr": orgnr, "name": name, "payload": payload, "hash": hash,
+                "updated_at": self.now_iso(), "shared_with": shared_with,
+            },
+            pk="company_id",
+        )  # fmt: skip
+
     @contextmanager
     def transaction(self) -> Iterator[_Base]:
         try:
@@ -359,16 +381,7 @@ class RealWorldTables(_Base):
     ) -> None:
         """Link a company to a customer another company owns: its deals are invoiced to it,
         its field changes are never sent (the stored payload is what it had when linked)."""
-        _upsert(
-            self.db,
-            "customers",
-            {
-                "company_id": company_id, "state": "done", "customer_number": customer_number,
-                "orgnr": orgnr, "name": name, "payload": payload, "hash": hash,
-                "updated_at": self.now_iso(), "shared_with": shared_with,
-            },
-            pk="company_id",
-        )  # fmt: skip
+        self._link_done(company_id, customer_number, orgnr, name, payload, hash, shared_with)
 
     def owners_of(self, customer_numbers: Iterable[str]) -> dict[str, tuple[str, str]]:
         """Customer number -> (company id, name) of the company that owns it (linked, done,
@@ -559,16 +572,7 @@ class Store(_LedgerTables, _RunLog, _DriftTables, RealWorldTables):
         hash: str,
         ext_ref: str | None = None,
     ) -> None:
-        _upsert(
-            self.db,
-            "customers",
-            {
-                "company_id": company_id, "state": "done", "customer_number": customer_number,
-                "orgnr": orgnr, "name": name, "payload": payload, "hash": hash,
-                "updated_at": self.now_iso(), "shared_with": None,
-            },
-            pk="company_id",
-        )  # fmt: skip
+        self._link_done(company_id, customer_number, orgnr, name, payload, hash, None)
         self.index_remember(customer_number, orgnr=orgnr, name=name, ext_ref=ext_ref)
 
     def drop_customer_intent(self, company_id: str) -> None:

@@ -28,7 +28,7 @@ from limefort.keys import parse_key
 from limefort.ledger import Ledger
 from limefort.limego import LimeGoClient
 from limefort.models import Company, Deal
-from limefort.passstate import PassAborted, PassResult, PassState, Stop
+from limefort.passstate import PassAborted, PassResult, PassState, Progress, Stop
 from limefort.reconcile import Reconciler
 from limefort.store import Store
 
@@ -90,13 +90,13 @@ class Syncer:
         self._exists: set[str] = set()  # quarantined keys this pass read from Lime Go
 
     @property
-    def progress(self) -> Any:
+    def progress(self) -> Progress:
         """Where the pass reports records read and Fortnox writes (`limefort.progress`'s
         `Progress` protocol); nothing by default."""
         return self.executor.progress
 
     @progress.setter
-    def progress(self, value: Any) -> None:
+    def progress(self, value: Progress) -> None:
         self.executor.progress = value
 
     @property
