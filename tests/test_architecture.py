@@ -1,5 +1,5 @@
 """The layout DESIGN.md draws, checked: SQL only in the store, the planner pure, small classes,
-nothing imports the CLI, the sandbox imports nothing of limefort."""
+nothing imports the CLI (what the sandbox may import is checked in tests/sandbox/test_seed.py)."""
 
 from __future__ import annotations
 
