@@ -198,21 +198,10 @@ class Gatherer:
         resend: frozenset[str] = frozenset(),
         planned: frozenset[str] = frozenset(),
     ) -> plan.Snapshot:
-        intents = self.store.intents(d.id for d in deals)
-        quarantine = self.store.quarantined(
-            [d.key for d in deals] + [c.key for c in related.values()]
-        )
-        first = plan.Snapshot(
-            deals=deals,
-            related=related,
-            intents=intents,
-            quarantine=quarantine,
-            force=force,
-            resend=resend,
-        )
-        wins = plan.triage(first, rules).wins
+        first, wins = self._triaged(deals, related, rules, force=force, resend=resend)
         if not wins:
             return self._with_drift(first, rules)
+        intents, quarantine = first.intents, first.quarantine
         ledger = self._ledger_for(wins, rules)
         need_companies, need_contacts = plan.deal_lookups(wins, first, ledger)
         # All of them at once, the contacts read while Fortnox's indexes are asked below.
@@ -249,6 +238,29 @@ class Gatherer:
             inactive=inactive,
         )
         return self._with_drift(snap, rules)
+
+    def _triaged(
+        self,
+        deals: Sequence[Deal],
+        related: dict[str, Company],
+        rules: plan.Rules,
+        *,
+        force: bool,
+        resend: frozenset[str],
+    ) -> tuple[plan.Snapshot, list[Deal]]:
+        """The deals with what the store holds for them, and which of them are wins that
+        need a document: what every later read of a batch depends on."""
+        first = plan.Snapshot(
+            deals=deals,
+            related=related,
+            intents=self.store.intents(d.id for d in deals),
+            quarantine=self.store.quarantined(
+                [d.key for d in deals] + [c.key for c in related.values()]
+            ),
+            force=force,
+            resend=resend,
+        )
+        return first, plan.triage(first, rules).wins
 
     def _ledger_for(
         self, wins: Sequence[Deal], rules: plan.Rules
@@ -344,15 +356,7 @@ class Gatherer:
         snapshot reads what is still missing and leaves the rest unused."""
         if not any(d.stage_id in rules.won for d in deals):
             return
-        first = plan.Snapshot(
-            deals=deals,
-            related=related,
-            intents=self.store.intents(d.id for d in deals),
-            quarantine=self.store.quarantined(d.key for d in deals),
-            force=force,
-            resend=resend,
-        )
-        wins = plan.triage(first, rules).wins
+        first, wins = self._triaged(deals, related, rules, force=force, resend=resend)
         if wins:
             ledger = self._ledger_for(wins, rules)
             need_companies, need_contacts = plan.deal_lookups(wins, first, ledger)
