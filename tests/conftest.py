@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import os
 import re
@@ -166,6 +167,23 @@ def assert_bodies_fit_fortnox(sb: Sandbox) -> None:
     assert not problems, "limefort sent what Fortnox's write models refuse:\n" + "\n".join(
         problems[:10]
     )
+
+
+def valid_orgnrs(first: int) -> Iterator[str]:
+    """Distinct Swedish organisation numbers with a valid check digit, from `first` on (each
+    test module takes its own range, so numbers never collide within a run)."""
+    from stdnum import luhn
+
+    for n in itertools.count(first):
+        body = f"55{n:07d}"
+        digits = body + luhn.calc_check_digit(body)
+        yield f"{digits[:6]}-{digits[6:]}"
+
+
+def empty_sandbox(make: Any, tmp_path: Path, seed: int, **sync: Any) -> tuple[Sandbox, Lf]:
+    """A sandbox with no seeded records (the test adds its own) and limefort pointed at it."""
+    sb = make(seed=seed, companies=0, deals=0)
+    return sb, Lf(sb, tmp_path, **sync)
 
 
 @pytest.fixture

@@ -9,36 +9,24 @@ same rules are in tests/test_plan_realworld.py.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Lf, Result
-from stdnum import luhn
+from conftest import Lf, Result, empty_sandbox, valid_orgnrs
 
 from limefort.sandbox import Sandbox
 from limefort.sandbox.seed import iso
 from limefort.store import Store
 
-
-def _orgnrs() -> Iterator[str]:
-    for n in itertools.count(700):
-        body = f"55{n:07d}"
-        digits = body + luhn.calc_check_digit(body)
-        yield f"{digits[:6]}-{digits[6:]}"
-
-
-ORGNR = _orgnrs()
+ORGNR = valid_orgnrs(700)
 
 
 def fresh(make: Any, tmp_path: Path, **sync: Any) -> tuple[Sandbox, Lf]:
-    sb = make(seed=31, companies=0, deals=0)
-    return sb, Lf(sb, tmp_path, **sync)
+    return empty_sandbox(make, tmp_path, 31, **sync)
 
 
 def add_customer(sb: Sandbox, name: str = "Åkesson AB", **attrs: Any) -> str:

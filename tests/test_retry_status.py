@@ -7,38 +7,26 @@ quarantined record is not sent again on a normal pass. State-file trouble is one
 
 from __future__ import annotations
 
-import itertools
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Lf, fortnox_calls
-from stdnum import luhn
+from conftest import Lf, empty_sandbox, fortnox_calls, valid_orgnrs
 
 from limefort.cli import local_time
 from limefort.sandbox import Sandbox
 from limefort.sandbox import rules as sandbox_rules
 from limefort.sandbox.seed import iso
 
-
-def _orgnrs() -> Iterator[str]:
-    for n in itertools.count(200):
-        body = f"55{n:07d}"
-        digits = body + luhn.calc_check_digit(body)
-        yield f"{digits[:6]}-{digits[6:]}"
-
-
-ORGNR = _orgnrs()
+ORGNR = valid_orgnrs(200)
 
 
 def fresh(make_sandbox: Any, tmp_path: Path, **sync: Any) -> tuple[Sandbox, Lf]:
-    sb = make_sandbox(seed=21, companies=0, deals=0)
-    return sb, Lf(sb, tmp_path, **sync)
+    return empty_sandbox(make_sandbox, tmp_path, 21, **sync)
 
 
 def customer_of(sb: Sandbox, company_id: str) -> dict[str, Any] | None:
