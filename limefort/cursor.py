@@ -10,7 +10,7 @@ cursor is a time on Lime Go's own clock, never this machine's: the high-water ma
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 
 def read_since(
@@ -80,3 +80,35 @@ def skew(server_date: datetime | None, local_now: datetime) -> float | None:
     if server_date is None:
         return None
     return (server_date - local_now).total_seconds()
+
+
+# --- Fortnox's clock for Fortnox's data (DESIGN rule 13) ----------------------------------------
+
+# Fortnox's `lastmodified` has minute resolution and Fortnox may commit a write a moment after
+# stamping it: every incremental read starts this far before its mark.
+FORTNOX_OVERLAP = timedelta(minutes=5)
+
+
+def fortnox_since(mark: datetime | None, tz: tzinfo) -> datetime | None:
+    """Where the next incremental read of a Fortnox list starts, as a wall-clock time in
+    Fortnox's zone (Europe/Stockholm), for its `lastmodified` filter.
+
+    `mark` is a time on Fortnox's clock (the `Date` of the answer that began the last read),
+    never this machine's. Fortnox compares local wall-clock times: in the October fall-back
+    hour the wall clock runs 02:00-03:00 twice, so a record changed in the second 02:10 would
+    look older than a mark at the first 02:40. A start whose wall time falls in that repeated
+    hour therefore steps back one more hour (a re-read, never a miss)."""
+    if mark is None:
+        return None
+    start = (mark - FORTNOX_OVERLAP).astimezone(tz)
+    wall = start.replace(tzinfo=None)
+    # Ambiguous: this wall time exists twice (both folds give different offsets).
+    if wall.replace(tzinfo=tz, fold=0).utcoffset() != wall.replace(tzinfo=tz, fold=1).utcoffset():
+        wall -= timedelta(hours=1)
+    return wall.replace(tzinfo=tz, fold=0)
+
+
+def fortnox_mark(server_date: datetime | None, local_now: datetime) -> datetime:
+    """The mark of a read that began now: Fortnox's `Date` of its first answer; this machine's
+    clock only when Fortnox sent none (the overlap is then all that covers a skew)."""
+    return server_date if server_date is not None else local_now

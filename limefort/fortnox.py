@@ -465,6 +465,16 @@ class FortnoxClient:
         out["token_requests"] = self.tokens.stats["requests"]
         return out
 
+    # --- Fortnox's clock (DESIGN rule 13) ---------------------------------------------------
+
+    def date_here(self) -> datetime | None:
+        """Fortnox's `Date` of the latest answer on this thread (a read just made)."""
+        return self.http.date_here()
+
+    def server_now(self) -> datetime | None:
+        """Now on Fortnox's clock, from its `Date` headers (None before any answer)."""
+        return self.http.server_now()
+
     # --- plumbing ---------------------------------------------------------------------------
 
     def _call(

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit
@@ -497,6 +497,8 @@ class HttpClient:
         # The server's clock, from its `Date` headers: the first and the latest seen.
         self.first_date: datetime | None = None
         self.last_date: datetime | None = None
+        self._last_date_at = 0.0
+        self._here = threading.local()
         self._stats_lock = threading.Lock()
         self._rtt = 0.0
         self._stats: dict[str, Any] = {
@@ -515,8 +517,22 @@ class HttpClient:
         if when is None:
             return
         self.last_date = when
+        self._last_date_at = time.monotonic()
+        self._here.date = when
         if self.first_date is None:
             self.first_date = when
+
+    def date_here(self) -> datetime | None:
+        """The `Date` of the latest answer this thread received: the server's time of a read
+        this thread just made (other threads' writes in flight do not move it)."""
+        return getattr(self._here, "date", None)
+
+    def server_now(self) -> datetime | None:
+        """Now on the server's clock: its latest `Date` plus the time since it came (None
+        before any answer carried one)."""
+        if self.last_date is None:
+            return None
+        return self.last_date + timedelta(seconds=time.monotonic() - self._last_date_at)
 
     # --- stats ------------------------------------------------------------------------------
 

@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from limefort.fortnox import FortnoxClient
+from limefort import cursor
+from limefort.fortnox import STOCKHOLM, FortnoxClient
 from limefort.models import DocumentKind
+from limefort.normalise import orgnr_key
 from limefort.store import LedgerDocument, Store
 
 log = logging.getLogger("limefort.ledger")
 
 # Which list (filter=active or filter=inactive) an item came from: list items lack Active.
 ACTIVE_TAG = "_limefort_active"
-
-# Fortnox's lastmodified has minute resolution in Swedish local time: overlap a little.
-OVERLAP = timedelta(minutes=5)
 
 
 class Ledger:
@@ -50,6 +49,10 @@ class Ledger:
         self._mem_docs: dict[str, list[LedgerDocument]] = {}
         self._mem_refs: dict[str, list[str]] = {}
         self._mem_inactive: set[str] = set()
+        self._mem_stamps: dict[str, list[tuple[str, str, str]]] = {}
+        # Where each index's last read of this pass began, on Fortnox's clock (a dry run
+        # keeps it here: it writes no state).
+        self._mem_marks: dict[str, str] = {}
 
     # --- customers ---------------------------------------------------------------------------
 
@@ -60,7 +63,7 @@ class Ledger:
         self._refresh_customers()
         out: dict[str, list[str]] = {}
         for o in orgnrs:
-            found = self.store.index_by_orgnr(o) + self._mem_customers.get(o, [])
+            found = self.store.index_by_orgnr(o) + self._mem_customers.get(orgnr_key(o) or "", [])
             if found:
                 out[o] = list(dict.fromkeys(found))
         return out
@@ -105,7 +108,7 @@ class Ledger:
             self.store.index_forget(number)
 
     def _refresh_customers(self) -> None:
-        self._refresh("customers", self._customer_pages, self._save_customers)
+        self.refresh_customers()
 
     def _customer_pages(self, since: datetime | None) -> Iterator[list[dict[str, Any]]]:
         """Active and inactive customers read apart (list items carry no Active flag), each
@@ -126,10 +129,9 @@ class Ledger:
         self._mem_inactive.difference_update(active)
         self._mem_inactive.update(inactive)
         for item in page:
-            if item.get("OrganisationNumber"):
-                self._mem_customers.setdefault(item["OrganisationNumber"], []).append(
-                    str(item["CustomerNumber"])
-                )
+            key = orgnr_key(item.get("OrganisationNumber"))
+            if key:
+                self._mem_customers.setdefault(key, []).append(str(item["CustomerNumber"]))
 
     def inactive(self, numbers: Iterable[str]) -> set[str]:
         """Those of `numbers` that Fortnox's list shows as inactive."""
@@ -146,16 +148,31 @@ class Ledger:
         refs = list(refs)
         if not refs:
             return {}
-        self._refresh(
-            f"{kind}s",
-            lambda since: self.fortnox.iter_documents(kind, lastmodified=since, limit=500),
-            lambda page: self._save_documents(kind, page),
-        )
+        self.refresh_documents(kind)
         out = self.store.ledger_by_ref(refs)
         for ref in refs:
             if ref in self._mem_docs:
                 out.setdefault(ref, []).extend(self._mem_docs[ref])
         return out
+
+    def refresh_documents(self, kind: DocumentKind, *, again: bool = False) -> None:
+        """Fortnox's documents of `kind` into the index: once per pass, or `again` (what
+        changed since this pass's last read: the guard against a second writer and the check
+        after writing read it anew)."""
+        self._refresh(
+            f"{kind}s",
+            lambda since: self.fortnox.iter_documents(kind, lastmodified=since, limit=500),
+            lambda page: self._save_documents(kind, page),
+            again=again,
+        )
+
+    def refresh_customers(self, *, again: bool = False) -> None:
+        self._refresh("customers", self._customer_pages, self._save_customers, again=again)
+
+    def stamps(self, kind: DocumentKind) -> list[tuple[str, str, str]]:
+        """(stamp, document number, key) of the documents of `kind` the index holds with a
+        limefort stamp in ExternalInvoiceReference2 (read by `refresh_documents`)."""
+        return self.store.ledger_stamps(kind) + self._mem_stamps.get(kind, [])
 
     def _save_documents(self, kind: DocumentKind, page: list[dict[str, Any]]) -> None:
         if self.persist:
@@ -164,6 +181,11 @@ class Ledger:
             return
         for i in page:
             ref = i.get("ExternalInvoiceReference1")
+            stamp = i.get("ExternalInvoiceReference2") or ""
+            if stamp.startswith("limefort ") and i.get("DocumentNumber") is not None:
+                self._mem_stamps.setdefault(kind, []).append(
+                    (stamp, str(i["DocumentNumber"]), ref or "")
+                )
             if ref and i.get("DocumentNumber") is not None:
                 self._mem_docs.setdefault(ref, []).append(
                     LedgerDocument(
@@ -185,20 +207,31 @@ class Ledger:
         name: str,
         pages: Callable[[datetime | None], Iterable[list[dict[str, Any]]]],
         save: Callable[[list[dict[str, Any]]], None],
+        *,
+        again: bool = False,
     ) -> None:
-        """Once per pass: everything the first time, then what changed since the last read."""
-        if name in self._fresh:
+        """Everything the first time, then what changed since the last read, once per pass
+        (or `again`). The mark is Fortnox's own clock: the `Date` of the read's first answer,
+        so a machine whose clock is minutes off Fortnox's misses nothing (DESIGN rule 13)."""
+        if name in self._fresh and not again:
             return
         self._fresh.add(name)
         meta = "fortnox_index_at" if name == "customers" else f"fortnox_{name}_at"
-        started = self.store.clock()
-        last = self.store.get_meta(meta)
-        since = datetime.fromisoformat(last) - OVERLAP if last else None
+        last = self._mem_marks.get(meta) or self.store.get_meta(meta)
+        since = cursor.fortnox_since(datetime.fromisoformat(last) if last else None, STOCKHOLM)
         n = 0
+        mark: datetime | None = None
         for page in self.guard(pages(since)):
+            if mark is None:
+                mark = self.fortnox.date_here()
             n += len(page)
             save(page)
+        if mark is None:  # an empty answer yields no page: its Date is still the latest here
+            mark = self.fortnox.date_here()
+        stamp = cursor.fortnox_mark(mark, self.store.clock()).isoformat()
         if self.persist:
             with self.store.transaction():
-                self.store.set_meta(meta, started.isoformat())
+                self.store.set_meta(meta, stamp)
+        else:
+            self._mem_marks[meta] = stamp
         log.info("Fortnox %s index: %d read (%s)", name, n, "changes" if last else "full")

@@ -168,10 +168,29 @@ def _m005_shared_customers(db: Database) -> None:
     db.execute("DELETE FROM meta WHERE key = 'fortnox_index_at'")
 
 
+def _m006_ledger_under_real_conditions(db: Database) -> None:
+    # One normal form for organisation numbers on both sides (DESIGN rule 4): Fortnox keeps
+    # what was typed or imported (no dash, spaces, a 12-digit form), so its index is matched on
+    # the folded 10 digits, never on the raw text. Rows read before get theirs from the next
+    # full read: the index's mark is forgotten, as 005 did.
+    db.table("fortnox_customers").add_column("orgnr_key", str)
+    db.table("fortnox_customers").create_index(["orgnr_key"])
+    db.execute("DELETE FROM meta WHERE key = 'fortnox_index_at'")
+    # One writer per tenant (rule 14): a document's ExternalInvoiceReference2 carries the
+    # installation that made it and when (`limefort <id> <time>`); list items carry it, so a
+    # pass sees another installation's recent writes in the index it reads anyway.
+    db.table("fortnox_documents").add_column("stamp", str)
+    db.execute("DELETE FROM meta WHERE key IN ('fortnox_invoices_at', 'fortnox_orders_at')")
+    # Duplicates a person has looked at (`limefort ack KEY`): the key and exactly which
+    # documents or customers were acknowledged, so a third one is named again.
+    db.table("duplicate_acks").create({"key": str, "members": str, "acked_at": str}, pk="key")
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_quarantine_waits_for", _m002_quarantine_waits_for),
     ("003_fortnox_documents", _m003_fortnox_documents),
     ("004_drift", _m004_drift),
     ("005_shared_customers", _m005_shared_customers),
+    ("006_ledger_under_real_conditions", _m006_ledger_under_real_conditions),
 ]

@@ -240,6 +240,26 @@ def normalise_orgnr(raw: str) -> str | Invalid:
     return f"{digits[:6]}-{digits[6:]}"
 
 
+def orgnr_key(raw: str | None) -> str | None:
+    """One form for an organisation number as either side stores it, for comparing only:
+    the 10 digits. Fortnox keeps what was typed or imported (`5514637445`, `558172 7822`,
+    `55 15 26-7804`, `165581625000`, `16553793-5974`, a trailing blank); Lime Go's side is
+    cleaned to `NNNNNN-NNNN` before it gets here. A 12-digit form with a century prefix
+    (`16`, `18`, `19`, `20`) is its last 10 digits. None when no 10 digits remain: nothing
+    to match on (never a match on a fragment)."""
+    if not raw:
+        return None
+    digits = re.sub(r"\D", "", raw)
+    if not digits.isascii():
+        return None
+    vat = re.fullmatch(r"(\d{10})01", digits) if raw.strip().upper().startswith("SE") else None
+    if vat:
+        digits = vat.group(1)
+    if len(digits) == 12 and digits[:2] in ("16", "18", "19", "20"):
+        digits = digits[2:]
+    return digits if len(digits) == 10 else None
+
+
 def _valid_12_digit_personnummer(digits: str) -> bool:
     if digits[:2] not in ("18", "19", "20"):
         return False

@@ -20,6 +20,7 @@ from limefort.fortnox import FortnoxClient
 from limefort.keys import company_key, customer_ref, deal_key
 from limefort.mapping import from_json, payload_hash, to_json
 from limefort.models import DocumentKind
+from limefort.normalise import orgnr_key
 from limefort.passstate import PassState
 from limefort.store import CustomerLink, DocumentIntent, Store
 
@@ -99,7 +100,7 @@ class Reconciler:
                 hits = [
                     str(c["CustomerNumber"])
                     for c in self.fortnox.find_customers(organisationnumber=row.orgnr)
-                    if c.get("OrganisationNumber") == row.orgnr
+                    if orgnr_key(c.get("OrganisationNumber")) == orgnr_key(row.orgnr)
                 ]
             else:
                 hits = []

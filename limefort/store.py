@@ -25,6 +25,7 @@ from sqlite_utils import Database
 
 from limefort.errors import StateError, UserError
 from limefort.files import check_private_dir, open_private
+from limefort.keys import company_key
 from limefort.migrations import MIGRATIONS
 from limefort.models import (
     CustomerLink,
@@ -35,6 +36,7 @@ from limefort.models import (
     RecordWarning,
     TokenRecord,
 )
+from limefort.normalise import orgnr_key
 
 __all__ = [
     "MIGRATIONS",
@@ -160,6 +162,7 @@ class _LedgerTables(_Base):
             {
                 "customer_number": str(i["CustomerNumber"]),
                 "orgnr": i.get("OrganisationNumber") or None,
+                "orgnr_key": orgnr_key(i.get("OrganisationNumber")),
                 "name": i.get("Name") or None,
             }
             for i in items
@@ -173,13 +176,21 @@ class _LedgerTables(_Base):
     def index_remember(
         self, customer_number: str, *, orgnr: str | None, name: str | None, ext_ref: str | None
     ) -> None:
-        row: dict[str, Any] = {"customer_number": customer_number, "orgnr": orgnr, "name": name}
+        row: dict[str, Any] = {
+            "customer_number": customer_number,
+            "orgnr": orgnr,
+            "orgnr_key": orgnr_key(orgnr),
+            "name": name,
+        }
         if ext_ref is not None:
             row["ext_ref"] = ext_ref
         _upsert(self.db, "fortnox_customers", row, pk="customer_number")
 
     def index_by_orgnr(self, orgnr: str) -> list[str]:
-        return self._numbers("orgnr = ?", [orgnr])
+        """Fortnox customers holding this organisation number in any format it was stored in
+        (compared folded: `5514637445` is `551463-7445`)."""
+        key = orgnr_key(orgnr)
+        return self._numbers("orgnr_key = ?", [key]) if key else []
 
     def index_by_ext_ref(self, ext_ref: str) -> list[str]:
         return self._numbers("ext_ref = ?", [ext_ref])
@@ -222,6 +233,7 @@ class _LedgerTables(_Base):
                 "sent": _flag(i.get("Sent")),
                 "total": None if i.get("Total") is None else str(i.get("Total")),
                 "currency": i.get("Currency") or None,
+                "stamp": i.get("ExternalInvoiceReference2") or None,
             }
             for i in items
             if i.get("DocumentNumber") is not None
@@ -239,16 +251,65 @@ class _LedgerTables(_Base):
         return out
 
     def ledger_duplicates(self) -> dict[str, list[LedgerDocument]]:
-        """Keys Fortnox holds more than one document for (made twice by hand, or by a tool
-        that did not look first)."""
+        """Keys Fortnox holds more than one live document for (made twice by hand, by a tool
+        that did not look first, or by two installations at one instant). A cancelled extra
+        document resolves it: only documents not cancelled are listed."""
         refs = [
             r[0]
             for r in self.db.execute(
                 "SELECT ext_ref FROM fortnox_documents WHERE ext_ref LIKE 'limego:deal:%' "
-                "GROUP BY ext_ref HAVING count(*) > 1 ORDER BY ext_ref"
+                "AND cancelled = 0 GROUP BY ext_ref HAVING count(*) > 1 ORDER BY ext_ref"
             )
         ]
-        return self.ledger_by_ref(refs)
+        return {
+            ref: [d for d in docs if not d.cancelled]
+            for ref, docs in self.ledger_by_ref(refs).items()
+        }
+
+    def ledger_stamps(self, kind: str) -> list[tuple[str, str, str]]:
+        """(stamp, document number, key) of every document of `kind` carrying a stamp in
+        ExternalInvoiceReference2 (limefort's `limefort <installation> <time>` among them)."""
+        return [
+            (r[0], r[1], r[2] or "")
+            for r in self.db.execute(
+                "SELECT stamp, document_number, ext_ref FROM fortnox_documents "
+                "WHERE kind = ? AND stamp LIKE 'limefort %'",
+                [kind],
+            )
+        ]
+
+    def customer_duplicates(self) -> dict[str, list[str]]:
+        """Companies whose legal entity Fortnox holds as more than one customer: company key ->
+        the customer numbers with its organisation number (folded). Only organisation numbers
+        a linked company has: what Fortnox held twice before limefort came is not its to name
+        unless limefort uses one of them."""
+        out: dict[str, list[str]] = {}
+        links = [
+            (r[0], r[1])
+            for r in self.db.execute(
+                "SELECT company_id, orgnr FROM customers WHERE state = 'done' AND orgnr IS NOT "
+                "NULL AND (shared_with IS NULL OR shared_with = '') ORDER BY company_id"
+            )
+        ]
+        for company_id, orgnr in links:
+            numbers = self.index_by_orgnr(orgnr)
+            if len(numbers) > 1:
+                out[company_key(company_id)] = numbers
+        return out
+
+    # --- duplicates a person acknowledged ------------------------------------------------------
+
+    def duplicate_acks(self) -> dict[str, str]:
+        """key -> the members (document or customer numbers, comma-separated) acknowledged."""
+        return {r[0]: r[1] for r in self.db.execute("SELECT key, members FROM duplicate_acks")}
+
+    def ack_duplicate(self, key: str, members: Iterable[str]) -> None:
+        _upsert(
+            self.db,
+            "duplicate_acks",
+            {"key": key, "members": ",".join(members), "acked_at": self.now_iso()},
+            pk="key",
+        )
 
     def ledger_cancelled(self) -> list[LedgerDocument]:
         return [

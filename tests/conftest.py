@@ -95,6 +95,17 @@ class Lf:
                 code = int(exc.code or 0)
         return Result(code, out.getvalue(), err.getvalue())
 
+    def store_rows(self, table: str) -> list[dict[str, Any]]:
+        """The rows of one table of the state file, read directly (never through limefort)."""
+        import sqlite3
+
+        conn = sqlite3.connect(f"file:{self.state}?mode=ro", uri=True)
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in conn.execute(f"SELECT * FROM {table}")]
+        finally:
+            conn.close()
+
     def status(self) -> dict[str, Any]:
         r = self.run("status", "--json")
         assert r.code == 0, r.err

@@ -21,6 +21,7 @@ import uuid
 from collections import deque
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
@@ -55,15 +56,17 @@ def _eu_summer(dt_utc: datetime) -> bool:
     return last_sunday(y, 3) <= dt_utc < last_sunday(y, 10)
 
 
-def stockholm_to_utc(naive: datetime) -> datetime:
+def stockholm_wall(instant: datetime) -> datetime:
+    """An instant as Fortnox stores `lastmodified`: Swedish local wall time, to the minute."""
     if _STOCKHOLM is not None:
-        return naive.replace(tzinfo=_STOCKHOLM).astimezone(UTC)
-    guess = naive.replace(tzinfo=UTC) - timedelta(hours=1)  # pragma: no cover
-    return guess - timedelta(hours=1) if _eu_summer(guess) else guess  # pragma: no cover
+        local = instant.astimezone(_STOCKHOLM)
+    else:  # pragma: no cover
+        local = instant + timedelta(hours=2 if _eu_summer(instant) else 1)
+    return local.replace(tzinfo=None, second=0, microsecond=0)
 
 
-def stockholm_today() -> date:
-    now = datetime.now(UTC)
+def stockholm_today(now: datetime | None = None) -> date:
+    now = now or datetime.now(UTC)
     if _STOCKHOLM is not None:
         return now.astimezone(_STOCKHOLM).date()
     return (now + timedelta(hours=2 if _eu_summer(now) else 1)).date()  # pragma: no cover
@@ -220,6 +223,12 @@ class Fortnox(App):
         #: sometimes; a client must read both spellings)
         self.capitalised_errors = False
         self.rate_limited = 0
+        #: seconds Fortnox's clock is ahead of this machine's (negative: behind): every
+        #: `lastmodified` it stamps and the `Date` header of every answer follow it. A test
+        #: may instead set `clock` (a function returning an aware UTC datetime), e.g. to put
+        #: Fortnox inside the October fall-back hour.
+        self.clock_offset = 0.0
+        self.clock: Any = None
         self.company = {
             "Address": "Sandlådevägen 1",
             "City": "Stockholm",
@@ -286,10 +295,16 @@ class Fortnox(App):
                 if d.get("ExternalInvoiceReference1") == ref
             ]
 
-    def add_customer(self, fields: dict[str, Any]) -> str:
-        """A customer that was in Fortnox before limefort came (validated like a POST)."""
+    def add_customer(self, fields: dict[str, Any], *, stored_orgnr: str | None = None) -> str:
+        """A customer that was in Fortnox before limefort came (validated like a POST).
+        `stored_orgnr`: the organisation number as hand entry, an SIE or spreadsheet import
+        or an older integration left it (`5514637445`, `16553793-5974`, a trailing blank):
+        Fortnox's API accepts only NNNNNN-NNNN, its other ways in do not check."""
         with self._lock:
-            return self._create_customer(fields)["CustomerNumber"]
+            number: str = self._create_customer(fields)["CustomerNumber"]
+            if stored_orgnr is not None:
+                self._store["customer"][number]["OrganisationNumber"] = stored_orgnr
+            return number
 
     def add_invoice(self, fields: dict[str, Any]) -> str:
         with self._lock:
@@ -355,6 +370,15 @@ class Fortnox(App):
     # -----------------------------------------------------------------------------------------
     # HTTP
     # -----------------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """Fortnox's clock: `clock()` if set, else this machine's plus `clock_offset`."""
+        if self.clock is not None:
+            return self.clock()
+        return datetime.now(UTC) + timedelta(seconds=self.clock_offset)
+
+    def decorate(self, resp: Response) -> None:
+        resp.headers["Date"] = formatdate(self.now().timestamp(), usegmt=True)
 
     def fault_response(self, kind: str) -> Response:
         if kind == "429":
@@ -667,7 +691,7 @@ class Fortnox(App):
     # --- storage helpers ---
 
     def _touch(self, kind: str, number: str) -> None:
-        self._modified[kind][number] = datetime.now(UTC)
+        self._modified[kind][number] = self.now()
 
     def _url(self, kind: str, number: str) -> str:
         return f"{self.base_url}/3/{kind}s/{number}"
@@ -832,7 +856,7 @@ class Fortnox(App):
         checked, rows = self._check_document(kind, fields, creating=True)
         number = str(self._next[kind])
         self._next[kind] += 1
-        today = stockholm_today()
+        today = stockholm_today(self.now())
         doc: dict[str, Any] = {
             "DocumentNumber": number,
             "Booked": False,
@@ -928,10 +952,9 @@ class Fortnox(App):
         since = None
         if "lastmodified" in p:
             try:
-                local = datetime.strptime(p["lastmodified"].strip(), "%Y-%m-%d %H:%M")
+                since = datetime.strptime(p["lastmodified"].strip(), "%Y-%m-%d %H:%M")
             except ValueError:
                 raise bad("lastmodified") from None
-            since = stockholm_to_utc(local)
         dates = {}
         for name in ("fromdate", "todate"):
             if name in p:
@@ -954,13 +977,15 @@ class Fortnox(App):
         if needles or since or dates or status:
             modified = self._modified[kind]
             date_field = {"invoice": "InvoiceDate", "order": "OrderDate"}.get(kind)
-            today = stockholm_today().isoformat()
+            today = stockholm_today(self.now()).isoformat()
             kept = []
             for it in items:
                 if any(n not in str(it.get(f, "")).casefold() for f, n in needles):
                     continue
                 number = it["CustomerNumber" if kind == "customer" else "DocumentNumber"]
-                if since is not None and modified[number] < since:
+                # Fortnox compares Swedish wall-clock times (it stores them so): in the
+                # October fall-back hour a later change can carry an earlier wall time.
+                if since is not None and stockholm_wall(modified[number]) < since:
                     continue
                 if date_field and "fromdate" in dates and it[date_field] < dates["fromdate"]:
                     continue

@@ -1,0 +1,228 @@
+"""Fortnox is the ledger under real conditions (issue 22): Fortnox's own clock, its daylight
+saving time, and organisation numbers in the formats Fortnox really holds. Against the
+sandbox, through the CLI in-process."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from limefort.cursor import fortnox_since
+from limefort.normalise import orgnr_key
+from limefort.sandbox import Sandbox
+from tests.conftest import Lf
+from tests.test_exactly_once import assert_exactly_once, expected
+
+STHLM = ZoneInfo("Europe/Stockholm")
+
+
+def posts(sb: Sandbox) -> Counter[str]:
+    return Counter(
+        r.path for r in sb.fortnox.requests if r.method == "POST" and r.path.startswith("/3/")
+    )
+
+
+def use_state(lf: Lf, path: Path) -> None:
+    """Point the same config at another state file (in the same directory: one installation)."""
+    lf.write(lf.config.read_text(encoding="utf-8").replace(str(lf.state), str(path)))
+    lf.state = path
+
+
+def win_open_deals(sb: Sandbox, n: int) -> list[str]:
+    won = set(sb.limego.won_deal_ids(None))
+    open_ = [d for d in sorted(sb.limego.deals) if d not in won]
+    for did in open_[:n]:
+        sb.limego.win_deal(did)
+    return open_[:n]
+
+
+# --- one normal form for organisation numbers ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stored", "key"),
+    [
+        ("5514637445", "5514637445"),
+        ("558172 7822", "5581727822"),
+        ("55 15 26-7804", "5515267804"),
+        ("165581625000", "5581625000"),
+        ("16553793-5974", "5537935974"),
+        ("554341-3552 ", "5543413552"),
+        ("556036-0793", "5560360793"),
+        ("19640823-3234", "6408233234"),  # a personnummer with its century
+        ("SE556036079301", "5560360793"),  # a VAT number
+        ("12345", None),  # a fragment never matches anything
+        ("", None),
+        (None, None),
+    ],
+)
+def test_orgnr_key_folds_every_stored_format_to_ten_digits(stored: str | None, key: str) -> None:
+    assert orgnr_key(stored) == key
+
+
+FORMATS = ["{d}", "{a} {b}", "{a0} {a1} {a2}-{b}", "16{d}", "16{a}-{b}", "{a}-{b} "]
+
+
+def _formatted(orgnr: str, pattern: str) -> str:
+    a, b = orgnr.split("-")
+    return pattern.format(d=a + b, a=a, b=b, a0=a[:2], a1=a[2:4], a2=a[4:])
+
+
+def test_existing_customers_in_every_format_are_adopted_not_created_again(
+    make_sandbox: Any, tmp_path: Path
+) -> None:
+    sb = make_sandbox(seed=31, companies=40, deals=30)
+    lf = Lf(sb, tmp_path, start="2000-01-01")
+    companies = sorted(sb.limego.customer_ids())
+    with_orgnr = [
+        c
+        for c in companies
+        if re.fullmatch(r"\d{6}-\d{4}", sb.limego.companies[c]["attributes"]["business_id"] or "")
+    ]
+    assert len(with_orgnr) >= len(FORMATS) + 2
+    existing: dict[str, str] = {}
+    for cid, pattern in zip(with_orgnr, FORMATS, strict=False):
+        attrs = sb.limego.companies[cid]["attributes"]
+        orgnr = attrs["business_id"]
+        existing[cid] = sb.fortnox.add_customer(
+            {"Name": attrs["name"], "OrganisationNumber": orgnr},
+            stored_orgnr=_formatted(orgnr, pattern),
+        )
+    # Lime Go holds the no-dash and the 12-digit forms for two more, also already in Fortnox.
+    for cid, lime_form in zip(with_orgnr[len(FORMATS) :], ("{d}", "16{d}"), strict=False):
+        attrs = sb.limego.companies[cid]["attributes"]
+        orgnr = attrs["business_id"]
+        existing[cid] = sb.fortnox.add_customer(
+            {"Name": attrs["name"], "OrganisationNumber": orgnr}
+        )
+        sb.limego.update_company(cid, business_id=_formatted(orgnr, lime_form))
+    before = {c["CustomerNumber"] for c in sb.fortnox.customers}
+
+    r = lf.run("sync")
+    assert r.code == 0, r.err
+    links = {c["company_id"]: c["customer_number"] for c in lf.store_rows("customers")}
+    for cid, number in existing.items():
+        assert links[cid] == number, f"company:{cid} was not adopted as customer {number}"
+    created = {c["CustomerNumber"] for c in sb.fortnox.customers} - before
+    assert len(created) == len(set(companies) | _deal_companies(sb)) - len(existing)
+    # Invoices for these companies' deals went to the existing customers.
+    for inv in sb.fortnox.invoices:
+        did = inv["ExternalInvoiceReference1"].removeprefix("limego:deal:")
+        cid = sb.limego.deals[did]["relationships"]["company"]["data"]["id"]
+        if cid in existing:
+            assert inv["CustomerNumber"] == existing[cid]
+    # Adopting sends limefort's fields: the stored number is rewritten as NNNNNN-NNNN.
+    for cid, number in existing.items():
+        want = sb.limego.companies[cid]["attributes"]["business_id"]
+        assert sb.fortnox.customer(number)["OrganisationNumber"] == _dashed(want)
+
+
+def _dashed(raw: str) -> str:
+    key = orgnr_key(raw)
+    assert key is not None
+    return f"{key[:6]}-{key[6:]}"
+
+
+def _deal_companies(sb: Sandbox) -> set[str]:
+    out = set()
+    for did in sb.limego.won_deal_ids(None):
+        ref = sb.limego.deals[did]["relationships"]["company"]["data"]
+        if ref:
+            out.add(ref["id"])
+    return out
+
+
+# --- Fortnox's clock for Fortnox's data --------------------------------------------------------
+
+
+def test_fortnox_since_steps_back_over_the_fall_back_hour() -> None:
+    def at(iso: str) -> str:
+        got = fortnox_since(datetime.fromisoformat(iso), STHLM)
+        assert got is not None
+        return got.strftime("%Y-%m-%d %H:%M")
+
+    # An ordinary day: the mark less five minutes, in Swedish time.
+    assert at("2026-12-03T12:00:00+00:00") == "2026-12-03 12:55"
+    # 2026-10-25: 00:40Z is the first 02:40 (CEST), 01:10Z the second 02:10 (CET).
+    assert at("2026-10-25T00:45:00+00:00") == "2026-10-25 01:40"
+    assert at("2026-10-25T01:10:00+00:00") == "2026-10-25 01:05"
+    # Just outside the repeated hour: no extra step.
+    assert at("2026-10-25T00:04:00+00:00") == "2026-10-25 01:59"
+    assert at("2026-10-25T02:10:00+00:00") == "2026-10-25 03:05"
+    # Spring forward (02:00-03:00 does not exist): nothing to step over.
+    assert at("2026-03-29T01:02:00+00:00") == "2026-03-29 01:57"
+    assert fortnox_since(None, STHLM) is None
+
+
+@pytest.mark.parametrize("offset", [-600, 600])
+def test_fortnox_clock_ten_minutes_off_second_state_file_and_older_backup(
+    make_sandbox: Any, tmp_path: Path, offset: int
+) -> None:
+    sb = make_sandbox(seed=32, companies=14, deals=24)
+    sb.fortnox.clock_offset = offset
+    lf = Lf(sb, tmp_path, start="2000-01-01")
+    assert lf.run("sync").code == 0
+    first = lf.state
+    backup = tmp_path / "backup.db"
+    shutil.copy(first, backup)
+
+    # A second state file, used after the first: it makes the next wins' invoices.
+    win_open_deals(sb, 3)
+    use_state(lf, tmp_path / "second.db")
+    r = lf.run("sync")
+    assert r.code == 0, r.err
+    # Back to the first, minutes later by this machine's clock: it must find them in Fortnox.
+    use_state(lf, first)
+    sb.fortnox.reset_log()
+    r = lf.run("sync")
+    assert r.code == 0, r.err
+    assert posts(sb) == Counter(), "invoices made by the second state file are made again"
+
+    # An older backup restored after new wins (invoiced by the first state file meanwhile).
+    win_open_deals(sb, 2)
+    assert lf.run("sync").code == 0
+    first.unlink()
+    for suffix in ("-wal", "-shm"):
+        Path(str(first) + suffix).unlink(missing_ok=True)
+    shutil.copy(backup, first)
+    sb.fortnox.reset_log()
+    r = lf.run("sync")
+    assert r.code == 0, r.err
+    assert posts(sb) == Counter()
+    deals, companies = expected(sb, lf)
+    tally = assert_exactly_once(sb, lf, deals, companies)
+    assert not tally.duplicate_documents and not tally.duplicate_customers
+
+
+def test_a_change_in_the_second_fall_back_hour_is_seen_by_the_next_read(
+    make_sandbox: Any, tmp_path: Path
+) -> None:
+    """Fortnox's wall clock runs 02:00-03:00 twice on 25 October 2026. A read marked in the
+    first 02:40 must still see an invoice stamped in the second 02:10."""
+    sb = make_sandbox(seed=33, companies=12, deals=20)
+    now = {"t": datetime(2026, 10, 25, 0, 40, tzinfo=UTC)}  # 02:40 CEST
+    sb.fortnox.clock = lambda: now["t"]
+    lf = Lf(sb, tmp_path, start="2000-01-01")
+    assert lf.run("sync").code == 0
+    first = lf.state
+
+    now["t"] = datetime(2026, 10, 25, 1, 10, tzinfo=UTC)  # 02:10 CET, later by 30 minutes
+    win_open_deals(sb, 3)
+    use_state(lf, tmp_path / "second.db")
+    assert lf.run("sync").code == 0
+
+    now["t"] += timedelta(minutes=5)
+    use_state(lf, first)
+    sb.fortnox.reset_log()
+    r = lf.run("sync")
+    assert r.code == 0, r.err
+    assert posts(sb) == Counter(), "the fall-back hour hid the second state file's invoices"
+    deals, companies = expected(sb, lf)
+    assert_exactly_once(sb, lf, deals, companies)
