@@ -45,7 +45,7 @@ from limefort.models import (
     QuarantineEntry,
     Stage,
 )
-from limefort.normalise import Invalid, normalise_orgnr, quote
+from limefort.normalise import Invalid, normalise_orgnr, orgnr_key, quote
 
 # --- actions ----------------------------------------------------------------------------------
 
@@ -346,6 +346,15 @@ def orgnr_of(result: Mapped | Rejected) -> str | None:
     return result.payload.get("OrganisationNumber") if isinstance(result, Mapped) else None
 
 
+def orgnr_moved(link: CustomerLink, result: Mapped | Rejected) -> str | None:
+    """The new organisation number of a linked company whose number changed in Lime Go
+    (compared folded: a new format of the same number is no change of entity)."""
+    new = orgnr_of(result)
+    if not new or orgnr_key(new) == orgnr_key(link.orgnr):
+        return None
+    return new
+
+
 def customer_lookups(
     companies: Iterable[Company],
     links: Mapping[str, CustomerLink],
@@ -361,10 +370,16 @@ def customer_lookups(
     orgnrs: set[str] = set()
     refs: dict[str, str] = {}
     for c in companies:
-        if c.id in links and not links[c.id].shared_with:
-            continue
+        link = links.get(c.id)
         q = quarantine.get(c.key)
         if q is not None and not force and q.source_hash == source_hash(c):
+            continue
+        if link is not None and not link.shared_with:
+            # Linked: asked only when its organisation number changes, to see whether
+            # another customer holds the new one (one legal entity, one customer).
+            moved = orgnr_moved(link, map_one_company(c, rules)) if link.done else None
+            if moved:
+                orgnrs.add(moved)
             continue
         result = map_one_company(c, rules)
         if isinstance(result, Rejected):
@@ -450,14 +465,17 @@ def _plan_company_in(
         force=snap.force,
         by=by,
     )
+    if isinstance(act, CreateCustomer) and orgnr and orgnr in creating:
+        owner = creating[orgnr]
+        return ShareCustomer(
+            c, CustomerOf(owner), owner, _company_name(snap, owner), orgnr, act.payload
+        )
+    act = real_world_rules(snap, c, rules, link, act)
+    # Only a creation that survives the rules above makes a customer others can share: one
+    # held back (a gutted name) creates nothing, so the next company is created itself.
     if isinstance(act, CreateCustomer) and orgnr:
-        if orgnr in creating:
-            owner = creating[orgnr]
-            return ShareCustomer(
-                c, CustomerOf(owner), owner, _company_name(snap, owner), orgnr, act.payload
-            )
         creating[orgnr] = c.id
-    return real_world_rules(snap, c, rules, link, act)
+    return act
 
 
 # --- deals ------------------------------------------------------------------------------------
@@ -1111,12 +1129,47 @@ def real_world_rules(
         orgnr = act.payload.get("OrganisationNumber") or ""
         matches = list(snap.by_orgnr.get(orgnr, ()))
         act = adopt_or_share(company, orgnr, act, matches, snap.inactive, snap.claimed)
+    if isinstance(act, UpdateCustomer) and link is not None:
+        collision = orgnr_collision(company, link, act, snap)
+        if collision is not None:
+            return collision
     if isinstance(act, CreateCustomer | AdoptCustomer | UpdateCustomer):
         held = held_back(company, act.payload, link, rules.customer_map)
         if held is not None:
             reason, hint = held
             return Quarantine(company.key, company.name, reason, hint, source_hash(company))
     return act
+
+
+def orgnr_collision(
+    company: Company, link: CustomerLink, act: UpdateCustomer, snap: Snapshot
+) -> Quarantine | None:
+    """A corrected organisation number that another Fortnox customer already holds (linked to
+    another company, or there before limefort): sending it would give two customers one legal
+    entity (rule 11). The change is held back, naming both companies and the customer."""
+    new = orgnr_moved(link, Mapped(act.payload, ()))
+    if not new:
+        return None
+    others = [n for n in snap.by_orgnr.get(new, ()) if n != link.customer_number]
+    if not others:
+        return None
+    number = others[0]
+    owner = snap.claimed.get(number)
+    held_by = (
+        f"company:{owner[0]} ({quote(owner[1])}), linked to Fortnox customer {number}"
+        if owner is not None
+        else f"Fortnox customer {number}, which no Lime Go company is linked to"
+    )
+    return Quarantine(
+        company.key,
+        company.name,
+        f"organisation number changed to {new}, which {held_by} already holds; "
+        f"{company.key} ({quote(company.name or '')}) is Fortnox customer "
+        f"{link.customer_number}: sending it would make two customers of one legal entity",
+        "check which company really has this organisation number in Lime Go and correct the "
+        "other; if both are one legal entity, merge them in Lime Go. Nothing is sent until then",
+        source_hash(company),
+    )
 
 
 def adopt_or_share(

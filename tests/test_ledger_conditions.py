@@ -226,3 +226,27 @@ def test_a_change_in_the_second_fall_back_hour_is_seen_by_the_next_read(
     assert posts(sb) == Counter(), "the fall-back hour hid the second state file's invoices"
     deals, companies = expected(sb, lf)
     assert_exactly_once(sb, lf, deals, companies)
+
+
+# --- one legal entity, one customer, also on change -------------------------------------------
+
+
+def test_a_corrected_orgnr_that_collides_is_held_back_exit_1_named_in_status(
+    make_sandbox: Any, tmp_path: Path
+) -> None:
+    sb = make_sandbox(seed=34, companies=12, deals=10)
+    lf = Lf(sb, tmp_path, start="2000-01-01")
+    assert lf.run("sync").code == 0
+    links = {c["company_id"]: c for c in lf.store_rows("customers")}
+    a, b = [cid for cid, row in sorted(links.items()) if row["orgnr"]][:2]
+    b_orgnr = links[b]["orgnr"]
+    sb.limego.update_company(a, business_id=b_orgnr.replace("-", ""))  # typed without a dash
+
+    r = lf.run("sync")
+    assert r.code == 1, r.out + r.err
+    assert f"company:{a}" in r.err
+    status = lf.status()
+    [q] = [q for q in status["quarantined"] if q["key"] == f"company:{a}"]
+    assert f"company:{b}" in q["reason"] and links[b]["customer_number"] in q["reason"]
+    keys = Counter(orgnr_key(c.get("OrganisationNumber")) for c in sb.fortnox.customers)
+    assert keys[orgnr_key(b_orgnr)] == 1, "two Fortnox customers hold one organisation number"
