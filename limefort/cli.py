@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from limefort import __version__, logs
+from limefort import __version__, installation, logs, plan
 from limefort import config as config_mod
 from limefort import fleet as fleet_mod
 from limefort.config import Config
@@ -36,11 +36,11 @@ from limefort.http import REDACTOR
 from limefort.keys import company_key, deal_id_of_ref, deal_key, parse_key
 from limefort.lock import lock_path
 from limefort.models import DocumentKind
-from limefort.plan import drift_text
 from limefort.progress import PassProgress, choose_mode, hms
 from limefort.runner import build_clients, locked, one_pass, open_store, summarise
 from limefort.store import Store, quarantined_keys_read_only
 from limefort.sync import PassResult, Syncer, eta_seconds
+from limefort.sync import duplicates as sync_duplicates
 
 log = logging.getLogger("limefort")
 
@@ -99,7 +99,9 @@ def report(app: App, result: PassResult, *, dry_run: bool = False) -> None:
         say(f"{key} {problem}", key=key)
     for key, text in result.outstanding:
         say(f"{key} {text}", key=key)
-    if result.aborted:
+    if result.other_writer:
+        say(f"the pass stopped: {result.other_writer}", level=logging.ERROR)
+    elif result.aborted:
         say(f"the pass stopped early: {result.aborted}", level=logging.ERROR)
     elif result.stopped:
         say(
@@ -270,15 +272,26 @@ def cli(
 @click.option("--since", metavar="DATE", help="Also re-examine records changed since DATE.")
 @click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
 @click.option("--only", type=click.Choice(["customers", "deals"]), help="Only one half.")
+@click.option(
+    "--take-over",
+    is_flag=True,
+    help="This installation replaces another on purpose: documents other installations made "
+    "up to now no longer stop a pass (one they make from now on still does).",
+)
 @click.pass_obj
-def sync(app: App, since: str | None, dry_run: bool, only: str | None) -> int:
+def sync(app: App, since: str | None, dry_run: bool, only: str | None, take_over: bool) -> int:
     """Run one pass: bring Fortnox in line with what changed in Lime Go.
+
+    A pass that finds another installation's documents in Fortnox from within
+    `sync.writer_lease` stops before writing and exits 4: stop the other one, or hand over
+    on purpose with --take-over.
 
     \b
     Examples:
       limefort sync
       limefort sync --dry-run
       limefort sync --since 2026-11-01 --only customers
+      limefort sync --take-over
     """
 
     cfg = app.config()
@@ -298,6 +311,7 @@ def sync(app: App, since: str | None, dry_run: bool, only: str | None) -> int:
         with PassProgress("sync", limit=limit, window=window, mode=mode) as bar:
             if mode != "off":
                 s.progress = bar
+            s.guard.take_over = take_over
             return s.run_pass(since=widen, only=only)
 
     return stoppable_pass(app, cfg, "sync", work, dry_run=dry_run)
@@ -533,13 +547,16 @@ def status_lines(data: dict[str, Any]) -> list[str]:
             f"  (attempts {q['attempts']}, since {local_time(q['since'])})"
         )
     if data["duplicates"]:
-        out.append(
-            f"Duplicates:  {len(data['duplicates'])} deals have more than one document in Fortnox"
-        )
+        out.append(f"Duplicates:  {len(data['duplicates'])} records are in Fortnox more than once")
         for d in data["duplicates"]:
-            out.append(
-                f"  {d['key']}  {', '.join(d['documents'])}: credit or cancel the extra ones"
+            held = ", ".join(d.get("documents") or d.get("customers") or [])
+            what = "documents" if "documents" in d else "customers"
+            todo = (
+                "acknowledged"
+                if d["acknowledged"]
+                else f"cancel the extra ones in Fortnox, or `limefort ack {d['key']}`"
             )
+            out.append(f"  {d['key']}  {what} {held}: {todo}")
     if data["cancelled"]:
         out.append(
             f"Cancelled:   {len(data['cancelled'])} documents of won deals are cancelled in Fortnox"
@@ -553,7 +570,7 @@ def status_lines(data: dict[str, Any]) -> list[str]:
         )
         for d in drift:
             out.append(
-                f"  {d['key']}  {d['document']}: {drift_text(d['changes'])} "
+                f"  {d['key']}  {d['document']}: {plan.drift_text(d['changes'])} "
                 f"(since {local_time(d['since'])}); check it, then `limefort ack {d['key']}`"
             )
     out += warning_lines(data.get("warnings", []))
@@ -568,6 +585,24 @@ def status_lines(data: dict[str, Any]) -> list[str]:
         for r in data["runs"]:
             out.append(f"  #{r['id']} {r['command']:<8} {_run_line(r)}")
     return out
+
+
+def duplicate_data(d: plan.Duplicate) -> dict[str, Any]:
+    members = (
+        {"documents": [m.replace(" ", ":", 1) for m in d.members]}
+        if d.what == "documents"
+        else {"customers": list(d.members)}
+    )
+    return {"key": d.key, **members, "acknowledged": d.acknowledged}
+
+
+def installation_of(store: Store) -> str | None:
+    """This installation's id as its stamps carry it (read only: nothing is made up)."""
+    if store.path is not None:
+        found = installation.read_id_file(installation.id_path(store.path))
+        if found:
+            return found
+    return store.get_meta(installation.META_KEY)
 
 
 def status_data(store: Store, *, lock_held: bool = False) -> dict[str, Any]:
@@ -606,13 +641,10 @@ def status_data(store: Store, *, lock_held: bool = False) -> dict[str, Any]:
             for p in store.pending_documents()
         ],
         # Fortnox is the ledger: what its document index shows that a person should know.
-        "duplicates": [
-            {
-                "key": deal_key(deal_id_of_ref(ref) or ref),
-                "documents": [f"{d.kind}:{d.document_number}" for d in docs],
-            }
-            for ref, docs in store.ledger_duplicates().items()
-        ],
+        # Rule 14: two documents for one deal, two customers for one company; every pass
+        # names those not acknowledged (`limefort ack KEY`) and exits 1.
+        "duplicates": [duplicate_data(d) for d in sync_duplicates(store)],
+        "installation": installation_of(store),
         "cancelled": [
             {
                 "key": deal_key(deal_id_of_ref(d.ext_ref) or ""),
@@ -1082,47 +1114,60 @@ def _audit_clients(cfg: Config) -> Iterator[tuple[Any, Any]]:
 
 @cli.command()
 @click.argument("keys", nargs=-1)
-@click.option("--all", "all_", is_flag=True, help="Every unacknowledged drift.")
+@click.option("--all", "all_", is_flag=True, help="Every unacknowledged drift and duplicate.")
 @click.pass_obj
 def ack(app: App, keys: tuple[str, ...], all_: bool) -> int:
-    """Acknowledge drift: a person has seen that these deals changed in Lime Go after their
-    document was made (and has credited, corrected or accepted the document in Fortnox).
+    """Acknowledge drift or a duplicate a person has looked at.
 
-    Passes exit 1 and `status` lists a drift until it is acknowledged or the deal changes
-    back. A later, different change is named again. Needs no credentials.
+    Drift: a deal changed in Lime Go after its document was made (and the document was
+    credited, corrected or accepted in Fortnox). A duplicate: Fortnox holds two documents for
+    one deal, or two customers for one company (made by hand, or by two installations at one
+    instant), and a person has dealt with it. Passes exit 1 and `status` lists both until
+    acknowledged; a cancelled extra document needs no acknowledgement. A later, different
+    change (or a third document) is named again. Needs no credentials.
 
     \b
     Examples:
       limefort ack deal:0b0c6f1e-...
+      limefort ack company:5d1e...
       limefort ack --all
     """
     if keys and all_:
-        raise click.UsageError("name the deals (deal:<id> ...) or use --all, not both")
+        raise click.UsageError(
+            "name the records (deal:<id> company:<id> ...) or use --all, not both"
+        )
     if not keys and not all_:
-        raise click.UsageError("name the deals (deal:<id> ...) or use --all")
+        raise click.UsageError("name the records (deal:<id> company:<id> ...) or use --all")
     for key in keys:
         try:
-            kind, _ = parse_key(key)
+            parse_key(key)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
-        if kind != "deal":
-            raise click.UsageError(f"{key}: drift is recorded for deals only (deal:<id>)")
     cfg = app.config(allow_placeholders=("limego", "fortnox"))
     if not cfg.state.path.exists():
         raise StateError(f"state.path: no state file at {cfg.state.path}: nothing to acknowledge")
     store = Store.open(cfg.state.path, create=False, busy_timeout=cfg.state.busy_timeout)
+    wanted = list(dict.fromkeys(keys))
     try:
         with store.transaction():
-            acked = store.ack_drift(None if all_ else list(dict.fromkeys(keys)))
+            deals = [k for k in wanted if k.startswith("deal:")]
+            drift = store.ack_drift(None if all_ else deals) if all_ or deals else []
+            dups = [d for d in sync_duplicates(store) if not d.acknowledged]
+            dups = [d for d in dups if all_ or d.key in wanted]
+            for d in dups:
+                store.ack_duplicate(d.key, d.members)
     finally:
         store.close()
-    for key in acked:
+    for key in drift:
         app.echo(f"{key}: drift acknowledged")
-    missing = [k for k in dict.fromkeys(keys) if k not in acked]
+    for d in dups:
+        app.echo(f"{d.key}: duplicate acknowledged ({', '.join(d.members)})")
+    done = set(drift) | {d.key for d in dups}
+    missing = [k for k in wanted if k not in done]
     for key in missing:
-        say(f"{key} has no unacknowledged drift", key=key)
-    if all_ and not acked:
-        app.echo("No unacknowledged drift.")
+        say(f"{key} has no unacknowledged drift or duplicate", key=key)
+    if all_ and not done:
+        app.echo("No unacknowledged drift or duplicates.")
     return EX_PARTIAL if missing else EX_OK
 
 

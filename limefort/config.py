@@ -80,6 +80,8 @@ class SyncConfig:
     require_orgnr: bool = False
     require_positive_value: bool = True
     on_deal_change: str = "warn"  # warn | update-unbooked (DESIGN rule 12)
+    # Another installation's documents this recent stop a pass (DESIGN rule 14).
+    writer_lease: timedelta = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -368,6 +370,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[str, Any], Any]]]] = {
         "require_orgnr": (False, _bool),
         "require_positive_value": (True, _bool),
         "on_deal_change": ("warn", _on_deal_change),
+        "writer_lease": ("15m", _positive_duration),
     },
     "state": {"path": ("limefort.db", _path), "busy_timeout": ("10s", _seconds)},
     "metrics": {

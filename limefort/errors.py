@@ -11,6 +11,7 @@ EX_OK = 0
 EX_PARTIAL = 1  # pass finished, some records quarantined, pending or failed
 EX_USAGE = 2  # usage or configuration error
 EX_AUTH = 3  # authentication rejected
+EX_OTHER_WRITER = 4  # another installation writes to this Fortnox tenant: stopped before writing
 EX_TEMPFAIL = 75  # another limefort holds the lock (sysexits.h EX_TEMPFAIL)
 
 

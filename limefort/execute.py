@@ -29,6 +29,7 @@ from limefort.mapping import payload_hash, to_json, update_body
 from limefort.models import Company
 from limefort.passstate import NullProgress, PassAborted, PassState, Progress
 from limefort.store import Store
+from limefort.writers import WriterGuard
 
 log = logging.getLogger("limefort.sync")
 
@@ -238,6 +239,9 @@ class Executor(_Afterwards):
         self.progress: Progress = NullProgress()
         self.writes_are_work = True
         self.in_flight = MAX_IN_FLIGHT  # the most documents in flight over a long round trip
+        # Set by the Syncer: the look at who else writes to the tenant, and the stamp every
+        # document carries (None: library use without one, nothing stamped).
+        self.guard: WriterGuard | None = None
         self._pool: ThreadPoolExecutor | None = None
 
     def run(self, actions: list[plan.Action]) -> None:
@@ -258,12 +262,20 @@ class Executor(_Afterwards):
                     continue
                 self.state.check_stop()
                 if isinstance(a, plan.CreateDocument):
+                    self._before_write(a, flights)
                     self._start_document(a, flights)
                     continue
                 if isinstance(a, WRITES):
                     flights.drain()  # a customer write goes after the documents before it
+                    self._before_write(a, flights)
                 self._attempt(a, lambda a=a: self._execute(a))  # type: ignore[misc]
                 self._wrote(a)
+
+    def _before_write(self, a: plan.Action, flights: Flights[plan.CreateDocument]) -> None:
+        """The writer guard's turn (rule 14): a look at Fortnox, when due, sees every write
+        before it landed."""
+        if self.guard is not None:
+            self.guard.before(a, flights.drain)
 
     def _attempt(self, a: plan.Action, do: Callable[[], None]) -> None:
         """Do it; a failure is what the planner's `after_failure` table says it is."""
@@ -428,6 +440,8 @@ class Executor(_Afterwards):
             return None
         self._warn(deal.key, a.warnings)
         payload = {"CustomerNumber": number, **a.payload}
+        if self.guard is not None:
+            payload["ExternalInvoiceReference2"] = self.guard.stamp()
 
         def record_intent() -> None:
             self.store.document_intent(

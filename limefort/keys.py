@@ -10,6 +10,7 @@ Two families of keys, and nothing else spells them:
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Literal
 
 RecordKind = Literal["company", "deal"]
@@ -50,3 +51,25 @@ def deal_id_of_ref(ref: str | None) -> str | None:
     if ref and ref.startswith("limego:deal:"):
         return ref[len("limego:deal:") :] or None
     return None
+
+
+# --- the installation stamp (DESIGN rule 14) ---------------------------------------------------
+
+# `limefort <installation id> <time on Fortnox's clock>` in a document's
+# ExternalInvoiceReference2 ("Extern referens 2" in Fortnox): which installation made it and
+# when. List items carry the field, so every read of the ledger shows who else is writing.
+_STAMP = re.compile(r"limefort ([0-9a-f]{12}) (\d{4}-\d\d-\d\dT\d\d:\d\dZ)")
+INSTALLATION_ID = re.compile(r"[0-9a-f]{12}")
+
+
+def stamp_text(installation: str, when: datetime) -> str:
+    return f"limefort {installation} {when.astimezone(UTC).strftime('%Y-%m-%dT%H:%MZ')}"
+
+
+def parse_stamp(text: str | None) -> tuple[str, datetime] | None:
+    """(installation id, when) of a limefort stamp; None for anything else (a person's text,
+    another tool's)."""
+    m = _STAMP.fullmatch((text or "").strip())
+    if m is None:
+        return None
+    return m.group(1), datetime.strptime(m.group(2), "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC)

@@ -136,7 +136,6 @@ DOCUMENT_FIELDS: dict[str, FieldRule] = {
     "Remarks": _rule(limits.DOCUMENT, "Remarks", "multiline"),
     "Comments": _rule(limits.DOCUMENT, "Comments", "multiline"),
     "YourOrderNumber": _rule(limits.DOCUMENT, "YourOrderNumber"),
-    "ExternalInvoiceReference2": _rule(limits.DOCUMENT, "ExternalInvoiceReference2"),
     "DeliveryDate": FieldRule(10, "date"),
 }
 
@@ -150,6 +149,9 @@ KEY_LIMITS = {
 _RESERVED = {
     CUSTOMER_KEY_FIELD: "limefort's own key for the customer (limego:company:<id>)",
     DOCUMENT_KEY_FIELD: "limefort's idempotency key for the document (limego:deal:<id>)",
+    "ExternalInvoiceReference2": "the installation stamp limefort puts on every document it "
+    "makes (`limefort <installation id> <time>`), by which two installations writing to one "
+    "tenant find each other",
     "CustomerNumber": "assigned by Fortnox and linked by limefort",
     "InvoiceRows": "limefort writes the one row from the deal's name and value",
     "OrderRows": "limefort writes the one row from the deal's name and value",

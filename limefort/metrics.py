@@ -34,7 +34,7 @@ RECORD_KINDS = (
     "failed",
 )
 # Counts with a metric of their own rather than a `kind` of limefort_records_total.
-_OWN_METRIC = {"fortnox_requests", "rate_limited", "drift"}
+_OWN_METRIC = {"fortnox_requests", "rate_limited", "drift", "duplicates", "other_writer"}
 
 
 @dataclass
@@ -83,7 +83,8 @@ def build_registry(
     )
     gauge(
         "limefort_last_run_exit_code",
-        "Exit code of the last pass: 0 ok, 1 some records quarantined or failed, 3 auth, 75 locked.",
+        "Exit code of the last pass: 0 ok, 1 some records quarantined or failed, 3 auth, "
+        "4 another installation writes to the tenant, 75 locked.",
         m.exit_code,
     )
     records = Gauge(
@@ -108,6 +109,17 @@ def build_registry(
         "limefort_drift_records",
         "Deals changed in Lime Go after their Fortnox document was made, not yet acknowledged.",
         counts.get("drift", 0),
+    )
+    gauge(
+        "limefort_duplicate_records",
+        "Records Fortnox holds more than once (two documents for a deal, two customers for a "
+        "company), not yet acknowledged.",
+        counts.get("duplicates", 0),
+    )
+    gauge(
+        "limefort_other_writer",
+        "1 when the last pass stopped because another installation writes to this tenant.",
+        counts.get("other_writer", 0),
     )
     return reg
 

@@ -10,11 +10,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from limefort.errors import EX_OK, EX_PARTIAL
+from limefort.errors import EX_OK, EX_OTHER_WRITER, EX_PARTIAL
 
 
 class PassAborted(Exception):
     """Fortnox or Lime Go stayed unreachable: the pass stops, nothing is lost."""
+
+
+class AnotherWriter(Exception):
+    """Another installation writes to this Fortnox tenant (DESIGN rule 14): the pass stops
+    before its next write, with everything done so far committed."""
 
 
 class Stop(Exception):
@@ -29,6 +34,7 @@ class PassResult:
         default_factory=list
     )  # (key, what a person should know)
     aborted: str | None = None
+    other_writer: str | None = None  # why the pass stopped: another installation writes
     stopped: bool = False  # a stop was requested (SIGTERM) and honoured between records
     # What still needs attention after the pass (quarantined, pending, drifted) and was not
     # already among `problems`: named on stderr every pass, never summed up as "in line".
@@ -36,6 +42,8 @@ class PassResult:
 
     @property
     def exit_code(self) -> int:
+        if self.other_writer:
+            return EX_OTHER_WRITER
         if self.aborted or self.problems or self.stopped:
             return EX_PARTIAL
         return EX_OK

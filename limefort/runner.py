@@ -114,6 +114,16 @@ def summarise(
         ("failed", "failed (will retry)", "failed (will retry)"),
         ("documents_updated", "document{s} updated to follow its deal", "document{s} to update"),
         ("drift", "deal{s} with unacknowledged drift", "deal{s} with unacknowledged drift"),
+        (
+            "duplicates",
+            "duplicate{s} in Fortnox (see `limefort status`)",
+            "duplicate{s} in Fortnox (see `limefort status`)",
+        ),
+        (
+            "other_writer",
+            "stopped: another installation writes to this tenant",
+            "would stop: another installation writes to this tenant",
+        ),
     ]
     parts = []
     relinked = counts.get("documents_relinked", 0)
@@ -217,7 +227,7 @@ def leftovers(store: Store, result: PassResult) -> list[tuple[str, str]]:
         key = f"deal:{intent.deal_id}"
         if key not in named:
             out.append((key, f"{intent.kind} outcome unknown; checked against Fortnox each pass"))
-    # Unacknowledged drift is named by every pass itself (Syncer._note_drift), as problems.
+    # Unacknowledged drift is named by every pass itself (sync.note_drift), as problems.
     return out
 
 

@@ -279,7 +279,7 @@ class _LedgerTables(_Base):
         ]
 
     def customer_duplicates(self) -> dict[str, list[str]]:
-        """Companies whose legal entity Fortnox holds as more than one customer: company key ->
+        """Companies whose legal entity Fortnox holds as more than one active customer: company key ->
         the customer numbers with its organisation number (folded). Only organisation numbers
         a linked company has: what Fortnox held twice before limefort came is not its to name
         unless limefort uses one of them."""
@@ -292,7 +292,12 @@ class _LedgerTables(_Base):
             )
         ]
         for company_id, orgnr in links:
-            numbers = self.index_by_orgnr(orgnr)
+            key = orgnr_key(orgnr)
+            # An inactive customer is one Fortnox retired (the active one was preferred): not
+            # a second customer of the entity.
+            numbers = self._numbers(
+                "orgnr_key = ? AND (active IS NULL OR active != 0)", [key]
+            ) if key else []  # fmt: skip
             if len(numbers) > 1:
                 out[company_key(company_id)] = numbers
         return out

@@ -28,9 +28,10 @@ from limefort.keys import parse_key
 from limefort.ledger import Ledger
 from limefort.limego import LimeGoClient
 from limefort.models import Company, Deal
-from limefort.passstate import PassAborted, PassResult, PassState, Progress, Stop
+from limefort.passstate import AnotherWriter, PassAborted, PassResult, PassState, Progress, Stop
 from limefort.reconcile import Reconciler
 from limefort.store import Store
+from limefort.writers import WriterGuard
 
 # Deals planned and written together: about one window of Fortnox's limit, so the Lime Go
 # reads of the next batch (read while this one is written) are never far behind.
@@ -55,7 +56,12 @@ class Syncer:
         echo: Callable[[str], None] = print,
         stop_event: threading.Event | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        installation: str | None = None,
+        take_over: bool = False,
     ) -> None:
+        """`installation`: this installation's id (default: `installation.resolve`, from the
+        id file beside the state file); `take_over`: documents other installations made up to
+        now no longer stop a pass (`limefort sync --take-over`)."""
         self.cfg = cfg
         self.store = store
         self.limego = limego
@@ -76,6 +82,11 @@ class Syncer:
             account_number=cfg.sync.account_number,
             replan=lambda key: self.replan(key),
         )
+        self.guard = self.executor.guard = WriterGuard.for_pass(
+            cfg, store, self.ledger, fortnox, self.state, installation, clock=clock,
+            take_over=take_over, dry_run=dry_run,
+        )  # fmt: skip
+        self._looked = False  # a dry run's one look for another writer
         self.reconciler = Reconciler(
             store,
             fortnox,
@@ -114,16 +125,22 @@ class Syncer:
         try:
             try:
                 work()
+                self.guard.after_pass()
             finally:
                 self.gather.close()
                 self.executor.close()
+        except AnotherWriter as exc:
+            self.result.other_writer = str(exc)
+            self.result.counts["other_writer"] = 1
+            log.error("pass stopped: %s", exc)
         except PassAborted as exc:
             self.result.aborted = str(exc)
             log.error("pass stopped: %s", exc)
         except Stop:
             self.result.stopped = True
             log.warning("stop requested: the pass ended between two records; nothing is lost")
-        self._note_drift()
+        note_drift(self.store, self.state)
+        note_duplicates(self.store, self.state)
         self._collect_stats()
         return self.result
 
@@ -267,6 +284,9 @@ class Syncer:
         if not self.dry_run:
             self.executor.run(actions)
             return actions
+        if not self._looked and any(plan.creates(a) for a in actions):
+            self._looked = True
+            self.guard.look()  # a dry run says whether the real pass would be stopped
         for a in actions:
             self.state.count(plan.count_name(a))
             if isinstance(a, plan.CreateCustomer | plan.AdoptCustomer):
@@ -416,25 +436,45 @@ class Syncer:
             return
         self.reconciler.run(only)
 
-    def _note_drift(self) -> None:
-        """Every pass names each unacknowledged drift (rule 12), counts it for the metrics,
-        and so exits 1 until a person acknowledges it (`limefort ack`) or the deal changes
-        back."""
-        entries = self.store.unacked_drift()
-        self.result.counts["drift"] = len(entries)
-        for e in entries:
-            self.state.problem(
-                e.key,
-                f"drift: changed in Lime Go after {e.document} was made: "
-                f"{plan.drift_text(e.changes)} (a person checks the document, then runs "
-                f"`limefort ack {e.key}`)",
-            )
-
     def _collect_stats(self) -> None:
         for name, client in (("fortnox", self.fortnox), ("limego", self.limego)):
             stats = getattr(client, "stats", None) or {}
             self.result.counts[f"{name}_requests"] = int(stats.get("requests", 0))
             self.result.counts[f"{name}_rate_limited"] = int(stats.get("rate_limited", 0))
+
+
+def note_drift(store: Store, state: PassState) -> None:
+    """Every pass names each unacknowledged drift (rule 12), counts it for the metrics,
+    and so exits 1 until a person acknowledges it (`limefort ack`) or the deal changes
+    back."""
+    entries = store.unacked_drift()
+    state.result.counts["drift"] = len(entries)
+    for e in entries:
+        state.problem(
+            e.key,
+            f"drift: changed in Lime Go after {e.document} was made: "
+            f"{plan.drift_text(e.changes)} (a person checks the document, then runs "
+            f"`limefort ack {e.key}`)",
+        )
+
+
+def duplicates(store: Store) -> list[plan.Duplicate]:
+    """Every duplicate the ledger's index shows for limefort's records (rule 14)."""
+    return plan.duplicates(
+        store.ledger_duplicates(), store.customer_duplicates(), store.duplicate_acks()
+    )
+
+
+def note_duplicates(store: Store, state: PassState) -> None:
+    """Every pass names each duplicate Fortnox holds that nobody acknowledged (rule 14): it
+    exits 1 and never says "in line" until the extra one is cancelled in Fortnox or a person
+    runs `limefort ack KEY`."""
+    found = [d for d in duplicates(store) if not d.acknowledged]
+    state.result.counts["duplicates"] = len(found)
+    named = {key for key, _ in state.result.problems}
+    for d in found:
+        if d.key not in named:
+            state.problem(d.key, d.text)
 
 
 def eta_seconds(remaining_requests: int, observed_rate: float, limit: int, window: float) -> float:

@@ -211,6 +211,21 @@ def fortnox_calls(sb: Sandbox) -> list[str]:
     return [f"{r.method} {r.path}" for r in sb.fortnox.requests if r.path.startswith("/3/")]
 
 
+def beyond_ledger_read(sb: Sandbox) -> list[str]:
+    """A pass's Fortnox requests besides its one read of what changed among Fortnox's
+    documents (DESIGN rule 14: every pass looks once, so a duplicate made by hand is named)."""
+    calls = [r for r in sb.fortnox.requests if r.path.startswith("/3/")]
+    reads = [
+        r
+        for r in calls
+        if r.method == "GET"
+        and r.path in ("/3/invoices", "/3/orders")
+        and "lastmodified" in r.query
+    ]
+    assert len(reads) == 1, [f"{r.method} {r.path} {r.query}" for r in calls]
+    return [f"{r.method} {r.path}" for r in calls if r is not reads[0]]
+
+
 DEADLINE = 60.0  # a bound for a hung process, never a performance claim
 
 

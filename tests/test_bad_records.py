@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from conftest import Lf, fortnox_calls
+from conftest import Lf, beyond_ledger_read
 from stdnum import luhn
 
 from limefort.sandbox import Sandbox
@@ -553,7 +553,7 @@ def test_bad_records_in_one_pass_beside_good_ones(
     sb.fortnox.reset_log()
     again = lf.run("sync")
     assert again.code == 1, again.err
-    assert fortnox_calls(sb) == []
+    assert beyond_ledger_read(sb) == []
     assert {q["key"]: q["attempts"] for q in lf.status()["quarantined"]} == dict.fromkeys(
         expected_keys, 1
     )

@@ -311,6 +311,8 @@ def test_a_pending_intent_fortnox_cannot_confirm_stays_pending_and_is_never_rese
     sb = make_sandbox(seed=11, companies=24, deals=30)
     lf = Lf(sb, tmp_path)
     deals, companies = expected(sb, lf)
+    # The customers first, so that the invoices are the pass's first writes.
+    assert lf.run("sync", "--only", "customers").code in (0, 1)
     # The invoice is created but its answer never arrives, and the search that would find it
     # cannot get through either (the one read of Fortnox's invoice index before the first
     # POST gets through: without it nothing would be sent at all).

@@ -1,7 +1,10 @@
 """Exactly once, as a hypothesis state machine: wins, new companies, Fortnox faults (lost and
-ghost writes included), crashes mid-POST, time passing and a lost state file, interleaved at
-random; after every step no key has two documents in Fortnox, and at the end every won deal
-has exactly one (or is quarantined for a reason the pass names).
+ghost writes included), crashes mid-POST, time passing, a lost state file, a second state file
+of this installation and passes of another installation interleaved at random, with Fortnox's
+clock up to 15 minutes off this machine's (or running through the October fall-back hour) and
+existing Fortnox customers whose organisation number is stored in another format; after every
+step no key has two documents in Fortnox and no legal entity two customers, and at the end
+every won deal has exactly one (or is quarantined for a reason the pass names).
 
 In-process: the sandbox apps behind a `requests` adapter (tests/fakes.py), the state on
 `Store.memory()`, a clock the machine moves. A crash is an exception no layer of limefort
@@ -27,12 +30,16 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from limefort import config as config_mod
+from limefort.normalise import orgnr_key
 from limefort.runner import build_clients
 from limefort.sandbox import FaultRule, Sandbox
+from limefort.sandbox.rules import valid_orgnr
 from limefort.store import Store
 from limefort.sync import Syncer
 
 START = "2000-01-01"
+ME, OTHER = "00000000000a", "00000000000b"  # this installation (its id file), another one
+STORED_FORMATS = ["{a}{b}", "{a} {b}", "16{a}{b}", "16{a}-{b}", "{a}-{b} "]
 
 
 class Crash(BaseException):
@@ -48,9 +55,34 @@ class ExactlyOnce(RuleBasedStateMachine):
 
     # --- set-up -------------------------------------------------------------------------------
 
-    @initialize(seed=st.integers(0, 10_000))
-    def setup(self, seed: int) -> None:
+    @initialize(
+        seed=st.integers(0, 10_000),
+        skew=st.integers(-15, 15),
+        fall_back=st.booleans(),
+        formats=st.lists(st.sampled_from(STORED_FORMATS), max_size=3),
+    )
+    def setup(self, seed: int, skew: int, fall_back: bool, formats: list[str]) -> None:
         self.sb = Sandbox(seed=seed, companies=6, deals=10, fortnox_rate_limit=None, serve=False)
+        # Fortnox's own clock: `skew` minutes off this machine's, or starting at the first
+        # 02:45 of 25 October 2026 and moving 10 minutes with every step of time.
+        self.fall_back = fall_back
+        self.fx_offset = timedelta(minutes=skew)
+        if fall_back:
+            self.fx_offset = datetime(2026, 10, 25, 0, 45, tzinfo=UTC) - datetime.now(UTC)
+        self.sb.fortnox.clock = lambda: datetime.now(UTC) + self.fx_offset
+        # Customers in Fortnox before limefort came, their numbers stored as typed.
+        dashed = [
+            c
+            for c in sorted(self.sb.limego.customer_ids())
+            if valid_orgnr(self.sb.limego.companies[c]["attributes"]["business_id"] or "")
+        ]
+        for cid, pattern in zip(dashed, formats, strict=False):
+            attrs = self.sb.limego.companies[cid]["attributes"]
+            a, b = attrs["business_id"].split("-")
+            self.sb.fortnox.add_customer(
+                {"Name": attrs["name"], "OrganisationNumber": attrs["business_id"]},
+                stored_orgnr=pattern.format(a=a, b=b),
+            )
         self._routes = inprocess(self.sb)
         self._routes.__enter__()  # type: ignore[attr-defined]
         self.dir = Path(tempfile.mkdtemp(prefix="lf-machine-"))
@@ -62,11 +94,15 @@ class ExactlyOnce(RuleBasedStateMachine):
         self.new_state_file()
 
     def new_state_file(self) -> None:
-        self.store = Store.memory(clock=self.now)
-        self.limego, self.fortnox = build_clients(self.cfg, self.store)
+        self.store, self.limego, self.fortnox = self.state_file()
+
+    def state_file(self) -> tuple[Store, Any, Any]:
+        store = Store.memory(clock=self.now)
+        limego, fortnox = build_clients(self.cfg, store)
         # Retries wait no real time: the classification and the attempts are the real ones.
-        for client in (self.limego, self.fortnox):
+        for client in (limego, fortnox):
             client.http.settings = replace(client.http.settings, sleep=lambda _s: None)
+        return store, limego, fortnox
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.offset
@@ -115,7 +151,9 @@ class ExactlyOnce(RuleBasedStateMachine):
 
     @rule()
     def time_passes(self) -> None:
-        self.offset += timedelta(seconds=2 * self.cfg.http.timeout + 1)
+        step = timedelta(seconds=2 * self.cfg.http.timeout + 1)
+        self.offset += step
+        self.fx_offset += step + (timedelta(minutes=10) if self.fall_back else timedelta(0))
 
     @rule()
     def the_state_file_is_lost(self) -> None:
@@ -123,15 +161,56 @@ class ExactlyOnce(RuleBasedStateMachine):
 
     # --- limefort -------------------------------------------------------------------------------
 
-    def sync(self) -> int:
+    def sync(self, take_over: bool = False) -> int:
         syncer = Syncer(
-            self.cfg, self.store, self.limego, self.fortnox, echo=lambda _: None, clock=self.now
+            self.cfg,
+            self.store,
+            self.limego,
+            self.fortnox,
+            echo=lambda _: None,
+            clock=self.now,
+            installation=ME,  # its id file outlives a lost state file
+            take_over=take_over,
         )
         return syncer.run_pass().exit_code
 
     @rule()
     def a_pass(self) -> None:
         self.sync()
+
+    @rule()
+    def a_pass_of_a_second_state_file(self) -> None:
+        """This installation with a second state file (a copy, an old backup) in between."""
+        if not hasattr(self, "second"):
+            self.second = self.state_file()
+        store, limego, fortnox = self.second
+        Syncer(
+            self.cfg, store, limego, fortnox, echo=lambda _: None, clock=self.now, installation=ME
+        ).run_pass()
+
+    @rule()
+    def another_installation_passes(self) -> None:
+        """A second machine on the same tenant, with a state file of its own: once this one
+        has made a document, it is stopped before its first write."""
+        store, limego, fortnox = self.state_file()
+        made = any(
+            (d.get("ExternalInvoiceReference2") or "").startswith(f"limefort {ME} ")
+            for d in self.sb.fortnox.invoices
+        )
+        before = len(self.sb.fortnox.requests)
+        code = Syncer(
+            self.cfg,
+            store,
+            limego,
+            fortnox,
+            echo=lambda _: None,
+            clock=self.now,
+            installation=OTHER,
+        ).run_pass()
+        posts = [r for r in self.sb.fortnox.requests[before:] if r.method == "POST"]
+        if made:
+            # It may link what Fortnox holds (nothing is made twice by that), never create.
+            assert posts == [], f"another installation created beside this one ({code})"
 
     @rule(nth=st.integers(1, 4), applied=st.booleans())
     def a_pass_dies_mid_post(self, nth: int, applied: bool) -> None:
@@ -166,13 +245,18 @@ class ExactlyOnce(RuleBasedStateMachine):
         assert not {k: n for k, n in docs.items() if n > 1}, "a document was made twice"
         refs = Counter(c.get("ExternalReference") for c in self.sb.fortnox.customers)
         assert not {k: n for k, n in refs.items() if k and n > 1}, "a customer was made twice"
+        keys = Counter(orgnr_key(c.get("OrganisationNumber")) for c in self.sb.fortnox.customers)
+        assert not {k: n for k, n in keys.items() if k and n > 1}, "two customers, one entity"
 
     def settle_and_check(self) -> None:
         self.sb.fortnox.faults.clear()
+        # Another installation may have written last: a person hands over to this one.
+        take_over = True
         for _ in range(6):
             self.offset += timedelta(seconds=2 * self.cfg.http.timeout + 1)
-            if self.sync() == 0:
+            if self.sync(take_over) == 0:
                 break
+            take_over = False
         docs = Counter(d.get("ExternalInvoiceReference1") for d in self.sb.fortnox.invoices)
         quarantined = {q.key for q in self.store.all_quarantined()}
         assert self.store.pending_documents() == []

@@ -126,7 +126,9 @@ def test_a_document_made_twice_by_hand_is_named_and_a_cancelled_one_is_not_recre
     lf.state.unlink()
     sb.fortnox.reset_log()
     r = lf.run("sync")
-    assert r.code == 0, r.err
+    # An unacknowledged duplicate: named, exit 1, never "in line" (rule 14).
+    assert r.code == 1, r.err
+    assert "duplicate" in r.err and "in line" not in r.out
     assert writes(sb) == Counter(), "the cancelled invoice is not re-created"
     status = lf.status()
     key = "deal:" + twice["ExternalInvoiceReference1"].removeprefix("limego:deal:")

@@ -427,7 +427,6 @@ def test_person_attributes_and_custom_fields_are_reachable() -> None:
             "YourReference": "contact.email",
             "Comments": "contact.job_title",
             "YourOrderNumber": "contact.custom_fields.ref",
-            "ExternalInvoiceReference2": "company.business_id",
             "DeliveryDate": "deal.expected_close_date",
         },
     )
@@ -441,8 +440,12 @@ def test_person_attributes_and_custom_fields_are_reachable() -> None:
     assert p["YourReference"] == "karin@kund.se"
     assert p["Comments"] == "Inköpare"
     assert p["YourOrderNumber"] == "R1"
-    assert p["ExternalInvoiceReference2"] == "556036-0793"
     assert p["DeliveryDate"] == "2026-04-01"
+
+
+def test_external_invoice_reference_2_is_the_installation_stamp_not_mappable() -> None:
+    with pytest.raises(ConfigError, match="installation stamp"):
+        build_mappings({}, {"ExternalInvoiceReference2": "company.business_id"})
 
 
 def test_remarks_list_filled_in_custom_fields_with_labels_in_definition_order() -> None:

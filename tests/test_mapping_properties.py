@@ -238,7 +238,6 @@ _, WIDE_DOCUMENT = build_mappings(
     {
         "Comments": "company.custom_fields.notes",
         "YourOrderNumber": "custom_fields.po",
-        "ExternalInvoiceReference2": "company.business_id",
         "DeliveryDate": "expected_close_date",
         "YourReference": "contact.email",
     },

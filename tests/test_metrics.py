@@ -167,12 +167,14 @@ def test_the_metric_names_are_the_documented_ones() -> None:
     m = PassMetrics(started_at=0, finished_at=1, exit_code=0, counts={})
     assert sorted(parse(render_textfile(m, last_success=1.0))) == [
         "limefort_drift_records",
+        "limefort_duplicate_records",
         "limefort_fortnox_rate_limited_total",
         "limefort_fortnox_requests",
         "limefort_last_run_duration_seconds",
         "limefort_last_run_exit_code",
         "limefort_last_run_timestamp_seconds",
         "limefort_last_success_timestamp_seconds",
+        "limefort_other_writer",
         "limefort_records_total",
     ]
 
