@@ -267,6 +267,7 @@ class Executor(_Afterwards):
                     continue
                 if isinstance(a, WRITES):
                     flights.drain()  # a customer write goes after the documents before it
+                if plan.writes(a):
                     self._before_write(a, flights)
                 self._attempt(a, lambda a=a: self._execute(a))  # type: ignore[misc]
                 self._wrote(a)

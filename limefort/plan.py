@@ -230,6 +230,13 @@ def key_of(a: Action) -> str:
     raise TypeError(a)
 
 
+def writes(a: Action) -> bool:
+    """Whether the action writes to Fortnox (the writer guard looks before the first)."""
+    return isinstance(
+        a, CreateCustomer | AdoptCustomer | UpdateCustomer | CreateDocument | UpdateDocument
+    )
+
+
 def creates(a: Action) -> bool:
     """Whether the action makes a new record in Fortnox: what could be made twice."""
     return isinstance(a, CreateCustomer | CreateDocument)

@@ -284,7 +284,7 @@ class Syncer:
         if not self.dry_run:
             self.executor.run(actions)
             return actions
-        if not self._looked and any(plan.creates(a) for a in actions):
+        if not self._looked and any(plan.writes(a) for a in actions):
             self._looked = True
             self.guard.look()  # a dry run says whether the real pass would be stopped
         for a in actions:

@@ -66,6 +66,7 @@ class WriterGuard:
         self._unchecked = False  # writes since the last look
         self._customers_unchecked = False  # customers created since the last look
         self._taken: datetime | None = None  # this pass's hand-over (`--take-over`)
+        self._first_looked = False
 
     @classmethod
     def for_pass(
@@ -110,12 +111,17 @@ class WriterGuard:
     # --- before each write ------------------------------------------------------------------
 
     def before(self, action: plan.Action, land: Callable[[], None]) -> None:
-        """Called by the executor before each write: before a creation, when a look is due,
-        what is in flight lands (`land`) and Fortnox is read. Updates are not looked before:
-        sending the same fields twice makes nothing twice."""
+        """Called by the executor before each write: before the first write of the pass, and
+        before a creation when a look is due, what is in flight lands (`land`) and Fortnox is
+        read. Later updates are not looked before: sending the same fields twice makes
+        nothing twice."""
+        if not self._first_looked:
+            self._first_looked = True
+            land()
+            self.look()
         if not plan.creates(action):
             return
-        if plan.writer_check_due(self.written, MAX_IN_FLIGHT):
+        if self.written and plan.writer_check_due(self.written, MAX_IN_FLIGHT):
             land()
             self.look()
         self.written += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from limefort.cursor import fortnox_since
 from limefort.normalise import orgnr_key
 from limefort.sandbox import Sandbox
-from tests.conftest import Lf
+from tests.conftest import DEADLINE, Lf, valid_orgnrs
 from tests.test_exactly_once import assert_exactly_once, expected
 
 STHLM = ZoneInfo("Europe/Stockholm")
@@ -250,3 +251,181 @@ def test_a_corrected_orgnr_that_collides_is_held_back_exit_1_named_in_status(
     assert f"company:{b}" in q["reason"] and links[b]["customer_number"] in q["reason"]
     keys = Counter(orgnr_key(c.get("OrganisationNumber")) for c in sb.fortnox.customers)
     assert keys[orgnr_key(b_orgnr)] == 1, "two Fortnox customers hold one organisation number"
+
+
+# --- two installations on one tenant ------------------------------------------------------------
+
+
+def _tenant_with_new_work(make_sandbox: Any, customers: int = 8, wins: int = 30) -> Sandbox:
+    sb = make_sandbox(
+        seed=35, companies=0, deals=0, limego_latency=0.02, fortnox_latency=0.02
+    )  # 40 ms round trips
+    orgnrs = valid_orgnrs(35_000)
+    ids = [
+        sb.limego.add_company(name=f"Nykund {i} AB", business_id=next(orgnrs), status="customer")
+        for i in range(customers)
+    ]
+    for i in range(wins):
+        sb.limego.add_deal(
+            company_id=ids[i % customers], stage="won", name=f"Affär {i}", value="100"
+        )
+    return sb
+
+
+def _installation(sb: Sandbox, root: Path, name: str) -> Lf:
+    d = root / name
+    d.mkdir()
+    return Lf(sb, d, start="2000-01-01")
+
+
+def _tally(sb: Sandbox) -> tuple[dict[str, int], dict[str | None, int]]:
+    docs = Counter(
+        d["ExternalInvoiceReference1"] for d in sb.fortnox.invoices if not d["Cancelled"]
+    )
+    custs = Counter(orgnr_key(c.get("OrganisationNumber")) for c in sb.fortnox.customers)
+    return {k: n for k, n in docs.items() if n > 1}, {k: n for k, n in custs.items() if n > 1}
+
+
+@pytest.mark.http
+def test_a_second_installation_started_later_is_stopped_and_says_why(
+    make_sandbox: Any, tmp_path: Path
+) -> None:
+    sb = _tenant_with_new_work(make_sandbox)
+    first, second = _installation(sb, tmp_path, "a"), _installation(sb, tmp_path, "b")
+    a = first.spawn("sync")
+    time.sleep(1.5)
+    b = second.spawn("sync")
+    out_b, err_b = b.communicate(timeout=DEADLINE)
+    out_a, err_a = a.communicate(timeout=DEADLINE)
+    assert a.returncode == 0, err_a
+    assert b.returncode == 4, out_b + err_b
+    assert "another limefort installation" in err_b and "--take-over" in err_b
+    assert first.status()["installation"] in err_b  # named by the id its status shows
+    assert _tally(sb) == ({}, {})
+    assert len(sb.fortnox.invoices) == 30 and len(sb.fortnox.customers) == 8
+    # Stopped every pass while the other keeps writing within the lease.
+    assert second.run("sync").code == 4
+    # A hand-over on purpose: the second links what Fortnox holds and makes nothing twice.
+    r = second.run("sync", "--take-over")
+    assert r.code == 0, r.err
+    assert _tally(sb) == ({}, {}) and len(sb.fortnox.invoices) == 30
+    # ... and now the first is the stranger: it is stopped once the second writes.
+    sb.limego.add_deal(
+        company_id=sorted(sb.limego.companies)[0], stage="won", name="Efter", value="5"
+    )
+    assert second.run("sync").code == 0
+    sb.limego.add_deal(
+        company_id=sorted(sb.limego.companies)[1], stage="won", name="Sedan", value="7"
+    )
+    again = first.run("sync")
+    assert again.code == 4, again.err
+    assert second.status()["installation"] in again.err
+    assert _tally(sb) == ({}, {})
+
+
+@pytest.mark.http
+def test_two_installations_started_at_one_instant_duplicate_at_most_what_is_in_flight(
+    make_sandbox: Any, tmp_path: Path
+) -> None:
+    sb = _tenant_with_new_work(make_sandbox)
+    lfs = [_installation(sb, tmp_path, n) for n in ("a", "b")]
+    procs = [lf.spawn("sync") for lf in lfs]
+    codes = []
+    for p in procs:
+        p.communicate(timeout=DEADLINE)
+        codes.append(p.returncode)
+    docs, custs = _tally(sb)
+    assert sum(n - 1 for n in docs.values()) <= 3, docs
+    assert sum(n - 1 for n in custs.values()) <= 3, custs
+    print(f"\nat one instant: exit codes {codes}, duplicates {docs} {custs}")
+    if not docs and not custs:
+        # One saw the other's first documents before writing anything: stopped, exit 4.
+        assert 4 in codes, codes
+        return
+    assert 0 not in codes, codes  # a pass that made or saw a duplicate never says all clear
+    # Every later pass of both names the duplicates and exits non-zero (1, or 4 while the
+    # other's documents are inside the lease) until a person acknowledges them.
+    for lf in lfs:
+        r = lf.run("sync")
+        assert r.code in (1, 4), r.err
+        assert "duplicate" in r.err, r.err
+        assert lf.status()["duplicates"], "status lists them"
+    keys = [d["key"] for d in lfs[0].status()["duplicates"]]
+    r = lfs[0].run("ack", *keys)
+    assert r.code == 0, r.err
+    assert "duplicate" not in lfs[0].run("sync").err
+
+
+# --- what cannot be prevented is named --------------------------------------------------------
+
+
+def _copy_by_hand(sb: Sandbox, doc: dict[str, Any]) -> str:
+    copy = {k: doc[k] for k in ("CustomerNumber", "ExternalInvoiceReference1") if k in doc}
+    copy["InvoiceRows"] = [
+        {k: v for k, v in row.items() if k in ("Description", "Price", "DeliveredQuantity")}
+        for row in doc["InvoiceRows"]
+    ]
+    return sb.fortnox.add_invoice(copy)
+
+
+@pytest.mark.parametrize("resolve", ["ack", "cancel"])
+def test_a_duplicate_made_by_hand_is_named_every_pass_until_acked_or_cancelled(
+    make_sandbox: Any, tmp_path: Path, resolve: str
+) -> None:
+    sb = make_sandbox(seed=36, companies=10, deals=14)
+    lf = Lf(sb, tmp_path, start="2000-01-01")
+    assert lf.run("sync").code == 0
+    doc = sorted(sb.fortnox.invoices, key=lambda d: int(d["DocumentNumber"]))[0]
+    key = "deal:" + doc["ExternalInvoiceReference1"].removeprefix("limego:deal:")
+    extra = _copy_by_hand(sb, doc)
+
+    for _ in range(2):  # the next pass, and every one after it
+        r = lf.run("sync")
+        assert r.code == 1, r.out + r.err
+        assert f"{key} duplicate" in r.err and "in line" not in r.out
+        assert "1 duplicate in Fortnox" in r.out
+    [dup] = lf.status()["duplicates"]
+    assert dup == {
+        "key": key,
+        "documents": [f"invoice:{doc['DocumentNumber']}", f"invoice:{extra}"],
+        "acknowledged": False,
+    }
+    if resolve == "ack":
+        assert lf.run("ack", key).code == 0
+        assert lf.status()["duplicates"][0]["acknowledged"] is True
+    else:
+        sb.fortnox.cancel_document(extra, "invoice")
+    r = lf.run("sync")
+    assert r.code == 0, r.err
+    assert "in line" in r.out
+    # A third one is named again, acknowledged or not.
+    _copy_by_hand(sb, doc)
+    assert lf.run("sync").code == 1
+
+
+def test_the_installation_id_outlives_a_lost_state_file_and_a_backup_carries_its_own(
+    make_sandbox: Any, tmp_path: Path
+) -> None:
+    sb = make_sandbox(seed=37, companies=8, deals=10)
+    lf = Lf(sb, tmp_path, start="2000-01-01")
+    assert lf.run("sync").code == 0
+    me = lf.status()["installation"]
+    assert (tmp_path / "limefort.id").read_text().strip() == me
+    stamps = {d["ExternalInvoiceReference2"].split()[1] for d in sb.fortnox.invoices}
+    assert stamps == {me}
+    backup = tmp_path / "backup.db"
+    shutil.copy(lf.state, backup)
+    # Lost state file: the id file stays, so its own invoices stop nothing.
+    lf.state.unlink()
+    win_open_deals(sb, 1)
+    r = lf.run("sync")
+    assert r.code == 0, r.err
+    # A backup restored where the id file is gone (a new machine): the state carries the id.
+    (tmp_path / "limefort.id").unlink()
+    lf.state.unlink()
+    shutil.copy(backup, lf.state)
+    win_open_deals(sb, 1)
+    r = lf.run("sync")
+    assert r.code == 0, r.err
+    assert lf.status()["installation"] == me
+    assert (tmp_path / "limefort.id").read_text().strip() == me
