@@ -63,7 +63,7 @@ class WriterGuard:
         self.persist = persist
         self.written = 0  # writes of this pass so far
         self.wrote: set[str] = set()  # their record keys
-        self._unchecked = False  # writes since the last look
+        self._unchecked = False  # documents created since the last look
         self._customers_unchecked = False  # customers created since the last look
         self._taken: datetime | None = None  # this pass's hand-over (`--take-over`)
         self._first_looked = False
@@ -125,10 +125,11 @@ class WriterGuard:
             land()
             self.look()
         self.written += 1
-        self._unchecked = True
         self.wrote.add(plan.key_of(action))
         if isinstance(action, plan.CreateCustomer):
             self._customers_unchecked = True
+        else:
+            self._unchecked = True
 
     def look(self) -> None:
         """Read what changed in Fortnox and stop the pass if another installation writes."""

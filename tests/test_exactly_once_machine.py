@@ -80,7 +80,8 @@ class ExactlyOnce(RuleBasedStateMachine):
             attrs = self.sb.limego.companies[cid]["attributes"]
             a, b = attrs["business_id"].split("-")
             self.sb.fortnox.add_customer(
-                {"Name": attrs["name"], "OrganisationNumber": attrs["business_id"]},
+                # The name as a bookkeeper would type it in Fortnox (its character set).
+                {"Name": f"Kund {a}", "OrganisationNumber": attrs["business_id"]},
                 stored_orgnr=pattern.format(a=a, b=b),
             )
         self._routes = inprocess(self.sb)

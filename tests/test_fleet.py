@@ -458,6 +458,37 @@ def test_render_table_lines_up_and_summarises() -> None:
 SETPRIV = shutil.which("setpriv")
 
 
+def _runnable_by_anyone(where: Path) -> tuple[list[str], str]:
+    """limefort and what it imports, where `nobody` may read them: the clone (and its .venv)
+    may sit in a private directory (CI's clone, a 0700 `mktemp -d`, a home directory), so the
+    test must not run them from there. Hard links where the file system allows (instant),
+    copies elsewhere; the interpreter itself is the venv's base one, outside the clone."""
+    import sysconfig
+
+    import limefort
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    skip = shutil.ignore_patterns(
+        "__pycache__", "*.pth", "__editable__*", "mypy*", "hypothesis*", "_pytest", "pip",
+        "pip-*", "kubernetes_validate*", "fortpyx*", "ruff*", "*.dist-info",
+    )  # fmt: skip
+    site = where / "site"
+    shutil.copytree(sysconfig.get_paths()["purelib"], site, ignore=skip, copy_function=link_or_copy)
+    src = where / "src"
+    shutil.copytree(
+        Path(limefort.__file__).parent, src / "limefort", ignore=skip, copy_function=link_or_copy
+    )
+    for d in [where, *where.rglob("*")]:
+        if d.is_dir():
+            d.chmod(0o755)
+    return [os.path.realpath(sys.executable), "-S"], f"{src}{os.pathsep}{site}"
+
+
 @pytest.mark.skipif(
     os.geteuid() != 0 or SETPRIV is None, reason="needs root and setpriv to run as another user"
 )
@@ -469,6 +500,7 @@ def test_another_user_gets_a_row_with_the_reason_not_a_traceback() -> None:
     base = Path(tempfile.mkdtemp(prefix="limefort-fleet-"))
     try:
         base.chmod(0o755)
+        python, pythonpath = _runnable_by_anyone(base / "python")
         for tenant, mode in (("acme", 0o700), ("beta", 0o755)):
             (base / tenant).mkdir(mode=mode)
             (base / tenant).chmod(mode)
@@ -481,10 +513,11 @@ def test_another_user_gets_a_row_with_the_reason_not_a_traceback() -> None:
                 p.chmod(0o644)
             proc = subprocess.run(
                 [SETPRIV, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-                + [sys.executable, "-m", "limefort", "fleet", "status", str(base), "--json"],
+                + [*python, "-m", "limefort", "fleet", "status", str(base), "--json"],
                 capture_output=True,
                 text=True,
                 timeout=60,
+                env={**os.environ, "PYTHONPATH": pythonpath},
             )
         finally:
             writer.close()
