@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -154,13 +155,34 @@ def stoppable_pass(
         return reported_pass(app, cfg, command, work, dry_run=dry_run, stop_event=stop)
 
 
-def parse_date(value: str | None, param: str) -> datetime | None:
+def parse_date(value: str | None, param: str, cfg: Config) -> datetime | None:
+    """A date a person typed: a calendar day (or wall-clock time) in `sync.timezone`."""
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(config_mod.parse_start(param, value))
+        return datetime.fromisoformat(config_mod.parse_start(param, value, zone(cfg)))
     except ConfigError:
         raise click.BadParameter(f"expected an ISO date like 2026-01-31, got {value!r}") from None
+
+
+def zone(cfg: Config) -> ZoneInfo:
+    return ZoneInfo(cfg.sync.timezone)
+
+
+def date_window(cfg: Config, from_: str | None, to: str | None) -> tuple[datetime | None, datetime]:
+    """`--from`/`--to` as instants: days in `sync.timezone`; a bare `--to` date is that whole
+    day (to its last instant, DST-correct); no `--to` is now."""
+    start = parse_date(from_, "--from", cfg)
+    if to is None:
+        return start, datetime.now(UTC)
+    if len(to.strip()) == 10:
+        try:
+            return start, config_mod.end_of_day(to, zone(cfg))
+        except ValueError:
+            raise click.BadParameter(f"expected an ISO date like 2026-01-31, got {to!r}") from None
+    end = parse_date(to, "--to", cfg)
+    assert end is not None
+    return start, end
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,7 +291,11 @@ def cli(
 
 
 @cli.command()
-@click.option("--since", metavar="DATE", help="Also re-examine records changed since DATE.")
+@click.option(
+    "--since",
+    metavar="DATE",
+    help="Also re-examine records changed since DATE (a day in sync.timezone).",
+)
 @click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
 @click.option("--only", type=click.Choice(["customers", "deals"]), help="Only one half.")
 @click.option(
@@ -295,7 +321,7 @@ def sync(app: App, since: str | None, dry_run: bool, only: str | None, take_over
     """
 
     cfg = app.config()
-    widen = parse_date(since, "--since")
+    widen = parse_date(since, "--since", cfg)
     # A bar only for a person at a terminal: cron's and journald's logs stay free of it.
     mode = choose_mode(
         quiet=app.quiet or dry_run,
@@ -318,8 +344,14 @@ def sync(app: App, since: str | None, dry_run: bool, only: str | None, take_over
 
 
 @cli.command()
-@click.option("--from", "from_", required=True, metavar="DATE", help="First day (won on or after).")
-@click.option("--to", metavar="DATE", help="Last day (default: now).")
+@click.option(
+    "--from",
+    "from_",
+    required=True,
+    metavar="DATE",
+    help="First day, won on or after (days are in sync.timezone, Europe/Stockholm by default).",
+)
+@click.option("--to", metavar="DATE", help="Last day, whole (default: now).")
 @click.option("--dry-run", is_flag=True, help="List what would be created; create nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
@@ -337,11 +369,8 @@ def backfill(app: App, from_: str, to: str | None, dry_run: bool, yes: bool) -> 
     from limefort.scheduler import stop_on_signals
 
     cfg = app.config()
-    start = parse_date(from_, "--from")
-    end = parse_date(to, "--to") if to else datetime.now(UTC)
-    assert start is not None and end is not None
-    if len(to or "") == 10:  # a bare date means the whole day
-        end = end + timedelta(days=1) - timedelta(microseconds=1)
+    start, end = date_window(cfg, from_, to)
+    assert start is not None
     if cfg.sync.deal_target == "none":
         raise ConfigError("sync.deal_target", 'is "none": there is nothing to backfill')
     kind = cfg.sync.deal_target
@@ -352,7 +381,7 @@ def backfill(app: App, from_: str, to: str | None, dry_run: bool, yes: bool) -> 
         limit, window = cfg.fortnox.rate_limit, cfg.fortnox.rate_window
         est = eta_seconds(n, 0, limit, window)
         app.echo(
-            f"{n} deal{'s' if n != 1 else ''} won between {start.date()} and {end.date()} "
+            f"{n} deal{'s' if n != 1 else ''} won between {start.astimezone(zone(cfg)).date()} and {end.astimezone(zone(cfg)).date()} "
             f"{'have' if n != 1 else 'has'} no {kind} in Fortnox"
             + (f" (about {hms(est)} at Fortnox's rate limit)." if n and limit else ".")
         )
@@ -1013,8 +1042,13 @@ def fleet_status(directory: Path, as_json: bool) -> int:
 
 
 @cli.command()
-@click.option("--from", "from_", metavar="DATE", help="First day (won on or after; default: all).")
-@click.option("--to", metavar="DATE", help="Last day (default: now).")
+@click.option(
+    "--from",
+    "from_",
+    metavar="DATE",
+    help="First day, won on or after (a day in sync.timezone; default: all).",
+)
+@click.option("--to", metavar="DATE", help="Last day, whole (default: now).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option(
     "--csv",
@@ -1051,11 +1085,7 @@ def audit(
     from limefort.store import read_recorded
 
     cfg = app.config()
-    start = parse_date(from_, "--from")
-    end = parse_date(to, "--to") if to else datetime.now(UTC)
-    assert end is not None
-    if len(to or "") == 10:  # a bare date means the whole day
-        end = end + timedelta(days=1) - timedelta(microseconds=1)
+    start, end = date_window(cfg, from_, to)
     if cfg.sync.deal_target == "none":
         raise ConfigError("sync.deal_target", 'is "none": there are no documents to audit')
     kind: DocumentKind = "order" if cfg.sync.deal_target == "order" else "invoice"

@@ -9,11 +9,12 @@ import stat
 import tomllib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limefort.errors import ConfigError
 from limefort.urls import refuse_plain_http
@@ -80,6 +81,8 @@ class SyncConfig:
     require_orgnr: bool = False
     require_positive_value: bool = True
     on_deal_change: str = "warn"  # warn | update-unbooked (DESIGN rule 12)
+    # What the dates a person types mean (sync.start, backfill, audit): days in this zone.
+    timezone: str = "Europe/Stockholm"
     # Another installation's documents this recent stop a pass (DESIGN rule 14).
     writer_lease: timedelta = timedelta(minutes=15)
 
@@ -171,13 +174,15 @@ def check_url(key: str, value: Any) -> str:
     return url
 
 
-def parse_start(key: str, value: Any) -> str:
-    """`"now"` or an ISO date/datetime; returned normalised (datetime in UTC, ISO)."""
+def parse_start(key: str, value: Any, tz: tzinfo = UTC) -> str:
+    """`"now"` or an ISO date/datetime; returned normalised (datetime in UTC, ISO). A date or
+    a time without an offset is a calendar day (or wall-clock time) in `tz`: what a person in
+    Sweden means by "2026-11-01" is midnight in Stockholm, summer or winter (DESIGN rule 16)."""
     if isinstance(value, datetime):
-        dt = value if value.tzinfo else value.replace(tzinfo=UTC)
+        dt = value if value.tzinfo else value.replace(tzinfo=tz)
         return dt.astimezone(UTC).isoformat()
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC).isoformat()
+        return datetime(value.year, value.month, value.day, tzinfo=tz).astimezone(UTC).isoformat()
     if not isinstance(value, str):
         raise ConfigError(key, f'expected "now" or an ISO date like "2026-01-31", got {value!r}')
     if value.strip().lower() == "now":
@@ -189,8 +194,36 @@ def parse_start(key: str, value: Any) -> str:
             key, f'expected "now" or an ISO date like "2026-01-31", got {value!r}'
         ) from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
+        dt = dt.replace(tzinfo=tz)
     return dt.astimezone(UTC).isoformat()
+
+
+def end_of_day(value: str, tz: tzinfo) -> datetime:
+    """The last instant of the calendar day `value` (YYYY-MM-DD) in `tz`: the next local
+    midnight less a microsecond, so a 23- or 25-hour DST day is whole."""
+    day = date.fromisoformat(value.strip())
+    return (
+        datetime(day.year, day.month, day.day, tzinfo=tz)
+        + timedelta(days=1)
+        - timedelta(microseconds=1)
+    )
+
+
+def _start_value(key: str, v: Any) -> Any:
+    """Checked here; read in `sync.timezone` once that key is known (see `load`)."""
+    parse_start(key, v)
+    return v
+
+
+def _timezone(key: str, v: Any) -> str:
+    name = _nonempty(key, v)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            key, f'{name!r} is not a time zone name (IANA, like "Europe/Stockholm")'
+        ) from None
+    return name
 
 
 def resolve_start(start: str, now: datetime) -> datetime:
@@ -361,7 +394,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[str, Any], Any]]]] = {
     },
     "sync": {
         "deal_target": ("invoice", _deal_target),
-        "start": ("now", parse_start),
+        "start": ("now", _start_value),
+        "timezone": ("Europe/Stockholm", _timezone),
         "lookback": ("10m", parse_duration),
         "interval": ("5m", _positive_duration),
         "cron": ("", _cron),
@@ -551,6 +585,11 @@ def load(
         p = values[section].get(key)
         if p is not None and not p.is_absolute():
             values[section][key] = Path(os.path.normpath(base / p))
+
+    sync_values = values["sync"]
+    if "start" in sync_values and "timezone" in sync_values:
+        zone = ZoneInfo(sync_values["timezone"])
+        sync_values["start"] = parse_start("sync.start", sync_values["start"], zone)
 
     if problems:
         raise ConfigErrors(problems)

@@ -180,7 +180,18 @@ def test_sigkill_with_documents_in_flight_leaves_one_document_per_deal(
             and time.monotonic() - waited < 30
         ):
             time.sleep(0.002)
-        time.sleep(rng.uniform(0.0, 0.6))
+        if len(kills) % 2:
+            time.sleep(rng.uniform(0.0, 0.6))
+        else:
+            # Every other kill waits for the moment two or more intents are pending (documents
+            # in flight), so that moment is hit whatever the machine's timing.
+            deadline = time.monotonic() + 3
+            while (
+                len(pending_documents(lf.state) - pending_before) < 2
+                and p.poll() is None
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.001)
         if p.poll() is not None:
             p.communicate()
             break  # it finished: everything is in
