@@ -42,11 +42,23 @@ def check_private_dir(directory: Path, key: str = "state.path") -> None:
             f"{key}: directory {directory} belongs to another user (uid {st.st_uid}), who could "
             "replace the state file; use a directory of your own"
         )
+    if st.st_mode & stat.S_IWGRP and not st.st_mode & stat.S_IWOTH and kubelet_volume(st):
+        # What Kubernetes makes of a volume with `fsGroup`: group-owned by the pod's own group,
+        # group-writable and setgid (kubelet's volume_linux.go). Only that group may write,
+        # and it is this process's own: nobody else can swap the files.
+        log.debug("%s: group-writable volume of this process's own group (fsGroup)", directory)
+        return
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise StateError(
             f"{key}: directory {directory} is writable by other users, who could replace the "
             f"state file or its lock: `chmod go-w {directory}`, or use a private directory"
         )
+
+
+def kubelet_volume(st: os.stat_result) -> bool:
+    """A directory as the kubelet leaves a volume for a pod with `fsGroup`: setgid, and its
+    group this process's own (effective) group."""
+    return bool(st.st_mode & stat.S_ISGID) and st.st_gid == os.getegid()
 
 
 def open_private(path: Path, flags: int, *, create: bool, what: str = "state file") -> int:

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Lf
@@ -136,6 +137,43 @@ def test_a_state_directory_others_can_write_is_refused(tmp_path: Path, loose: in
     with pytest.raises(StateError, match="writable by other users"):
         RunLock(d / "limefort.db").acquire()
     assert list(d.iterdir()) == []
+
+
+def kubelet_volume(d: Path, mode: int = 0o2770, gid: int | None = None) -> None:
+    """A volume as the kubelet leaves it for a pod with fsGroup (volume_linux.go): the group
+    is the pod's (here this process's own), group-writable, setgid."""
+    d.mkdir()
+    os.chown(d, -1, os.getegid() if gid is None else gid)
+    os.chmod(d, mode)
+
+
+def test_a_kubernetes_fsgroup_volume_is_accepted_and_a_pass_works(
+    make_sandbox: Any, tmp_path: Path
+) -> None:
+    d = tmp_path / "volume"
+    kubelet_volume(d)
+    sb = make_sandbox(seed=5, companies=6, deals=6)
+    lf = Lf(sb, d, start="2000-01-01")
+    r = lf.run("sync")
+    assert r.code == 0, r.err
+    assert (d / "limefort.db").exists() and sb.fortnox.invoices
+
+
+@pytest.mark.parametrize(
+    "what, mode, gid",
+    [
+        ("not setgid: not the kubelet's", 0o0770, None),
+        ("others may write too", 0o2772, None),
+        ("another group's", 0o2770, NOBODY),
+    ],
+)
+def test_other_group_writable_directories_stay_refused(
+    tmp_path: Path, what: str, mode: int, gid: int | None
+) -> None:
+    d = tmp_path / "volume"
+    kubelet_volume(d, mode, gid)
+    with pytest.raises(StateError, match="writable by other users"):
+        Store.open(d / "limefort.db")
 
 
 def test_a_state_directory_of_another_user_is_refused(tmp_path: Path) -> None:
