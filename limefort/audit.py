@@ -34,7 +34,7 @@ from limefort.models import Deal, DocumentKind
 from limefort.progress import NullProgress, Progress
 from limefort.store import Recorded
 
-CATEGORIES = ("missing", "duplicates", "mismatched", "orphans", "cancelled")
+CATEGORIES = ("missing", "duplicates", "mismatched", "orphans", "cancelled", "unreadable")
 # Documents are listed from this long before the window: an invoice date taken from the deal
 # (a mapped date field) may precede the won-at proxy, which is the deal's last change.
 DATE_MARGIN = timedelta(days=31)
@@ -79,6 +79,9 @@ class Findings:
     mismatched: list[dict[str, Any]] = field(default_factory=list)
     orphans: list[dict[str, Any]] = field(default_factory=list)
     cancelled: list[dict[str, Any]] = field(default_factory=list)
+    # `--deep`: documents the index lists that Fortnox would not return one by one. Never part
+    # of "in line": what was not read was not checked.
+    unreadable: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def found(self) -> int:
@@ -194,10 +197,20 @@ def findings(
     window: Window,
     gone: frozenset[str] = frozenset(),
     deep: Mapping[str, Mapping[str, Any]] | None = None,
+    unreadable: Sequence[Document] = (),
 ) -> Findings:
     """`deals`: every deal read (the window's, and those looked up); `gone`: deal ids Lime Go
-    no longer has; `deep`: the documents read one by one (by `invoice:<n>`), for `--deep`."""
+    no longer has; `deep`: the documents read one by one (by `invoice:<n>`), for `--deep`;
+    `unreadable`: those `--deep` asked for and Fortnox did not return."""
     out = Findings(window, documents=len(documents))
+    out.unreadable = [
+        {
+            "key": deal_key(x.deal_id) if x.deal_id else "",
+            "document": x.ref,
+            "reason": "listed by Fortnox but not returned when read (404): not checked",
+        }
+        for x in unreadable
+    ]
     by_deal: dict[str, list[Document]] = {}
     for doc in documents:
         if doc.deal_id is not None:
@@ -289,7 +302,19 @@ def _detail(category: str, e: Mapping[str, Any]) -> str:
         return str(e["reason"])
     if category == "duplicates":
         return f"{len(e['documents'])} documents with the same key"
+    if category == "unreadable":
+        return str(e["reason"])
     return "cancelled in Fortnox"
+
+
+# What a spreadsheet reads as the start of a formula (OWASP, CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(cell: str) -> str:
+    """A cell a spreadsheet shows as text: one that could start a formula gets a leading
+    apostrophe (OWASP's advice); CRM and Fortnox text reach these cells."""
+    return "'" + cell if cell.startswith(_FORMULA_START) else cell
 
 
 def rows(f: Findings) -> list[tuple[str, str, str, str]]:
@@ -310,7 +335,7 @@ def to_csv(f: Findings) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["finding", "key", "documents", "detail"])
-    w.writerows(rows(f))
+    w.writerows([spreadsheet_text(c) for c in r] for r in rows(f))
     return buf.getvalue()
 
 
@@ -367,6 +392,7 @@ def run_audit(
         else:
             deals[did] = got[0]
     full: dict[str, Mapping[str, Any]] | None = None
+    unreadable: list[Document] = []
     if deep:
         todo = _deep_targets(deals, documents, recorded, won_stages, window)
         p.total(len(todo))
@@ -375,10 +401,12 @@ def run_audit(
             got = fortnox.get_document(kind, doc.number)
             if got is not None:
                 full[doc.ref] = got
+            else:
+                unreadable.append(doc)
             p.advance(1)
     return findings(
         deals, documents, recorded, won_stages=won_stages, window=window, gone=frozenset(gone),
-        deep=full,
+        deep=full, unreadable=unreadable,
     )  # fmt: skip
 
 

@@ -33,6 +33,7 @@ from limefort.errors import (
     StateError,
     UserError,
 )
+from limefort.files import check_new_file, write_new_file
 from limefort.http import REDACTOR
 from limefort.keys import company_key, deal_id_of_ref, deal_key, parse_key
 from limefort.lock import lock_path
@@ -1057,6 +1058,7 @@ def fleet_status(directory: Path, as_json: bool) -> int:
     help="Also write one row per finding to FILE, for a spreadsheet.",
 )
 @click.option("--deep", is_flag=True, help="Read each document to compare its rows (slow).")
+@click.option("--force", is_flag=True, help="Replace an existing --csv file.")
 @click.pass_obj
 def audit(
     app: App,
@@ -1065,6 +1067,7 @@ def audit(
     as_json: bool,
     csv_path: Path | None,
     deep: bool,
+    force: bool,
 ) -> int:
     """Check that what was won is what was billed: the won deals of a window (Lime Go)
     against the documents (Fortnox), matched by their key. Changes nothing anywhere.
@@ -1086,6 +1089,8 @@ def audit(
 
     cfg = app.config()
     start, end = date_window(cfg, from_, to)
+    if csv_path is not None:
+        check_new_file(csv_path, force=force, option="--csv")
     if cfg.sync.deal_target == "none":
         raise ConfigError("sync.deal_target", 'is "none": there are no documents to audit')
     kind: DocumentKind = "order" if cfg.sync.deal_target == "order" else "invoice"
@@ -1112,8 +1117,7 @@ def audit(
                 progress=bar,
             )
     if csv_path is not None:
-        with csv_path.open("w", encoding="utf-8", newline="") as f:
-            f.write(to_csv(found))
+        write_new_file(csv_path, to_csv(found), force=force, option="--csv")
     click.echo(to_json(found) if as_json else to_table(found, kind))
     return EX_PARTIAL if found.found else EX_OK
 

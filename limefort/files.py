@@ -19,7 +19,7 @@ import os
 import stat
 from pathlib import Path
 
-from limefort.errors import StateError
+from limefort.errors import StateError, UserError
 
 log = logging.getLogger("limefort.files")
 
@@ -123,3 +123,25 @@ def _refused(path: Path, exc: OSError, what: str) -> StateError:
             "or point state.path at the real file)"
         )
     return StateError(f"{path}: cannot open the {what} ({exc.strerror or exc})")
+
+
+def check_new_file(path: Path, *, force: bool, option: str) -> None:
+    """Before any work: `path` can be written, and replaces nothing unless `force`."""
+    if not path.parent.is_dir():
+        raise UserError(f"{option} {path}: directory {path.parent} does not exist")
+    if os.path.lexists(path) and not force:
+        raise UserError(f"{option} {path}: the file exists; use --force to replace it")
+
+
+def write_new_file(path: Path, text: str, *, force: bool, option: str) -> None:
+    """`text` into a fresh 0600 file (O_EXCL, never through a symlink: an existing one is
+    replaced only with `force`, the link itself, not its target). One line on failure."""
+    check_new_file(path, force=force, option=option)
+    try:
+        if force and os.path.lexists(path):
+            os.unlink(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE_MODE)
+    except OSError as exc:
+        raise UserError(f"{option} {path}: cannot write it ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        f.write(text)

@@ -130,7 +130,8 @@ def test_each_category_is_found(
     text = lf.run("audit", *window)
     assert text.code == 1
     for category in A.CATEGORIES:
-        assert category in text.out
+        # unreadable needs --deep: its own test below
+        assert (category in text.out) == (category != "unreadable"), category
 
 
 def test_deep_compares_the_rows(make_inprocess_sandbox: Any, tmp_path: Path) -> None:
@@ -282,3 +283,71 @@ def test_progress_learns_the_pages_from_fortnox(
     )  # fmt: skip
     assert got.won == len(deals)
     assert seen.totals == [1] and seen.advanced == 1 and seen.read_n == len(deals)
+
+
+# --- issue 24: audit proves its all-clear -------------------------------------------------------
+
+
+def test_deep_with_unreadable_documents_is_a_finding_not_in_line(
+    make_inprocess_sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from limefort.fortnox import FortnoxClient
+
+    lf, sb, _, deals = seeded(make_inprocess_sandbox, tmp_path)
+    hidden = {number_of(sb, deals[0]), number_of(sb, deals[1])}
+    real = FortnoxClient.get_document
+
+    def get_document(self: Any, kind: Any, number: str) -> Any:
+        return None if number in hidden else real(self, kind, number)  # Fortnox's 404
+
+    monkeypatch.setattr(FortnoxClient, "get_document", get_document)
+    r = lf.run("audit", "--deep")
+    assert r.code == 1, r.out
+    assert "in line" not in r.out
+    for did in deals[:2]:
+        assert f"deal:{did}" in r.out
+    got = json.loads(lf.run("audit", "--deep", "--json").out)
+    assert sorted(e["document"] for e in got["unreadable"]) == sorted(
+        f"invoice:{n}" for n in hidden
+    )
+
+
+def test_csv_into_a_missing_directory_is_one_line_exit_2(
+    make_inprocess_sandbox: Any, tmp_path: Path
+) -> None:
+    lf, *_ = seeded(make_inprocess_sandbox, tmp_path)
+    r = lf.run("audit", "--csv", str(tmp_path / "missing" / "dir" / "x.csv"))
+    assert r.code == 2, r.err
+    assert r.err.count("\n") == 1 and "does not exist" in r.err and "Traceback" not in r.err
+
+
+def test_csv_over_an_existing_file_needs_force_and_is_private(
+    make_inprocess_sandbox: Any, tmp_path: Path
+) -> None:
+    lf, *_ = seeded(make_inprocess_sandbox, tmp_path)
+    target = tmp_path / "audit.csv"
+    target.write_text("keep me\n")
+    r = lf.run("audit", "--csv", str(target))
+    assert r.code == 2 and "--force" in r.err
+    assert target.read_text() == "keep me\n"
+    r = lf.run("audit", "--csv", str(target), "--force")
+    assert r.code == 0, r.err
+    assert target.read_text().startswith("finding,key,documents,detail")
+    assert target.stat().st_mode & 0o777 == 0o600
+    # A symlink is replaced itself, never written through.
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("untouched\n")
+    target.unlink()
+    target.symlink_to(elsewhere)
+    assert lf.run("audit", "--csv", str(target), "--force").code == 0
+    assert elsewhere.read_text() == "untouched\n" and not target.is_symlink()
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_a_formula_looking_value_stays_text_in_the_csv(start: str) -> None:
+    value = f'{start}HYPERLINK("http://x")'
+    assert A.spreadsheet_text(value) == "'" + value
+    f = A.Findings(WINDOW)
+    f.orphans.append({"key": value, "document": value, "reason": value})
+    for row in csv.reader(A.to_csv(f).splitlines()[1:]):
+        assert not any(cell.startswith(start) for cell in row), row
