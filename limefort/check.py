@@ -70,6 +70,7 @@ class Report:
     failed: int = 0
     warned: int = 0
     auth_failed: bool = False
+    auth_failures: int = 0  # credentials rejected so far (one line each, never contradicted)
     lock_held: bool = False
 
     def __post_init__(self) -> None:
@@ -85,6 +86,7 @@ class Report:
     def fail(self, text: str, *, auth: bool = False) -> None:
         self.failed += 1
         self.auth_failed = self.auth_failed or auth
+        self.auth_failures += auth
         self._line(self.marks[1], text)
 
     def warn(self, text: str) -> None:
@@ -156,8 +158,11 @@ def run_checks(cfg: Config, echo: Echo) -> int:
                 r.fail(f"Fortnox: {NO_REFRESH_TOKEN}", auth=True)
         else:
             before = store.load("fortnox") if store is not None else None
+            rejected = r.auth_failures
             _check_fortnox(cfg, store, r)
-            if store is not None:
+            # One thing per credential: a refresh token Fortnox just refused has no days left
+            # worth printing beside that line.
+            if store is not None and r.auth_failures == rejected:
                 _check_refresh_token(before, store.load("fortnox"), r)
 
     code = r.exit_code()

@@ -256,3 +256,19 @@ def test_check_names_the_absolute_state_path_of_a_relative_one(lf: Lf) -> None:
     r = lf.run("check")
     assert r.code == 0, r.out + r.err
     assert f"state file: {lf.dir / 'limefort.db'} " in r.out, r.out
+
+
+def test_a_refused_refresh_token_is_one_line_not_also_good_for_days(
+    lf: Lf, sandbox: Sandbox
+) -> None:
+    """Issue 24: one thing per credential. A refresh token Fortnox refuses is said once; no
+    "45 days left" beside it."""
+    use_refresh_token(lf, sandbox.fortnox.issue_refresh_token())
+    assert lf.run("check").code == 0
+    sandbox.fortnox.expire_access_tokens()
+    sandbox.fortnox.refresh_token_lifetime = 0  # every refresh token is now spent
+    r = lf.run("check")
+    assert r.code == 3, r.out
+    assert [x for x in r.out.splitlines() if "refresh token" in x.lower()], r.out
+    assert not lines(r.out, "✓ Fortnox refresh token"), r.out
+    assert "left" not in r.out, r.out
