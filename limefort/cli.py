@@ -549,9 +549,17 @@ def _run_line(r: dict[str, Any]) -> str:
         )
     clean = r.get("exit_code") in (0, None)
     counts = f": {summarise(r['counts'], clean=clean)}" if r.get("counts") else ""
+    why = ""
+    if r.get("reason") and r.get("exit_code"):
+        # Exit 1's records are listed below (quarantined, pending, drift, duplicates).
+        why = (
+            "; why: records needed attention (listed below, or in the log)"
+            if r["exit_code"] == 1
+            else f"; why: {r['reason']}"
+        )
     return (
         f"{local_time(r['started_at'])} -> {local_time(r['finished_at'])}, "
-        f"exit {r['exit_code']}{counts}"
+        f"exit {r['exit_code']}{counts}{why}"
     )
 
 
@@ -701,6 +709,7 @@ def status_data(store: Store, *, lock_held: bool = False) -> dict[str, Any]:
                 "counts": last["counts"],
                 "command": last["command"],
                 "state": last["state"],
+                "reason": last.get("reason"),
             }
             if last
             else None
@@ -716,6 +725,7 @@ def status_data(store: Store, *, lock_held: bool = False) -> dict[str, Any]:
                     "exit_code",
                     "counts",
                     "state",
+                    "reason",
                 )
             }
             for r in runs

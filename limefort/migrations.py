@@ -186,6 +186,12 @@ def _m006_ledger_under_real_conditions(db: Database) -> None:
     db.table("duplicate_acks").create({"key": str, "members": str, "acked_at": str}, pk="key")
 
 
+def _m007_run_reasons(db: Database) -> None:
+    # Why a run ended other than 0, in one line (issue 24): `status` shows it beside the exit
+    # code, so "exit 3" says which credential and "exit 1" which record, without the logs.
+    db.table("runs").add_column("reason", str)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_quarantine_waits_for", _m002_quarantine_waits_for),
@@ -193,4 +199,5 @@ MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("004_drift", _m004_drift),
     ("005_shared_customers", _m005_shared_customers),
     ("006_ledger_under_real_conditions", _m006_ledger_under_real_conditions),
+    ("007_run_reasons", _m007_run_reasons),
 ]

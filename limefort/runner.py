@@ -14,6 +14,7 @@ from datetime import datetime
 from limefort.config import Config
 from limefort.errors import EX_OK, EX_PARTIAL, AuthError, ConfigError, LimefortError, UserError
 from limefort.fortnox import FortnoxClient, RefreshTokenTokens, ServiceAccountTokens
+from limefort.http import REDACTOR
 from limefort.limego import LimeGoClient
 from limefort.lock import RunLock
 from limefort.metrics import PassMetrics, Pinger, build_registry, write_textfile
@@ -186,16 +187,19 @@ def one_pass(
             run_id = store.start_run(command)
             code = EX_PARTIAL
             result = PassResult()
+            reason: str | None = "ended by an error (see the log)"
             try:
                 result = work(syncer)
                 result.outstanding = leftovers(store, result)
                 code = result.exit_code or _leftover_code(store)
+                reason = run_reason(result) if code else None
             except UserError as exc:
                 code = exc.exit_code
+                reason = str(exc)
                 raise
             finally:
                 counts = dict(result.counts)
-                store.finish_run(run_id, code, counts)
+                store.finish_run(run_id, code, counts, REDACTOR.redact(reason) if reason else None)
                 _write_metrics(cfg, store, started, code, counts)
                 pinger.finish(code)
                 log.info(
@@ -209,6 +213,21 @@ def one_pass(
             return code
         finally:
             store.close()
+
+
+def run_reason(result: PassResult) -> str | None:
+    """Why a pass ended non-zero, in one line, for `status`."""
+    for text in (result.other_writer, result.aborted):
+        if text:
+            return text
+    named = [*result.problems, *result.outstanding]
+    if named:
+        key, text = named[0]
+        more = f" (and {len(named) - 1} more)" if len(named) > 1 else ""
+        return f"{key} {text}{more}"
+    if result.stopped:
+        return "stopped on request between two records"
+    return None
 
 
 def leftovers(store: Store, result: PassResult) -> list[tuple[str, str]]:

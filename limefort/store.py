@@ -336,7 +336,9 @@ class _RunLog(_Base):
             runs.insert({"command": command, "started_at": self.now_iso()})
         return int(runs.last_pk or 0)
 
-    def finish_run(self, run_id: int, exit_code: int, counts: dict[str, int]) -> None:
+    def finish_run(
+        self, run_id: int, exit_code: int, counts: dict[str, int], reason: str | None = None
+    ) -> None:
         with self.transaction():
             self.db.table("runs").update(
                 run_id,
@@ -344,6 +346,7 @@ class _RunLog(_Base):
                     "finished_at": self.now_iso(),
                     "exit_code": exit_code,
                     "counts": json.dumps(counts),
+                    "reason": reason,
                 },
             )
 

@@ -247,6 +247,9 @@ def test_a_corrected_orgnr_that_collides_is_held_back_exit_1_named_in_status(
     assert r.code == 1, r.out + r.err
     assert f"company:{a}" in r.err
     status = lf.status()
+    # Why the run ended 1, in one line (issue 24).
+    assert f"company:{a}" in status["last_run"]["reason"], status["last_run"]
+    assert "why: records needed attention" in lf.run("status").out
     [q] = [q for q in status["quarantined"] if q["key"] == f"company:{a}"]
     assert f"company:{b}" in q["reason"] and links[b]["customer_number"] in q["reason"]
     keys = Counter(orgnr_key(c.get("OrganisationNumber")) for c in sb.fortnox.customers)
@@ -301,6 +304,8 @@ def test_a_second_installation_started_later_is_stopped_and_says_why(
     assert b.returncode == 4, out_b + err_b
     assert "another limefort installation" in err_b and "--take-over" in err_b
     assert first.status()["installation"] in err_b  # named by the id its status shows
+    assert "another limefort installation" in second.status()["last_run"]["reason"]
+    assert "exit 4" in (text := second.run("status").out) and "why: another limefort" in text
     assert _tally(sb) == ({}, {})
     assert len(sb.fortnox.invoices) == 30 and len(sb.fortnox.customers) == 8
     # Stopped every pass while the other keeps writing within the lease.
