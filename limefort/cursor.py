@@ -1,4 +1,4 @@
-"""Cursor discipline (DESIGN.md rules 1 and 10) as small pure functions, after singer-sdk.
+"""Cursor discipline (docs/design.md rules 1 and 10) as small pure functions, after singer-sdk.
 
 A pass reads records updated since `cursor - lookback` (the overlap absorbs records committed
 late) and moves the cursor only when every record up to it is in Fortnox or quarantined. The

@@ -1,4 +1,4 @@
-"""One pass at a time (DESIGN.md rule 7): an exclusive `flock` on a file beside the state file.
+"""One pass at a time (docs/design.md rule 7): an exclusive `flock` on a file beside the state file.
 
 `flock` is released by the kernel when the process dies, even by SIGKILL, so a crashed pass
 never leaves a stale lock behind; the pid written into the file is only for the message.

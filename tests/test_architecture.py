@@ -1,4 +1,4 @@
-"""The layout DESIGN.md draws, checked: SQL only in the store, the planner pure, small classes,
+"""The layout docs/design.md draws, checked: SQL only in the store, the planner pure, small classes,
 nothing imports the CLI (what the sandbox may import is checked in tests/sandbox/test_seed.py)."""
 
 from __future__ import annotations

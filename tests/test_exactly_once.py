@@ -1,5 +1,5 @@
 """Issue 4, exactly once: no duplicate and no lost customer or document under SIGKILL, lost
-answers, transient faults and overlapping runs (DESIGN.md rules 1, 3, 6 and 7).
+answers, transient faults and overlapping runs (docs/design.md rules 1, 3, 6 and 7).
 
 Everything runs against the sandbox servers on 127.0.0.1. The oracle is Fortnox itself: one
 document per won deal (by ExternalInvoiceReference1), one customer per company (by
