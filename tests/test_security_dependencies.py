@@ -14,8 +14,11 @@ from packaging.version import Version
 ROOT = Path(__file__).resolve().parent.parent
 # Advisories fixed in these releases (requests: CVE-2024-47081, .netrc credentials leak;
 # urllib3: CVE-2025-50181, redirects not disabled when asked at the PoolManager).
-FLOORS = {"requests": Version("2.32.4"), "urllib3": Version("2.5")}
-JUST_BELOW = {"requests": Version("2.32.3"), "urllib3": Version("2.4.0")}
+# urllib3 2.6.0 bounds decompression of chained encodings (`Content-Encoding: gzip, gzip`:
+# CVE-2025-66471, CVE-2025-66418) and 2.6.3 of redirect bodies (CVE-2026-21441): below them a
+# 1.8 KB answer grew past 2 GB before limefort's 32 MiB cap could see it.
+FLOORS = {"requests": Version("2.32.4"), "urllib3": Version("2.6.3")}
+JUST_BELOW = {"requests": Version("2.32.3"), "urllib3": Version("2.6.2")}
 
 
 def install_requires() -> list[Requirement]:

@@ -126,6 +126,21 @@ def test_the_cap_counts_decompressed_bytes(recorder: Recorder) -> None:
         client_for(recorder, 10_000).request("GET", "/x")
 
 
+def test_a_chained_gzip_bomb_is_refused_within_the_cap(recorder: Recorder) -> None:
+    """`Content-Encoding: gzip, gzip`: 64 MiB of blanks in a few hundred bytes. urllib3 from
+    its floor (2.6.3) decodes it in bounded steps, so the cap sees it before memory does;
+    urllib3 2.5 inflated the whole chain first (2 GB from 1.8 KB, past 40 s)."""
+    import urllib3
+    from packaging.version import Version
+
+    assert Version(urllib3.__version__) >= Version("2.6.3")
+    bomb = gzip.compress(gzip.compress(b" " * (64 << 20)))
+    assert len(bomb) < 100_000
+    recorder.reply = (200, {"Content-Encoding": "gzip, gzip"}, bomb)
+    with pytest.raises(TransientError, match="larger than"):
+        client_for(recorder, 32 << 20).request("GET", "/x")
+
+
 def test_a_pass_against_answers_past_the_cap_fails_cleanly(
     lf: Lf, monkeypatch: pytest.MonkeyPatch
 ) -> None:
