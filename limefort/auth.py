@@ -189,10 +189,14 @@ class _Handler(BaseHTTPRequestHandler):
             # A browser also asks for /favicon.ico: not the redirect, keep waiting.
             self._answer(404, "<!doctype html><title>limefort</title>Not found.")
             return
-        params = {
-            k: v[-1]
-            for k, v in parse_qs(parts.query, keep_blank_values=True, max_num_fields=20).items()
-        }
+        try:
+            fields = parse_qs(parts.query, keep_blank_values=True, max_num_fields=20)
+        except ValueError:
+            # More fields than any redirect from Fortnox carries: not one, keep waiting.
+            owner.ignore("a malformed query")
+            self._answer(400, IGNORED_PAGE)
+            return
+        params = {k: v[-1] for k, v in fields.items()}
         if not params.get("code") and not params.get("error"):
             # Not a redirect from Fortnox (a reload, a prefetch): keep waiting for the real one.
             self._answer(400, WAITING_PAGE)

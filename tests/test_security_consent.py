@@ -91,6 +91,16 @@ def test_a_stateless_error_is_ignored_and_the_real_redirect_still_counts() -> No
     assert got is not None and got.params["code"] == "the-code"
 
 
+def test_a_query_with_too_many_fields_is_answered_400_and_the_wait_goes_on() -> None:
+    run = Running()
+    fields = {f"f{i}": "x" for i in range(30)}
+    flood = requests.get(run.url(code="c", state=STATE, **fields), timeout=10)
+    assert flood.status_code == 400 and run.thread.is_alive()
+    requests.get(run.url(code="the-code", state=STATE), timeout=10)
+    got = run.finished()
+    assert got is not None and got.params["code"] == "the-code"
+
+
 def test_a_request_for_another_host_is_ignored() -> None:
     # What a web page reaching the port through a DNS name that resolves to 127.0.0.1 sends.
     run = Running()
