@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from limefort import config as config_mod
+from limefort.keys import parse_stamp
 from limefort.normalise import orgnr_key
 from limefort.runner import build_clients
 from limefort.sandbox import FaultRule, Sandbox
@@ -194,8 +195,13 @@ class ExactlyOnce(RuleBasedStateMachine):
         """A second machine on the same tenant, with a state file of its own: once this one
         has made a document, it is stopped before its first write."""
         store, limego, fortnox = self.state_file()
+        # This one's documents within the lease window, on Fortnox's clock (time passes
+        # 10 minutes a step in the fall-back runs: older stamps are history and stop nothing).
+        lease_start = self.sb.fortnox.now() - self.cfg.sync.writer_lease
         made = any(
-            (d.get("ExternalInvoiceReference2") or "").startswith(f"limefort {ME} ")
+            (got := parse_stamp(d.get("ExternalInvoiceReference2"))) is not None
+            and got[0] == ME
+            and got[1] >= lease_start + timedelta(minutes=1)  # the stamp's minute resolution
             for d in self.sb.fortnox.invoices
         )
         before = len(self.sb.fortnox.requests)
