@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limefort.errors import ConfigError
+from limefort.models import DocumentKind
 from limefort.urls import refuse_plain_http
 
 
@@ -85,6 +86,13 @@ class SyncConfig:
     timezone: str = "Europe/Stockholm"
     # Another installation's documents this recent stop a pass (DESIGN rule 14).
     writer_lease: timedelta = timedelta(minutes=15)
+
+    @property
+    def document_kind(self) -> DocumentKind | None:
+        """What a won deal becomes in Fortnox (None: nothing, `deal_target = "none"`)."""
+        if self.deal_target == "none":
+            return None
+        return "order" if self.deal_target == "order" else "invoice"
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from limefort.models import (
     CustomFieldDef,
     Deal,
     DealPage,
-    DocumentKind,
     LedgerDocument,
     Person,
 )
@@ -100,9 +99,7 @@ class Gatherer:
     ) -> plan.Rules:
         """`deals=False`: for planning companies only (the won stages are not read)."""
         s = self.cfg.sync
-        kind: DocumentKind | None = (
-            None if s.deal_target == "none" else "order" if s.deal_target == "order" else "invoice"
-        )
+        kind = s.document_kind
         return plan.Rules(
             customer_map=self.customer_map,
             document_map=self.document_map,

@@ -1357,29 +1357,6 @@ def other_writer_text(w: OtherWriter, now: datetime, *, wrote: bool) -> str:
     )
 
 
-def own_duplicates(
-    documents: Mapping[str, Sequence[LedgerDocument]],
-    customers: Mapping[str, Sequence[str]],
-    wrote: Iterable[str],
-) -> list[tuple[str, str]]:
-    """(key, text) for each duplicate Fortnox now holds among the records this pass wrote:
-    two live documents for one of its deals, two customers for one of its companies. Made at
-    the same instant as another writer's (nothing else makes them)."""
-    out: list[tuple[str, str]] = []
-    for key in sorted(set(wrote)):
-        kind, _, rid = key.partition(":")
-        if kind == "deal":
-            docs = documents.get(document_ref(rid), ())
-            if len(docs) > 1:
-                nums = ", ".join(f"{d.kind} {d.document_number}" for d in docs)
-                out.append((key, f"duplicate: Fortnox holds {len(docs)} documents for it ({nums})"))
-        elif key in customers:
-            nums = ", ".join(customers[key])
-            out.append((key, f"duplicate: Fortnox holds {len(customers[key])} customers of its "
-                             f"organisation number ({nums})"))  # fmt: skip
-    return out
-
-
 @dataclass(frozen=True)
 class Duplicate:
     key: str  # deal:<id> or company:<id>
@@ -1423,3 +1400,16 @@ def duplicates(
         members = tuple(numbers)
         out.append(Duplicate(key, members, "customers", acks.get(key) == ",".join(members)))
     return out
+
+
+def own_duplicates(
+    documents: Mapping[str, Sequence[LedgerDocument]],
+    customers: Mapping[str, Sequence[str]],
+    wrote: Iterable[str],
+) -> list[tuple[str, str]]:
+    """(key, text) for each duplicate Fortnox now holds among the records this pass wrote:
+    two live documents for one of its deals, two customers for one of its companies. Made at
+    the same instant as another writer's (nothing else makes them), so named whether or not a
+    person acknowledged an earlier pair."""
+    mine = set(wrote)
+    return [(d.key, d.text) for d in duplicates(documents, customers, {}) if d.key in mine]

@@ -25,7 +25,7 @@ from limefort.config import Config
 from limefort.fortnox import FortnoxClient
 from limefort.inflight import MAX_IN_FLIGHT
 from limefort.installation import resolve
-from limefort.keys import document_ref, stamp_text
+from limefort.keys import stamp_text
 from limefort.ledger import Ledger
 from limefort.models import DocumentKind
 from limefort.passstate import AnotherWriter, PassState
@@ -84,16 +84,12 @@ class WriterGuard:
     ) -> WriterGuard:
         """The guard of one pass: the configured document kind and lease; `installation`
         None: this installation's id from its id file (a dry run writes none)."""
-        target = cfg.sync.deal_target
-        kind: DocumentKind | None = (
-            None if target == "none" else "order" if target == "order" else "invoice"
-        )
         return cls(
             store,
             ledger,
             fortnox,
             state,
-            kind=kind,
+            kind=cfg.sync.document_kind,
             installation=installation or resolve(store, store.path, write=not dry_run),
             lease=cfg.sync.writer_lease,
             clock=clock,
@@ -166,12 +162,9 @@ class WriterGuard:
         self._unchecked = self._customers_unchecked = False
 
     def own_duplicates(self) -> list[tuple[str, str]]:
-        deals = [k.partition(":")[2] for k in self.wrote if k.startswith("deal:")]
-        docs = {
-            ref: [d for d in found if not d.cancelled]
-            for ref, found in self.store.ledger_by_ref(document_ref(d) for d in deals).items()
-        }
-        return plan.own_duplicates(docs, self.store.customer_duplicates(), self.wrote)
+        return plan.own_duplicates(
+            self.store.ledger_duplicates(), self.store.customer_duplicates(), self.wrote
+        )
 
     # --- the lease window ---------------------------------------------------------------------
 
