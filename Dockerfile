@@ -8,14 +8,19 @@ FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 COPY setup.cfg pyproject.toml README.md constraints.txt ./
 COPY limefort ./limefort
-# A virtualenv so the runtime stage copies exactly what was installed, nothing of pip's cache.
-RUN python -m venv /opt/limefort \
-    && /opt/limefort/bin/pip install --no-cache-dir --constraint constraints.txt .
+# A virtualenv so the runtime stage copies exactly what was installed, nothing of pip's cache;
+# made without pip, and filled by the base image's pip from outside, so no installer is in it.
+RUN python -m venv --without-pip /opt/limefort \
+    && python -m pip --python /opt/limefort/bin/python install --no-cache-dir \
+        --constraint constraints.txt .
 
 FROM python:3.11-slim-bookworm
 COPY --from=build /opt/limefort /opt/limefort
-# A fixed uid/gid, so a volume's owner and a Kubernetes securityContext can name it.
-RUN groupadd --system --gid 10001 limefort \
+# No installer at run time: the base image's bundled pip and setuptools (with advisories of
+# their own) are removed, as nothing in a pass installs anything. A fixed uid/gid, so a
+# volume's owner and a Kubernetes securityContext can name it.
+RUN python -m pip uninstall --yes --quiet pip setuptools wheel \
+    && groupadd --system --gid 10001 limefort \
     && useradd --system --uid 10001 --gid limefort --home-dir /var/lib/limefort \
         --no-create-home --shell /usr/sbin/nologin limefort \
     && install -d -o limefort -g limefort -m 0700 /var/lib/limefort \

@@ -6,7 +6,7 @@ BIN = $(VENV)/bin
 # mypy covers the whole package; the sandbox (test and demo infrastructure) is checked too.
 CORE = limefort
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench floors clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,8 @@ demo: $(BIN)/.installed
 	$(BIN)/limefort demo
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check limefort tests bench
-	$(BIN)/ruff format --check limefort tests bench
+	$(BIN)/ruff check limefort tests bench .ci
+	$(BIN)/ruff format --check limefort tests bench .ci
 	$(BIN)/mypy $(CORE)
 
 test: lint
@@ -30,8 +30,13 @@ test: lint
 	# timeouts, child processes), not computing. Every test owns its tmp_path, ports, sandboxes.
 	$(BIN)/python -m pytest -q -n 4
 
+# limefort built on setup.cfg's floors alone (no pip in its venv, as in the image), the chained
+# gzip bomb replayed against it and one demo run: the floors are promises, tested here.
+floors:
+	$(PYTHON) .ci/floors.py
+
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-floors build *.egg-info .pytest_cache .mypy_cache .ruff_cache

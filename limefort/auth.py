@@ -24,7 +24,6 @@ import secrets
 import socket
 import threading
 import time
-import unicodedata
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -47,6 +46,7 @@ from limefort.fortnox import (
 from limefort.http import REDACTOR
 from limefort.lock import RunLock
 from limefort.models import TokenRecord
+from limefort.privacy import printable
 from limefort.store import Store
 from limefort.urls import is_loopback
 
@@ -209,7 +209,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if params.get("error"):
             reason = "Fortnox said: " + _escape(
-                printable(params.get("error_description") or params["error"])
+                echoed(params.get("error_description") or params["error"])
             )
             self._answer(400, FAILED_PAGE.format(reason=reason))
         else:
@@ -228,12 +228,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # The request line holds the code: log the path only, never the query.
-        path = printable(urlsplit(self.path).path)
-        log.debug("callback server: %s %s -> %s", printable(self.command or ""), path, code)
+        path = echoed(urlsplit(self.path).path)
+        log.debug("callback server: %s %s -> %s", echoed(self.command or ""), path, code)
 
     def log_message(self, format: str, *args: Any) -> None:
         # Errors quote the request line too: drop every query string and control character.
-        log.debug("callback server: %s", printable(_QUERY.sub("?...", format % args)))
+        log.debug("callback server: %s", echoed(_QUERY.sub("?...", format % args)))
 
 
 class _HTTPServer(ThreadingMixIn, HTTPServer):
@@ -349,7 +349,7 @@ def _code_from(value: str) -> str:
     if "code=" in value:
         params = parse_qs(urlsplit(value).query or value.split("?", 1)[-1])
         if params.get("error"):
-            raise AuthError(f"Fortnox refused the consent: {printable(params['error'][-1])}")
+            raise AuthError(f"Fortnox refused the consent: {echoed(params['error'][-1])}")
         if params.get("code"):
             return params["code"][-1]
     if not value:
@@ -373,7 +373,7 @@ def _code_from_callback(callback: Callback | None, timeout: float, ignored: int 
         )
     params = callback.params  # the server only hands over a callback with the right state
     if params.get("error"):
-        detail = printable(params.get("error_description") or params["error"])
+        detail = echoed(params.get("error_description") or params["error"])
         raise AuthError(
             f"Fortnox refused the consent ({detail}); nothing was stored: an administrator "
             "of the Fortnox company must approve `limefort auth fortnox`"
@@ -401,10 +401,10 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()
 
 
-def printable(text: str, limit: int = ECHO_LIMIT) -> str:
-    """`text` without control, format or unassigned characters (terminal escapes, bidi
-    overrides), at most `limit` characters: for echoing what a remote party sent."""
-    kept = "".join(ch for ch in text if not unicodedata.category(ch).startswith("C"))
+def echoed(text: str, limit: int = ECHO_LIMIT) -> str:
+    """What a remote party sent, for echoing: printable (`privacy.printable`) and at most
+    `limit` characters."""
+    kept = printable(text)
     return kept if len(kept) <= limit else kept[: limit - 3] + "..."
 
 
@@ -425,7 +425,8 @@ def _report(
     try:
         tokens = RefreshTokenTokens(fx, store, http=cfg.http)
         info = FortnoxClient(fx, tokens, http=cfg.http).company_information()
-        company = info.get("CompanyName") or info.get("Name")
+        name = info.get("CompanyName") or info.get("Name")
+        company = echoed(str(name)) if name else None
         tenant = tenant or (str(info["DatabaseNumber"]) if info.get("DatabaseNumber") else None)
     except LimefortError as exc:
         # The tokens are stored; a missing companyinformation scope only costs the label.

@@ -38,6 +38,7 @@ from limefort.http import REDACTOR
 from limefort.keys import company_key, deal_id_of_ref, deal_key, parse_key
 from limefort.lock import lock_path
 from limefort.models import DocumentKind
+from limefort.privacy import lines_shown, mask_personnummer, shown
 from limefort.progress import PassProgress, choose_mode, hms
 from limefort.runner import build_clients, locked, one_pass, open_store, summarise
 from limefort.store import Store, quarantined_keys_read_only
@@ -80,7 +81,7 @@ class App:
 
     def echo(self, text: str = "", err: bool = False) -> None:
         if not self.quiet or err:
-            click.echo(text, err=err)
+            click.echo(lines_shown(text), err=err)
 
 
 def _json_logs() -> bool:
@@ -93,7 +94,7 @@ def say(text: str, *, key: str | None = None, level: int = logging.WARNING) -> N
     if _json_logs():
         log.log(level, "%s", text, extra={"key": key} if key else None)
     else:
-        click.echo(f"limefort: {text}", err=True)
+        click.echo(f"limefort: {shown(text)}", err=True)
 
 
 def report(app: App, result: PassResult, *, dry_run: bool = False) -> None:
@@ -489,10 +490,11 @@ def status(app: App, as_json: bool) -> int:
         store.close()
     data["state_path"] = str(path)
     if as_json:
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        # JSON escapes control characters itself; personnummer are masked as everywhere.
+        click.echo(mask_personnummer(json.dumps(data, indent=2, ensure_ascii=False)))
         return EX_OK
     for line in status_lines(data):
-        click.echo(line)
+        click.echo(shown(line))
     return EX_OK
 
 
@@ -1048,7 +1050,11 @@ def fleet_status(directory: Path, as_json: bool) -> int:
       limefort fleet status /etc/limefort --json | jq '.[] | select(.ok | not) | .tenant'
     """
     rows = fleet_mod.status_rows(directory)
-    click.echo(fleet_mod.to_json(rows) if as_json else fleet_mod.render_table(rows))
+    click.echo(
+        mask_personnummer(fleet_mod.to_json(rows))
+        if as_json
+        else lines_shown(fleet_mod.render_table(rows))
+    )
     return fleet_mod.exit_code(rows)
 
 
@@ -1128,7 +1134,7 @@ def audit(
             )
     if csv_path is not None:
         write_new_file(csv_path, to_csv(found), force=force, option="--csv")
-    click.echo(to_json(found) if as_json else to_table(found, kind))
+    click.echo(to_json(found) if as_json else lines_shown(to_table(found, kind)))
     return EX_PARTIAL if found.found else EX_OK
 
 

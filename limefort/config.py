@@ -141,6 +141,9 @@ SECRET_KEYS = (
     ("limego", "client_secret"),
     ("fortnox", "client_secret"),
     ("fortnox", "refresh_token"),
+    # A healthchecks-style ping URL is a credential in its path: whoever has it can report
+    # this tenant healthy. Only its host is ever shown.
+    ("metrics", "ping_url"),
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -349,7 +352,26 @@ def _opt_path(key: str, v: Any) -> Path | None:
 
 def _opt_url(key: str, v: Any) -> str | None:
     s = _opt_str(key, v)
-    return check_url(key, s) if s else None
+    if not s:
+        return None
+    if tuple(key.split(".", 1)) not in SECRET_KEYS:
+        return check_url(key, s)
+    try:
+        return check_url(key, s)
+    except ConfigError as exc:
+        # The problem said with the URL's host only: its path is the secret.
+        problem = str(exc).removeprefix(f"{key}: ")
+        raise ConfigError(key, problem.replace(repr(s), s).replace(s, url_host(s))) from None
+
+
+def url_host(url: str) -> str:
+    """A secret URL as it may be shown: its scheme and host, the rest elided."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    return f"{parts.scheme}://{host}/..." if host else "(a URL)"
 
 
 def _statuses(key: str, v: Any) -> tuple[str, ...]:
@@ -450,24 +472,72 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _env_overrides(
     environ: Mapping[str, str], problems: list[ConfigError]
 ) -> dict[str, dict[str, str]]:
+    """`LIMEFORT_<SECTION>_<KEY>` values, `LIMEFORT_<SECTION>_<KEY>_FILE` (a file holding the
+    value: a Kubernetes secret volume, Docker secrets) and systemd credentials
+    (`LoadCredential=<section>_<key>:...`, read from $CREDENTIALS_DIRECTORY). A secret in a
+    file stays out of /proc/PID/environ, which every process of the same user can read."""
     out: dict[str, dict[str, str]] = {}
+    credentials = environ.get("CREDENTIALS_DIRECTORY")
+    if credentials:
+        for section, key in SECRET_KEYS:
+            path = Path(credentials) / f"{section}_{key}"
+            if path.is_file():
+                value = _secret_file(f"$CREDENTIALS_DIRECTORY/{path.name}", path, problems)
+                if value is not None:
+                    out.setdefault(section, {})[key] = value
     for name, value in sorted(environ.items()):
         if not name.startswith("LIMEFORT_") or name == "LIMEFORT_CONFIG":
             continue
         rest = name[len("LIMEFORT_") :].lower()
-        for section in SCHEMA:
-            if rest.startswith(section + "_"):
-                key = rest[len(section) + 1 :]
-                if key in SCHEMA[section]:
-                    out.setdefault(section, {})[key] = value
-                    break
-        else:
+        from_file = rest.endswith("_file") and _setting(rest[: -len("_file")]) is not None
+        found = _setting(rest[: -len("_file")] if from_file else rest)
+        if found is None:
             problems.append(
                 ConfigError(
-                    name, "unknown setting in the environment (expected LIMEFORT_<SECTION>_<KEY>)"
+                    name,
+                    "unknown setting in the environment (expected LIMEFORT_<SECTION>_<KEY> "
+                    "or LIMEFORT_<SECTION>_<KEY>_FILE)",
                 )
             )
+            continue
+        section, key = found
+        if from_file:
+            if f"LIMEFORT_{section.upper()}_{key.upper()}" in environ:
+                problems.append(
+                    ConfigError(name, f"set either {name} or {name[: -len('_FILE')]}, not both")
+                )
+                continue
+            read = _secret_file(name, Path(value), problems)
+            if read is None:
+                continue
+            value = read
+        out.setdefault(section, {})[key] = value
     return out
+
+
+def _setting(rest: str) -> tuple[str, str] | None:
+    """`section_key` (lower case) as (section, key) when SCHEMA has it."""
+    for section in SCHEMA:
+        if rest.startswith(section + "_") and rest[len(section) + 1 :] in SCHEMA[section]:
+            return section, rest[len(section) + 1 :]
+    return None
+
+
+def _secret_file(name: str, path: Path, problems: list[ConfigError]) -> str | None:
+    """A value from a file, without its trailing line break. Problems name the file, never
+    its content."""
+    try:
+        if path.stat().st_size > 64 * 1024:
+            problems.append(ConfigError(name, f"{path} is larger than 64 KiB: not a secret"))
+            return None
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problems.append(ConfigError(name, f"no file {path}"))
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(ConfigError(name, f"cannot read {path}: {type(exc).__name__}"))
+        return None
+    return text.rstrip("\r\n")
 
 
 def template_text() -> str:
@@ -665,7 +735,12 @@ def _check_mapping(mapping: dict[str, dict[str, str]]) -> None:
 def secrets_of(cfg: Config) -> list[str]:
     return [
         s
-        for s in (cfg.limego.client_secret, cfg.fortnox.client_secret, cfg.fortnox.refresh_token)
+        for s in (
+            cfg.limego.client_secret,
+            cfg.fortnox.client_secret,
+            cfg.fortnox.refresh_token,
+            cfg.metrics.ping_url,
+        )
         if s
     ]
 

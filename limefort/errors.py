@@ -7,6 +7,8 @@ under `-v`. Service errors carry what the remote side said so quarantine reasons
 
 from __future__ import annotations
 
+from limefort.privacy import printable
+
 EX_OK = 0
 EX_PARTIAL = 1  # pass finished, some records quarantined, pending or failed
 EX_USAGE = 2  # usage or configuration error
@@ -60,7 +62,8 @@ class ServiceError(LimefortError):
         self.service = service
         self.status = status
         self.code = code
-        self.message = message
+        # A service's own words, shown to a person: one printable line, whatever it sent.
+        self.message = message = printable(message)
         self.request_id = request_id
         parts = [f"{service}"]
         if status is not None:

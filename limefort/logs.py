@@ -1,4 +1,5 @@
-"""Logging set-up: text or JSON lines on stderr, every line passed through the redactor.
+"""Logging set-up: text or JSON lines on stderr, every line passed through the redactor,
+each message made one printable line and personnummer masked (`limefort.privacy`).
 
 Secrets never reach a handler: the redacting filter sits on the handler, so records from any
 library (requests, urllib3, tenacity, apscheduler) are cleaned too.
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from limefort.http import REDACTOR, RedactingFilter
+from limefort.privacy import mask_personnummer, printable
 
 # A query string in a URL: up to whitespace or a quote (urllib3 quotes its request line).
 _QUERY = re.compile(r"\?[^\s'\"]*")
@@ -40,6 +42,20 @@ class LibraryUrlFilter(logging.Filter):
         return True
 
 
+class ShownFilter(logging.Filter):
+    """A record's message as one printable line: a service's text inside it (an error
+    message, a company name) cannot break the line or send escapes to the terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string is the caller's bug, not ours to hide
+            message = str(record.msg)
+        record.msg = printable(message)
+        record.args = None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One object a line: time, level, event, logger, and any `extra=` fields (key, counts)."""
 
@@ -55,7 +71,8 @@ class JsonFormatter(logging.Formatter):
                 out[k] = v
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return REDACTOR.redact(json.dumps(out, default=str, ensure_ascii=False))
+        # Personnummer masked over the whole line, `extra=` fields and tracebacks included.
+        return mask_personnummer(REDACTOR.redact(json.dumps(out, default=str, ensure_ascii=False)))
 
 
 class TextFormatter(logging.Formatter):
@@ -63,7 +80,7 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
 
     def format(self, record: logging.LogRecord) -> str:
-        return REDACTOR.redact(super().format(record))
+        return mask_personnummer(REDACTOR.redact(super().format(record)))
 
 
 def setup(verbosity: int, fmt: str = "text", stream: Any = None) -> None:
@@ -72,6 +89,7 @@ def setup(verbosity: int, fmt: str = "text", stream: Any = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(LibraryUrlFilter())
+    handler.addFilter(ShownFilter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     for h in list(root.handlers):

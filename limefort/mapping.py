@@ -10,16 +10,17 @@ not fit is cut or left out with a warning, and only what makes the record meanin
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import re
 import sys
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec
 
 import simplejson
 
@@ -29,6 +30,7 @@ from limefort.keys import customer_ref, document_ref
 from limefort.models import Company, CustomFieldDef, Deal, DocumentKind, Person
 from limefort.normalise import (
     Invalid,
+    TooDeep,
     as_text,
     clean_text,
     clean_text_reporting,
@@ -42,6 +44,8 @@ from limefort.normalise import (
     parse_amount,
     quote,
 )
+
+_P = ParamSpec("_P")
 
 # --- the mapping as data ----------------------------------------------------------------------
 
@@ -433,6 +437,21 @@ def _key_value(field: str, value: str) -> str | None:
 # --- customers --------------------------------------------------------------------------------
 
 
+def _no_deeper(mapper: Callable[_P, Mapped | Rejected]) -> Callable[_P, Mapped | Rejected]:
+    """A record with a value nested past normalise.MAX_DEPTH is Rejected (quarantined with
+    its reason), not a RecursionError that stops every pass at the same record."""
+
+    @functools.wraps(mapper)
+    def mapped(*args: _P.args, **kwargs: _P.kwargs) -> Mapped | Rejected:
+        try:
+            return mapper(*args, **kwargs)
+        except TooDeep as exc:
+            return Rejected(str(exc), "correct the field's value in Lime Go (or its integration)")
+
+    return mapped
+
+
+@_no_deeper
 def map_company(
     company: Company,
     mapping: Mapping[str, str] = DEFAULT_CUSTOMER_MAPPING,
@@ -500,6 +519,7 @@ def _no_name(raw: str | None) -> Rejected:
 # --- deals ------------------------------------------------------------------------------------
 
 
+@_no_deeper
 def map_deal(
     ctx: DealContext,
     kind: DocumentKind,

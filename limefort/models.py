@@ -17,6 +17,13 @@ from limefort.keys import company_key, deal_key
 DocumentKind = Literal["invoice", "order"]
 
 
+def _text(value: Any) -> str | None:
+    """An attribute that should be text, as a label for messages and the store: what is not a
+    string (a list, an object, a number sent for a name) is None here; the mapping turns the
+    real value into text, or quarantines the record with its reason."""
+    return value if isinstance(value, str) else None
+
+
 @dataclass(frozen=True)
 class Company:
     id: str
@@ -25,15 +32,15 @@ class Company:
 
     @property
     def name(self) -> str | None:
-        return self.attributes.get("name")
+        return _text(self.attributes.get("name"))
 
     @property
     def status(self) -> str | None:
-        return self.attributes.get("status")
+        return _text(self.attributes.get("status"))
 
     @property
     def business_id(self) -> str | None:
-        return self.attributes.get("business_id")
+        return _text(self.attributes.get("business_id"))
 
     @property
     def key(self) -> str:
@@ -52,7 +59,7 @@ class Deal:
 
     @property
     def name(self) -> str | None:
-        return self.attributes.get("name")
+        return _text(self.attributes.get("name"))
 
     @property
     def value(self) -> Decimal | None:

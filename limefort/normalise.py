@@ -41,10 +41,29 @@ def quote(value: str, limit: int = 60) -> str:
 _OBJECT_TEXT_KEYS = ("label", "name", "text", "value", "key")
 
 
-def as_text(value: Any) -> str | None:
+# Past this many lists or objects inside one another a value is not data anyone typed: a CRM
+# field holds a select's object or a list of them, two or three levels. Without a cap a name
+# nested 350 lists deep recurses past Python's limit, and the pass dies on it every time.
+MAX_DEPTH = 16
+
+
+class TooDeep(ValueError):
+    """A value nested deeper than MAX_DEPTH: the record is quarantined with this reason."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"a value is nested more than {MAX_DEPTH} lists or objects deep; "
+            "limefort cannot turn it into text"
+        )
+
+
+def as_text(value: Any, _depth: int = 0) -> str | None:
     """A Lime Go attribute value as one piece of text; None when there is nothing to show.
 
-    Booleans read as Swedish because the text lands on Swedish documents."""
+    Booleans read as Swedish because the text lands on Swedish documents. Raises TooDeep past
+    MAX_DEPTH levels."""
+    if _depth > MAX_DEPTH:
+        raise TooDeep()
     if value is None:
         return None
     if isinstance(value, bool):
@@ -57,11 +76,11 @@ def as_text(value: Any) -> str | None:
         except ValueError:  # an int beyond Python's digit limit for str(): not a real value
             return None
     if isinstance(value, list | tuple):
-        parts = [p for p in (as_text(v) for v in value) if p is not None]
+        parts = [p for p in (as_text(v, _depth + 1) for v in value) if p is not None]
         return ", ".join(parts) or None
     if isinstance(value, Mapping):
         for key in _OBJECT_TEXT_KEYS:
-            text = as_text(value.get(key))
+            text = as_text(value.get(key), _depth + 1)
             if text is not None:
                 return text
         return None

@@ -3,12 +3,20 @@ secret exits 3 like `check`, even while a token obtained with the right one is s
 
 from __future__ import annotations
 
+import hashlib
+
 from conftest import Lf
 
 from limefort.models import TokenRecord
 from limefort.sandbox import Sandbox
 from limefort.store import Store
-from limefort.token_binding import BoundTokenCache, fingerprint
+from limefort.token_binding import (
+    META_PREFIX,
+    BoundTokenCache,
+    fingerprint,
+    legacy_fingerprint,
+    matches,
+)
 
 
 def set_value(lf: Lf, old: str, new: str) -> None:
@@ -64,13 +72,13 @@ def test_the_cache_keeps_a_refresh_token_but_drops_an_unbound_access_token() -> 
     store = Store.memory()
     record = TokenRecord(access_token="a", expires_at=9e12, refresh_token="r")
     store.save("fortnox", record)  # as `limefort auth fortnox` stores it: no binding yet
-    cache = BoundTokenCache(store, {"fortnox": fingerprint("id", "secret")})
+    cache = BoundTokenCache(store, {"fortnox": ("id", "secret")})
     got = cache.load("fortnox")
     assert got is not None and got.access_token is None and got.refresh_token == "r"
 
     cache.save("fortnox", record)
     assert cache.load("fortnox") == record
-    other = BoundTokenCache(store, {"fortnox": fingerprint("id", "other secret")})
+    other = BoundTokenCache(store, {"fortnox": ("id", "other secret")})
     loaded = other.load("fortnox")
     assert loaded is not None and loaded.access_token is None and loaded.refresh_token == "r"
     # A token name nobody bound is passed through as stored.
@@ -80,6 +88,44 @@ def test_the_cache_keeps_a_refresh_token_but_drops_an_unbound_access_token() -> 
 
 def test_the_fingerprint_depends_on_both_id_and_secret_and_hides_them() -> None:
     f = fingerprint("id", "secret")
-    assert len(f) == 16 and "secret" not in f
-    assert f != fingerprint("id", "secret2") and f != fingerprint("id2", "secret")
-    assert fingerprint("a", "bc") != fingerprint("ab", "c")
+    assert "secret" not in f.split("$", 1)[1]
+    assert matches(f, "id", "secret")
+    assert not matches(f, "id", "secret2") and not matches(f, "id2", "secret")
+    assert not matches(fingerprint("a", "bc"), "ab", "c")
+
+
+def test_the_fingerprint_is_salted_and_slow_not_a_plain_hash() -> None:
+    a, b = fingerprint("id", "secret"), fingerprint("id", "secret")
+    # Salted: the same credentials give another fingerprint in every state file, so one
+    # table of guesses does not fit two backups.
+    assert a != b and a.startswith("scrypt$") and len(a.split("$")[1]) == 32
+    assert matches(a, "id", "secret") and matches(b, "id", "secret")
+    # Not the unsalted sha256 form anywhere in it.
+    assert legacy_fingerprint("id", "secret") not in a
+    assert not matches("scrypt$zz$00", "id", "secret")  # a damaged value is no match
+
+
+def test_the_shipped_scrypt_cost_is_slow_and_is_the_one_used() -> None:
+    from conftest import PRODUCTION_SCRYPT
+
+    from limefort import token_binding
+
+    assert PRODUCTION_SCRYPT["n"] >= 2**13 and PRODUCTION_SCRYPT["r"] >= 8
+    salt = bytes(range(16))
+    want = hashlib.scrypt(b"id\0secret", salt=salt, maxmem=64 << 20, **token_binding.SCRYPT)
+    assert fingerprint("id", "secret", salt=salt) == f"scrypt${salt.hex()}${want.hex()}"
+
+
+def test_an_old_unsalted_fingerprint_is_migrated_without_asking() -> None:
+    store = Store.memory()
+    record = TokenRecord(access_token="a", expires_at=9e12, refresh_token="r")
+    store.save("fortnox", record)
+    store.set_meta(META_PREFIX + "fortnox", legacy_fingerprint("id", "secret"))  # version 1
+    assert BoundTokenCache(store, {"fortnox": ("id", "secret")}).load("fortnox") == record
+    stored = store.get_meta(META_PREFIX + "fortnox")
+    assert stored is not None and stored.startswith("scrypt$") and matches(stored, "id", "secret")
+    # An old fingerprint of other credentials is no match, and is not rewritten.
+    store.set_meta(META_PREFIX + "fortnox", legacy_fingerprint("id", "old"))
+    loaded = BoundTokenCache(store, {"fortnox": ("id", "secret")}).load("fortnox")
+    assert loaded is not None and loaded.access_token is None
+    assert store.get_meta(META_PREFIX + "fortnox") == legacy_fingerprint("id", "old")

@@ -365,7 +365,25 @@ def test_dockerfile_is_slim_python_non_root_with_config_and_state_volumes() -> N
     assert _pod(_cronjob())["securityContext"]["runAsUser"] == int(users[-1].split(":")[0])
     # only the package is installed, pinned by the constraints file
     runs = " ".join(rest for word, rest in ins if word == "RUN")
-    assert re.search(r"pip install [^&]*--constraint constraints\.txt \.(\s|$)", runs), runs
+    assert re.search(r"pip [^&]*install [^&]*--constraint constraints\.txt \.(\s|$)", runs), runs
+
+
+def test_the_runtime_image_has_no_installer() -> None:
+    # No Docker engine here to build and look inside (docs: env), so the instructions are read:
+    # the venv is made without pip, and the final stage removes the base image's pip and
+    # setuptools before anything else runs in it.
+    ins = _instructions()
+    last_from = max(i for i, (w, _) in enumerate(ins) if w == "FROM")
+    build, final = ins[:last_from], ins[last_from:]
+    build_runs = " ".join(rest for word, rest in build if word == "RUN")
+    assert "venv --without-pip /opt/limefort" in build_runs, build_runs
+    assert "--python /opt/limefort/bin/python install" in build_runs, build_runs
+    final_runs = [rest for word, rest in final if word == "RUN"]
+    assert final_runs and re.match(
+        r"python -m pip uninstall --yes( --quiet)? pip setuptools( wheel)?(\s|$)", final_runs[0]
+    ), final_runs
+    copies = [rest for word, rest in final if word == "COPY"]
+    assert copies == ["--from=build /opt/limefort /opt/limefort"], copies
 
 
 def _pattern(pattern: str) -> re.Pattern[str]:

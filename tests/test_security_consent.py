@@ -27,7 +27,7 @@ from limefort.auth import (
     _code_from,
     _code_from_callback,
     consent,
-    printable,
+    echoed,
 )
 from limefort.errors import AuthError, LockHeld, UserError
 from limefort.fortnox import consent_url
@@ -133,10 +133,11 @@ def test_a_pasted_refusal_is_echoed_without_control_characters() -> None:
     assert "\x1b" not in str(exc.value)
 
 
-def test_printable() -> None:
-    assert printable("ok text, å ä ö") == "ok text, å ä ö"
-    assert printable("a\x1b[2Jb\r\nc\u200bd") == "a[2Jbcd"
-    assert len(printable("x" * 1000)) == 200
+def test_echoed() -> None:
+    assert echoed("ok text, å ä ö") == "ok text, å ä ö"
+    # Shown, not obeyed (and not silently dropped: the reader sees something was there).
+    assert echoed("a\x1b[2Jb\r\nc\u200bd") == "a\\x1b[2Jb\\r\\nc\\u200bd"
+    assert len(echoed("x" * 1000)) == 200
 
 
 def test_an_idle_connection_and_a_stateless_error_through_the_command(consent_lf: Lf) -> None:
