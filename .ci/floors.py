@@ -21,11 +21,13 @@ import configparser
 import gzip
 import http.server
 import re
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +71,11 @@ def replay() -> None:
     from limefort.http import HttpClient, RetrySettings
 
     print(f"urllib3 {urllib3.__version__}", flush=True)
-    bomb = gzip.compress(gzip.compress(b" " * (64 << 20)))
+    bomb = _bomb()
+    print(f"the bomb: {len(bomb)} bytes, 2 GiB inflated", flush=True)
+    # The machine's safety net, not the check: with a urllib3 below the floor the chain is
+    # inflated whole (2 GiB) and this limit stops it with a MemoryError instead of the host.
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
@@ -94,17 +100,33 @@ def replay() -> None:
         client.request("GET", "/bomb")
     except TransientError as exc:
         assert "larger than" in str(exc), exc
-        print(f"refused within the cap: {exc}", flush=True)
+    except MemoryError:
+        raise SystemExit(
+            "the gzip bomb was inflated past 1 GiB: the urllib3 floor is too low"
+        ) from None
     else:
         raise SystemExit("the gzip bomb was read whole: the urllib3 floor is too low")
     finally:
         server.shutdown()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB -> MiB
+    print(f"refused within the cap; peak memory {peak} MiB", flush=True)
+    if peak > 256:
+        raise SystemExit(f"the bomb took {peak} MiB to refuse: the cap did not hold")
     try:
         import pip  # noqa: F401
     except ImportError:
         print("no pip in the venv", flush=True)
     else:
         raise SystemExit("pip is still in the venv")
+
+
+def _bomb() -> bytes:
+    """`Content-Encoding: gzip, gzip`: 2 GiB of zeros, gzipped twice, a few kilobytes. Built
+    a MiB at a time, so making it costs no memory."""
+    inner = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: a gzip stream
+    zeros = bytes(1 << 20)
+    layer = b"".join(inner.compress(zeros) for _ in range(2048)) + inner.flush()
+    return gzip.compress(layer, 9)
 
 
 def main() -> None:
