@@ -9,10 +9,12 @@ WORKDIR /src
 COPY setup.cfg pyproject.toml README.md constraints.txt ./
 COPY limefort ./limefort
 # A virtualenv so the runtime stage copies exactly what was installed, nothing of pip's cache;
-# made without pip, and filled by the base image's pip from outside, so no installer is in it.
+# made without pip, and filled by the base image's pip from outside; the pip sqlite-utils
+# requires (for its own `install` command, which limefort never runs) is removed again.
 RUN python -m venv --without-pip /opt/limefort \
     && python -m pip --python /opt/limefort/bin/python install --no-cache-dir \
-        --constraint constraints.txt .
+        --constraint constraints.txt . \
+    && python -m pip --python /opt/limefort/bin/python uninstall --yes pip
 
 FROM python:3.11-slim-bookworm
 COPY --from=build /opt/limefort /opt/limefort

@@ -378,6 +378,10 @@ def test_the_runtime_image_has_no_installer() -> None:
     build_runs = " ".join(rest for word, rest in build if word == "RUN")
     assert "venv --without-pip /opt/limefort" in build_runs, build_runs
     assert "--python /opt/limefort/bin/python install" in build_runs, build_runs
+    # sqlite-utils requires pip: it is taken out of the venv after the install.
+    assert build_runs.index("bin/python uninstall --yes pip") > build_runs.index("install"), (
+        build_runs
+    )
     final_runs = [rest for word, rest in final if word == "RUN"]
     assert final_runs and re.match(
         r"python -m pip uninstall --yes( --quiet)? pip setuptools( wheel)?(\s|$)", final_runs[0]
