@@ -231,9 +231,7 @@ class _Tokens:
         self._lock = threading.Lock()
 
     def _valid(self, record: TokenRecord | None) -> bool:
-        return bool(
-            record and record.access_token and record.expires_at - TOKEN_MARGIN > self._clock()
-        )
+        return record is not None and record.fresh(self._clock(), TOKEN_MARGIN)
 
     def _usable(self, record: TokenRecord | None) -> bool:
         return self._valid(record)

@@ -282,9 +282,7 @@ class LimeGoClient:
     # --- tokens -----------------------------------------------------------------------------
 
     def _valid(self, record: TokenRecord | None) -> bool:
-        return bool(
-            record and record.access_token and record.expires_at - TOKEN_MARGIN > self._clock()
-        )
+        return record is not None and record.fresh(self._clock(), TOKEN_MARGIN)
 
     def access_token(self, force_refresh: bool = False) -> str:
         with self._token_lock:

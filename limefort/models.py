@@ -122,6 +122,19 @@ class TokenRecord:
     refresh_issued_at: float | None = None
     scope: str | None = None
     tenant_id: str | None = None
+    # When this process obtained it (None for a token read from the store): with it, how long
+    # the token lives is known, and the refresh margin can fit a short-lived one. Not stored.
+    obtained_at: float | None = field(default=None, compare=False)
+
+    def fresh(self, now: float, margin: float) -> bool:
+        """An access token that is still good for `margin` seconds. A token that lives less
+        than twice the margin (`expires_in: 30`) is refreshed halfway through its life, not
+        at once: otherwise every request would fetch a new one."""
+        if not self.access_token:
+            return False
+        if self.obtained_at is not None:
+            margin = min(margin, (self.expires_at - self.obtained_at) / 2)
+        return self.expires_at - margin > now
 
 
 # --- what the store holds (typed rows: the store returns these, never dicts) --------------

@@ -46,4 +46,5 @@ def record_from_answer(
         refresh_issued_at=now if refresh else (previous.refresh_issued_at if previous else None),
         scope=str(scope) if scope else None,
         tenant_id=tenant_id or (previous.tenant_id if previous else None),
+        obtained_at=now,
     )

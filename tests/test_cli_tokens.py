@@ -4,6 +4,8 @@ secret exits 3 like `check`, even while a token obtained with the right one is s
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
+from typing import Any
 
 from conftest import Lf
 
@@ -129,3 +131,24 @@ def test_an_old_unsalted_fingerprint_is_migrated_without_asking() -> None:
     loaded = BoundTokenCache(store, {"fortnox": ("id", "secret")}).load("fortnox")
     assert loaded is not None and loaded.access_token is None
     assert store.get_meta(META_PREFIX + "fortnox") == legacy_fingerprint("id", "old")
+
+
+def test_a_token_shorter_lived_than_the_margin_is_not_fetched_for_every_request(
+    make_inprocess_sandbox: Any, tmp_path: Path
+) -> None:
+    """`expires_in: 30` with a 60 s refresh margin: the token is used for half its life, not
+    thrown away at once (seen: 17 token calls for 16 API calls)."""
+    sb = make_inprocess_sandbox(
+        seed=41, companies=16, deals=0, fortnox_token_lifetime=30, limego_token_lifetime=30
+    )
+    lf = Lf(sb, tmp_path)
+    r = lf.run("sync")
+    assert r.code == 0, r.err
+    fortnox_api = [q for q in sb.fortnox.requests if q.path.startswith("/3/")]
+    fortnox_tokens = [q for q in sb.fortnox.requests if q.path == "/oauth-v1/token"]
+    limego_api = [q for q in sb.limego.requests if q.path.startswith("/api/")]
+    limego_tokens = [q for q in sb.limego.requests if q.path == "/oauth/token"]
+    assert len(fortnox_api) >= 16 and limego_api
+    # One at the start (and at most one more for a pass slower than 15 s on a busy machine).
+    assert len(fortnox_tokens) <= 2, (len(fortnox_tokens), len(fortnox_api))
+    assert len(limego_tokens) <= 2, (len(limego_tokens), len(limego_api))
