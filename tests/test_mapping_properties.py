@@ -65,7 +65,7 @@ DOCUMENT_LIMITS: dict[str, tuple[int, bool]] = {
     "Currency": (3, False),
     "Remarks": (1024, True),
     "Comments": (1024, True),
-    "YourOrderNumber": (75, False),
+    "YourOrderNumber": (30, False),  # the lower of two sources (fortnox_limits)
     "ExternalInvoiceReference1": (80, False),
     "ExternalInvoiceReference2": (80, False),
     "DeliveryDate": (10, False),
