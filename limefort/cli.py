@@ -483,7 +483,8 @@ def status(app: App, as_json: bool) -> int:
             f"state.path: no state file at {path} ({where}): no pass has run with this "
             "configuration yet; `limefort sync` creates it there"
         )
-    store = Store.open(path, create=False, busy_timeout=cfg.state.busy_timeout)
+    # Read-only: no migration, no WAL switch, nothing created (a read-only mount works).
+    store = Store.open_read_only(path)
     try:
         data = status_data(store, lock_held=lock_held(path))
     finally:

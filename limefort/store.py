@@ -543,6 +543,51 @@ class Store(_LedgerTables, _RunLog, _DriftTables, RealWorldTables):
         return store
 
     @classmethod
+    def open_read_only(cls, path: Path) -> Store:
+        """The state file for reading only (`status`): SQLite's read-only mode, so nothing is
+        migrated, no journal mode is switched and no file is created, and a state file on a
+        read-only mount (a backup, a Kubernetes volume mounted `readOnly`) can be read. A
+        state file that needs a migration first says so instead of being half read."""
+        path = Path(path)
+        try:
+            conn = connect_read_only(path)
+            store = cls(Database(conn), path)
+            applied = set(store._applied())
+        except sqlite3.OperationalError:
+            # WAL left a -wal file behind, and this mount cannot take the -shm beside it: the
+            # main file alone (what the last checkpoint holds) is still the file's state.
+            conn = sqlite3.connect(read_only_uri(path, wal_exists=False), uri=True, timeout=5)
+            store = cls(Database(conn), path)
+            try:
+                applied = set(store._applied())
+            except sqlite3.DatabaseError as exc:
+                store.close()
+                raise StateError(_explain_sqlite(path, exc)) from None
+        except sqlite3.DatabaseError as exc:
+            raise StateError(_explain_sqlite(path, exc)) from None
+        known = [name for name, _ in MIGRATIONS]
+        if applied - set(known):
+            store.close()
+            raise StateError(
+                f"state.path: {path} was written by a newer limefort "
+                f"(unknown migrations {sorted(applied - set(known))}); upgrade limefort"
+            )
+        missing = [name for name in known if name not in applied]
+        if missing:
+            store.close()
+            raise StateError(
+                f"state.path: {path} was written by an older limefort and needs "
+                f"{len(missing)} migration(s) ({', '.join(missing)}) that `status` does not "
+                "make (it only reads): the next `limefort sync` applies them"
+            )
+        return store
+
+    def _applied(self) -> list[str]:
+        if "_migrations" not in self.db.table_names():
+            return []
+        return [r["name"] for r in self.db.table("_migrations").rows]
+
+    @classmethod
     def memory(cls, clock: Clock = _utcnow) -> Store:
         store = cls(Database(memory=True), clock=clock)
         store.migrate()

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Lf, add_keys
@@ -143,3 +144,63 @@ def test_status_json_keeps_utc_times(lf: Lf) -> None:
     assert lf.run("sync").code == 0
     started = lf.status()["last_run"]["started_at"]
     assert datetime.fromisoformat(started).utcoffset() == UTC.utcoffset(None)
+
+
+# --- status only reads (issue 24, 27) --------------------------------------------------------
+
+
+def _read_only_mounts_work() -> bool:
+    try:
+        probe = subprocess.run(
+            ["unshare", "-m", "sh", "-c", "mount --bind / /mnt 2>/dev/null; echo ok"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0 and "ok" in probe.stdout
+
+
+def test_status_works_with_the_state_directory_on_a_read_only_mount(
+    make_inprocess_sandbox: Any, tmp_path: Path
+) -> None:
+    if not _read_only_mounts_work():
+        pytest.skip("this machine cannot make a private read-only bind mount (unshare -m)")
+    sb = make_inprocess_sandbox(seed=61, companies=3, deals=2)
+    state_dir = tmp_path / "state"
+    state_dir.mkdir(mode=0o700)
+    lf = Lf(sb, state_dir)
+    assert lf.run("sync").code in (0, 1)
+    before = {p.name: p.read_bytes() for p in state_dir.iterdir()}
+    limefort = Path(sys.executable).parent / "limefort"
+    script = (
+        f"mount --bind {state_dir} {state_dir} && mount -o remount,ro,bind {state_dir} && "
+        f"touch {state_dir}/probe 2>/dev/null && echo WRITABLE; "
+        f"{limefort} --config {lf.config} status --json"
+    )
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert "WRITABLE" not in proc.stdout, "the mount was not read-only: nothing was tested"
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["state_path"] == str(lf.state) and data["runs"], data
+    assert {p.name: p.read_bytes() for p in state_dir.iterdir()} == before
+
+
+def test_status_reads_an_old_state_file_without_migrating_it(lf: Lf) -> None:
+    assert lf.run("sync").code in (0, 1)
+    import sqlite3
+
+    conn = sqlite3.connect(lf.state)
+    [last] = conn.execute("SELECT max(name) FROM _migrations").fetchone()
+    conn.execute("DELETE FROM _migrations WHERE name = ?", [last])
+    conn.commit()
+    conn.close()
+    r = lf.run("status")
+    assert r.code == 2 and "needs 1 migration(s)" in r.err and last in r.err, r.err
+    assert "the next `limefort sync` applies them" in r.err
+    # Nothing was migrated by looking.
+    rows = [row["name"] for row in lf.store_rows("_migrations")]
+    assert last not in rows
