@@ -484,7 +484,7 @@ def status(app: App, as_json: bool) -> int:
             "configuration yet; `limefort sync` creates it there"
         )
     # Read-only: no migration, no WAL switch, nothing created (a read-only mount works).
-    store = Store.open_read_only(path)
+    store = Store.open_read_only(path, busy_timeout=cfg.state.busy_timeout)
     try:
         data = status_data(store, lock_held=lock_held(path))
     finally:

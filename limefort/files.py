@@ -92,7 +92,9 @@ def open_private(path: Path, flags: int, *, create: bool, what: str = "state fil
     raise StateError(f"{path}: the {what} keeps disappearing while limefort opens it")
 
 
-def check_private_fd(fd: int, path: Path, what: str = "state file") -> None:
+def check_private_fd(fd: int, path: Path, what: str = "state file", *, fix: bool = True) -> None:
+    """A regular file of this user's; one open to others is made 0600 (without `fix`, where
+    that cannot be done, as on a read-only mount, it is only said)."""
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         raise StateError(f"{path}: the {what} is not a regular file; refusing to use it")
@@ -102,7 +104,19 @@ def check_private_fd(fd: int, path: Path, what: str = "state file") -> None:
             "file someone else prepared: remove it, or run limefort as its owner"
         )
     if st.st_mode & _OPEN_TO_OTHERS:
-        os.fchmod(fd, PRIVATE_MODE)
+        try:
+            os.fchmod(fd, PRIVATE_MODE)
+        except OSError:
+            if fix:
+                raise
+            # A reader on a read-only mount cannot close it; it says so and reads on.
+            log.warning(
+                "%s: the %s is open to other users (mode %04o): `chmod 600` it",
+                path,
+                what,
+                stat.S_IMODE(st.st_mode),
+            )
+            return
         # Info, not a warning: fixed as limefort always silently did; said under -v.
         log.info(
             "%s: the %s was open to other users (mode %04o), now 0600%s",
@@ -114,6 +128,21 @@ def check_private_fd(fd: int, path: Path, what: str = "state file") -> None:
             if what == "state file"
             else "",
         )
+
+
+def check_readable_file(path: Path, what: str = "state file") -> None:
+    """For a reader: `path` is this user's regular file and not a symlink, checked without
+    changing anything (FileNotFoundError when it is missing)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise _refused(path, exc, what) from None
+    try:
+        check_private_fd(fd, path, what, fix=False)
+    finally:
+        os.close(fd)
 
 
 def _refused(path: Path, exc: OSError, what: str) -> StateError:

@@ -24,7 +24,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from limefort.errors import StateError, UserError
-from limefort.files import check_private_dir, open_private
+from limefort.files import check_private_dir, check_readable_file, open_private
 from limefort.keys import company_key
 from limefort.migrations import MIGRATIONS
 from limefort.models import (
@@ -543,17 +543,25 @@ class Store(_LedgerTables, _RunLog, _DriftTables, RealWorldTables):
         return store
 
     @classmethod
-    def open_read_only(cls, path: Path) -> Store:
+    def open_read_only(cls, path: Path, *, busy_timeout: float = 10.0) -> Store:
         """The state file for reading only (`status`): SQLite's read-only mode, so nothing is
         migrated, no journal mode is switched and no file is created, and a state file on a
         read-only mount (a backup, a Kubernetes volume mounted `readOnly`) can be read. A
         state file that needs a migration first says so instead of being half read."""
         path = Path(path)
         try:
-            conn = connect_read_only(path)
+            check_readable_file(path)  # no symlink, this user's, a regular file
+        except FileNotFoundError:
+            raise StateError(
+                f"state.path: no state file at {path} (no pass has run yet: run `limefort sync`)"
+            ) from None
+        try:
+            conn = connect_read_only(path, timeout=busy_timeout)
             store = cls(Database(conn), path)
             applied = set(store._applied())
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise StateError(_explain_sqlite(path, exc)) from None
             # WAL left a -wal file behind, and this mount cannot take the -shm beside it: the
             # main file alone (what the last checkpoint holds) is still the file's state.
             conn = sqlite3.connect(read_only_uri(path, wal_exists=False), uri=True, timeout=5)
@@ -1023,9 +1031,9 @@ def read_only_uri(path: Path, *, wal_exists: bool) -> str:
     return uri if wal_exists else uri + "&immutable=1"
 
 
-def connect_read_only(path: Path) -> sqlite3.Connection:
+def connect_read_only(path: Path, *, timeout: float = 5) -> sqlite3.Connection:
     wal = path.with_name(path.name + "-wal")
-    return sqlite3.connect(read_only_uri(path, wal_exists=wal.exists()), uri=True, timeout=5)
+    return sqlite3.connect(read_only_uri(path, wal_exists=wal.exists()), uri=True, timeout=timeout)
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
