@@ -311,9 +311,12 @@ class Rejected:
 class DealContext:
     deal: Deal
     company: Company | None
-    contact: Person | None  # the deal's first contact
-    owner: Person | None  # the deal's first owner
+    contact: Person | None  # the deal's first contact that exists
+    owner: Person | None  # the deal's first owner that exists
     field_defs: Mapping[str, CustomFieldDef]  # deal custom-field definitions by key
+    # ("contact" | "owner", id) of people the deal names that Lime Go no longer has: the
+    # fields they fill take the next one that exists, or stay blank, and it is said.
+    gone: tuple[tuple[str, str], ...] = ()
 
 
 # --- reading sources --------------------------------------------------------------------------
@@ -612,6 +615,13 @@ def map_deal(
             "report this to limefort's maintainers: Lime Go ids are expected to be UUIDs",
         )
     payload[DOCUMENT_KEY_FIELD] = key
+    for role, person_id in ctx.gone:
+        person = ctx.contact if role == "contact" else ctx.owner
+        instead = f"used {person.name or person.id} instead" if person else "left blank"
+        lost.append(
+            f"{role}.*: the deal's {role} {person_id} no longer exists in Lime Go; "
+            f"the fields from the {role} (Er/Vår referens) {instead}"
+        )
 
     if dropped:
         shown = ", ".join(repr(c) for c in dict.fromkeys(dropped[:50]))

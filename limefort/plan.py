@@ -542,8 +542,30 @@ def deal_lookups(
     wins = list(wins)
     held = ledger or {}
     companies = {d.company_id for d in wins if d.company_id and d.company_id not in snap.related}
-    contacts = {d.contact_ids[0] for d in wins if d.contact_ids and document_ref(d.id) not in held}
+    # The first few contacts, not only the first: when it was deleted, Er referens takes
+    # the next one that exists (`first_existing`).
+    contacts = {
+        c for d in wins if document_ref(d.id) not in held for c in d.contact_ids[:CONTACTS_TRIED]
+    }
     return companies, contacts
+
+
+# How many of a deal's contacts are read to find one that still exists.
+CONTACTS_TRIED = 3
+
+
+def first_existing(
+    role: str, ids: Sequence[str], people: Mapping[str, Person], tried: int
+) -> tuple[Person | None, tuple[tuple[str, str], ...]]:
+    """The first person of `ids` Lime Go still has, and (role, id) of those before it (and,
+    when none exists, of all tried) that it no longer has."""
+    gone: list[tuple[str, str]] = []
+    for person_id in ids[:tried]:
+        person = people.get(person_id)
+        if person is not None:
+            return person, tuple(gone)
+        gone.append((role, person_id))
+    return None, tuple(gone)
 
 
 def plan_deals(snap: Snapshot, rules: Rules) -> list[Action]:
@@ -577,12 +599,17 @@ def _plan_win(
         return [*_relink_company(snap, rules, deal, first, linking, creating),
                 LinkDocument(deal, kind, first, others)]  # fmt: skip
     company = snap.related.get(deal.company_id or "")
+    contact, contacts_gone = first_existing(
+        "contact", deal.contact_ids, snap.contacts, CONTACTS_TRIED
+    )
+    owner, owners_gone = first_existing("owner", deal.owner_ids, snap.owners, len(deal.owner_ids))
     ctx = DealContext(
         deal=deal,
         company=company,
-        contact=snap.contacts.get(deal.contact_ids[0]) if deal.contact_ids else None,
-        owner=snap.owners.get(deal.owner_ids[0]) if deal.owner_ids else None,
+        contact=contact,
+        owner=owner,
         field_defs=snap.field_defs,
+        gone=contacts_gone + owners_gone,
     )
     result = map_deal(
         ctx,

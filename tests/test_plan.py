@@ -500,3 +500,25 @@ def test_relinking_after_a_lost_state_file_adopts_the_documents_customer() -> No
     adopt, linkdoc = P.plan_deals(snap, rules())
     assert isinstance(adopt, P.AdoptCustomer) and adopt.customer == "7" and adopt.by == "document"
     assert isinstance(linkdoc, P.LinkDocument) and linkdoc.document.document_number == "55"
+
+
+@pytest.mark.parametrize(
+    ("ids", "present", "chosen", "gone"),
+    [
+        (("a", "b"), {"a", "b"}, "a", ()),
+        (("a", "b"), {"b"}, "b", (("contact", "a"),)),
+        (("a", "b", "c", "d"), {"d"}, None, (("contact", "a"), ("contact", "b"), ("contact", "c"))),
+        (("a",), set(), None, (("contact", "a"),)),
+        ((), set(), None, ()),
+    ],
+)
+def test_er_referens_takes_the_first_contact_that_exists(
+    ids: tuple[str, ...], present: set[str], chosen: str | None, gone: tuple[Any, ...]
+) -> None:
+    from limefort.models import Person
+    from limefort.plan import CONTACTS_TRIED, first_existing
+
+    people = {i: Person(id=i, first_name=i.upper(), last_name=None) for i in present}
+    person, missing = first_existing("contact", ids, people, CONTACTS_TRIED)
+    assert (person.id if person else None) == chosen
+    assert missing == gone

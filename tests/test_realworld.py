@@ -443,3 +443,31 @@ def test_what_still_cannot_fit_is_a_warning_on_the_deal(
     assert "did not fit in Remarks and 20 text rows" in text and invoice["DocumentNumber"] in text
     data = json.loads(ok(lf.run("status", "--json")).out)
     assert any(w["key"] == f"deal:{did}" and w["since"] for w in data["warnings"])
+
+
+# --- issue 23: Er referens when the first contact was deleted --------------------------------
+
+
+def test_er_referens_falls_back_to_the_next_contact_and_the_gap_stays_in_status(
+    make_inprocess_sandbox: Any, tmp_path: Path
+) -> None:
+    sb, lf = fresh(make_inprocess_sandbox, tmp_path)
+    cid = add_customer(sb, "Referens AB")
+    gone = sb.limego.add_contact(cid, first_name="Greta", last_name="Borttagen")
+    kept = sb.limego.add_contact(cid, first_name="Karl", last_name="Kvar")
+    did = sb.limego.add_deal(
+        company_id=cid, stage="won", name="Två kontakter", value="500", contact_ids=[gone, kept]
+    )
+    lonely = sb.limego.add_deal(
+        company_id=cid, stage="won", name="Ingen kvar", value="600", contact_ids=[gone]
+    )
+    sb.limego.delete_contact(gone)
+    ok(lf.run("sync"))
+    [invoice] = sb.fortnox.documents_by_ref(f"limego:deal:{did}")
+    assert invoice["YourReference"] == "Karl Kvar"
+    [blank] = sb.fortnox.documents_by_ref(f"limego:deal:{lonely}")
+    assert not blank.get("YourReference")
+    said = warnings(lf)
+    assert f"contact {gone} no longer exists" in said[f"deal:{did}"]
+    assert "used Karl Kvar instead" in said[f"deal:{did}"]
+    assert "left blank" in said[f"deal:{lonely}"]
