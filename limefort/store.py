@@ -573,14 +573,12 @@ class Store(_LedgerTables, _RunLog, _DriftTables, RealWorldTables):
                 raise StateError(_explain_sqlite(path, exc)) from None
         except sqlite3.DatabaseError as exc:
             raise StateError(_explain_sqlite(path, exc)) from None
-        known = [name for name, _ in MIGRATIONS]
-        if applied - set(known):
+        try:
+            _refuse_newer(path, applied)
+        except StateError:
             store.close()
-            raise StateError(
-                f"state.path: {path} was written by a newer limefort "
-                f"(unknown migrations {sorted(applied - set(known))}); upgrade limefort"
-            )
-        missing = [name for name in known if name not in applied]
+            raise
+        missing = [name for name, _ in MIGRATIONS if name not in applied]
         if missing:
             store.close()
             raise StateError(
@@ -612,13 +610,8 @@ class Store(_LedgerTables, _RunLog, _DriftTables, RealWorldTables):
     def migrate(self) -> list[str]:
         if "_migrations" not in self.db.table_names():
             self.db.table("_migrations").create({"name": str, "applied_at": str}, pk="name")
-        applied = {r["name"] for r in self.db.table("_migrations").rows}
-        known = {name for name, _ in MIGRATIONS}
-        if applied - known:
-            raise StateError(
-                f"state.path: {self.path} was written by a newer limefort "
-                f"(unknown migrations {sorted(applied - known)}); upgrade limefort"
-            )
+        applied = set(self._applied())
+        _refuse_newer(self.path, applied)
         done = []
         for name, fn in MIGRATIONS:
             if name in applied:
@@ -976,6 +969,16 @@ def _state_trouble(exc: sqlite3.DatabaseError) -> bool:
     text = str(exc).lower()
     words = ("locked", "busy", "readonly", "read-only", "disk i/o", "full", "malformed")
     return any(w in text for w in (*words, "not a database"))
+
+
+def _refuse_newer(path: Path | None, applied: set[str]) -> None:
+    """A state file with migrations this limefort does not know was written by a newer one."""
+    unknown = applied - {name for name, _ in MIGRATIONS}
+    if unknown:
+        raise StateError(
+            f"state.path: {path} was written by a newer limefort "
+            f"(unknown migrations {sorted(unknown)}); upgrade limefort"
+        )
 
 
 def _explain_sqlite(path: Path | None, exc: sqlite3.DatabaseError) -> str:
