@@ -544,49 +544,8 @@ class Store(_LedgerTables, _RunLog, _DriftTables, RealWorldTables):
 
     @classmethod
     def open_read_only(cls, path: Path, *, busy_timeout: float = 10.0) -> Store:
-        """The state file for reading only (`status`): SQLite's read-only mode, so nothing is
-        migrated, no journal mode is switched and no file is created, and a state file on a
-        read-only mount (a backup, a Kubernetes volume mounted `readOnly`) can be read. A
-        state file that needs a migration first says so instead of being half read."""
-        path = Path(path)
-        try:
-            check_readable_file(path)  # no symlink, this user's, a regular file
-        except FileNotFoundError:
-            raise StateError(
-                f"state.path: no state file at {path} (no pass has run yet: run `limefort sync`)"
-            ) from None
-        try:
-            conn = connect_read_only(path, timeout=busy_timeout)
-            store = cls(Database(conn), path)
-            applied = set(store._applied())
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc):
-                raise StateError(_explain_sqlite(path, exc)) from None
-            # WAL left a -wal file behind, and this mount cannot take the -shm beside it: the
-            # main file alone (what the last checkpoint holds) is still the file's state.
-            conn = sqlite3.connect(read_only_uri(path, wal_exists=False), uri=True, timeout=5)
-            store = cls(Database(conn), path)
-            try:
-                applied = set(store._applied())
-            except sqlite3.DatabaseError as exc:
-                store.close()
-                raise StateError(_explain_sqlite(path, exc)) from None
-        except sqlite3.DatabaseError as exc:
-            raise StateError(_explain_sqlite(path, exc)) from None
-        try:
-            _refuse_newer(path, applied)
-        except StateError:
-            store.close()
-            raise
-        missing = [name for name, _ in MIGRATIONS if name not in applied]
-        if missing:
-            store.close()
-            raise StateError(
-                f"state.path: {path} was written by an older limefort and needs "
-                f"{len(missing)} migration(s) ({', '.join(missing)}) that `status` does not "
-                "make (it only reads): the next `limefort sync` applies them"
-            )
-        return store
+        """The state file for reading only (`status`): see `open_read_only` below."""
+        return open_read_only(cls, Path(path), busy_timeout)
 
     def _applied(self) -> list[str]:
         if "_migrations" not in self.db.table_names():
@@ -969,6 +928,51 @@ def _state_trouble(exc: sqlite3.DatabaseError) -> bool:
     text = str(exc).lower()
     words = ("locked", "busy", "readonly", "read-only", "disk i/o", "full", "malformed")
     return any(w in text for w in (*words, "not a database"))
+
+
+def open_read_only(cls: type[Store], path: Path, busy_timeout: float) -> Store:
+    """The state file for reading only (`status`): SQLite's read-only mode, so nothing is
+    migrated, no journal mode is switched and no file is created, and a state file on a
+    read-only mount (a backup, a Kubernetes volume mounted `readOnly`) can be read. A
+    state file that needs a migration first says so instead of being half read."""
+    try:
+        check_readable_file(path)  # no symlink, this user's, a regular file
+    except FileNotFoundError:
+        raise StateError(
+            f"state.path: no state file at {path} (no pass has run yet: run `limefort sync`)"
+        ) from None
+    try:
+        conn = connect_read_only(path, timeout=busy_timeout)
+        store = cls(Database(conn), path)
+        applied = set(store._applied())
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc):
+            raise StateError(_explain_sqlite(path, exc)) from None
+        # WAL left a -wal file behind, and this mount cannot take the -shm beside it: the
+        # main file alone (what the last checkpoint holds) is still the file's state.
+        conn = sqlite3.connect(read_only_uri(path, wal_exists=False), uri=True, timeout=5)
+        store = cls(Database(conn), path)
+        try:
+            applied = set(store._applied())
+        except sqlite3.DatabaseError as exc:
+            store.close()
+            raise StateError(_explain_sqlite(path, exc)) from None
+    except sqlite3.DatabaseError as exc:
+        raise StateError(_explain_sqlite(path, exc)) from None
+    try:
+        _refuse_newer(path, applied)
+    except StateError:
+        store.close()
+        raise
+    missing = [name for name, _ in MIGRATIONS if name not in applied]
+    if missing:
+        store.close()
+        raise StateError(
+            f"state.path: {path} was written by an older limefort and needs "
+            f"{len(missing)} migration(s) ({', '.join(missing)}) that `status` does not "
+            "make (it only reads): the next `limefort sync` applies them"
+        )
+    return store
 
 
 def _refuse_newer(path: Path | None, applied: set[str]) -> None:
