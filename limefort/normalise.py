@@ -380,14 +380,50 @@ def _country_table() -> dict[str, str]:
 
 
 def normalise_country(raw: str) -> str | Invalid:
-    """ISO 3166-1 alpha-2 from a code (SE, SWE) or a name in English or Swedish (Sverige)."""
+    """ISO 3166-1 alpha-2 from a code (SE, SWE), a name in English or Swedish (Sverige), or
+    a name in any language CLDR has (Deutschland, Allemagne, Suomi), via Babel."""
     text = raw.strip()
-    code = _country_table().get(_country_key(text))
+    key = _country_key(text)
+    code = _country_table().get(key) or _cldr_table().get(key)
     if code is None:
         return Invalid(
             f"country {quote(text)} is not a country Fortnox knows; use an ISO code like SE"
         )
     return code
+
+
+@cache
+def _cldr_table() -> dict[str, str]:
+    """Territory names of every base language in CLDR (Babel's locale data), casefolded, to
+    their alpha-2 code: "Deutschland", "Allemagne", "Suomi", "Nederländerna". Built once a
+    process, and only when a name is not in the English/Swedish table (about a second).
+    A name two languages give to different countries ("Kongo") is left out: no guessing."""
+    from babel import Locale, UnknownLocaleError
+    from babel.localedata import locale_identifiers
+
+    table: dict[str, str] = {}
+    clashes: set[str] = set()
+    for ident in locale_identifiers():
+        if "_" in ident:
+            continue  # regional variants repeat their language's names
+        try:
+            territories = Locale.parse(ident).territories
+        except (UnknownLocaleError, ValueError):
+            continue
+        for code, name in territories.items():
+            if (
+                len(code) != 2
+                or not code.isalpha()
+                or pycountry.countries.get(alpha_2=code) is None
+            ):
+                continue  # regions ("150") and CLDR's pseudo-territories ("ZZ")
+            key = _country_key(name)
+            if table.get(key, code) != code:
+                clashes.add(key)
+            table[key] = code
+    for key in clashes:
+        del table[key]
+    return table
 
 
 # --- currencies -------------------------------------------------------------------------------

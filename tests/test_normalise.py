@@ -277,3 +277,30 @@ def test_as_text_never_raises_on_odd_numbers() -> None:
 
 def test_huge_text_with_many_lines_is_folded() -> None:
     assert clean_text("a\n" * 100_000) == ", ".join(["a"] * 100_000)
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("Deutschland", "DE"),
+        ("Allemagne", "DE"),
+        ("Tyskland", "DE"),
+        ("Frankrike", "FR"),
+        ("Suomi", "FI"),
+        ("Storbritannien", "GB"),
+        ("Nederländerna", "NL"),
+        ("Norge", "NO"),
+        ("USA", "US"),
+        ("Sverige", "SE"),
+        ("  deutschland ", "DE"),
+        ("Alemania", "DE"),
+        ("Danmark", "DK"),
+    ],
+)
+def test_country_names_in_any_language_map_through_cldr(name: str, code: str) -> None:
+    assert normalise_country(name) == code
+
+
+def test_a_country_nobody_recognises_is_invalid_with_its_reason() -> None:
+    got = normalise_country("Atlantis")
+    assert isinstance(got, Invalid) and "'Atlantis' is not a country" in got.reason
