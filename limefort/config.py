@@ -354,11 +354,11 @@ def _opt_url(key: str, v: Any) -> str | None:
     s = _opt_str(key, v)
     if not s:
         return None
-    if tuple(key.split(".", 1)) not in SECRET_KEYS:
-        return check_url(key, s)
     try:
         return check_url(key, s)
     except ConfigError as exc:
+        if tuple(key.split(".", 1)) not in SECRET_KEYS:
+            raise
         # The problem said with the URL's host only: its path is the secret.
         problem = str(exc).removeprefix(f"{key}: ")
         raise ConfigError(key, problem.replace(repr(s), s).replace(s, url_host(s))) from None
@@ -489,8 +489,10 @@ def _env_overrides(
         if not name.startswith("LIMEFORT_") or name == "LIMEFORT_CONFIG":
             continue
         rest = name[len("LIMEFORT_") :].lower()
-        from_file = rest.endswith("_file") and _setting(rest[: -len("_file")]) is not None
-        found = _setting(rest[: -len("_file")] if from_file else rest)
+        found, from_file = _setting(rest), False
+        if found is None and rest.endswith("_file"):
+            found = _setting(rest.removesuffix("_file"))
+            from_file = found is not None
         if found is None:
             problems.append(
                 ConfigError(

@@ -8,7 +8,7 @@ whose fingerprint is not the configured one is not handed out, so the client ask
 endpoint again and a wrong secret fails at once (exit 3).
 
 The fingerprint is `scrypt$<salt>$<hash>`: salted (16 random bytes of its own) and slow
-(scrypt, n=2^14), because the state file and every backup of it carry it: a plain hash would
+(scrypt, n=2^13; see SCRYPT), because the state file and every backup of it carry it: a plain hash would
 let whoever holds a backup try guesses of the client secret offline at billions a second. The
 first version stored an unsalted `sha256(id\0secret)[:16]`; a pass that finds one and the
 configured credentials match it stores the scrypt form instead (nothing asked of the user). A
