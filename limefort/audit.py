@@ -25,12 +25,14 @@ import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from limefort import payments as payments_mod
 from limefort.keys import deal_id_of_ref, deal_key
 from limefort.models import Deal, DocumentKind
+from limefort.payments import Payment, payment_of
 from limefort.progress import NullProgress, Progress
 from limefort.store import Recorded
 
@@ -50,6 +52,12 @@ class Document:
     customer_number: str | None
     cancelled: bool
     date: str | None  # InvoiceDate / OrderDate, YYYY-MM-DD
+    # What invoice list items say of payment (orders carry none): see limefort.payments.
+    booked: bool = False
+    total: str | None = None
+    balance: str | None = None
+    due: str | None = None
+    currency: str | None = None
 
     @property
     def ref(self) -> str:
@@ -82,6 +90,8 @@ class Findings:
     # `--deep`: documents the index lists that Fortnox would not return one by one. Never part
     # of "in line": what was not read was not checked.
     unreadable: list[dict[str, Any]] = field(default_factory=list)
+    # Not findings: whether each won deal's live invoice is paid (never part of the exit code).
+    payments: list[Payment] = field(default_factory=list)
 
     @property
     def found(self) -> int:
@@ -110,6 +120,11 @@ def document_of(kind: str, item: Mapping[str, Any]) -> Document:
         str(item.get("CustomerNumber") or "") or None,
         item.get("Cancelled") in (True, "true", "True", 1),
         item.get("InvoiceDate") or item.get("OrderDate") or None,
+        booked=item.get("Booked") in (True, "true", "True", 1),
+        total=_text(item.get("Total")),
+        balance=_text(item.get("Balance")),
+        due=item.get("DueDate") or None,
+        currency=item.get("Currency") or None,
     )
 
 
@@ -198,10 +213,13 @@ def findings(
     gone: frozenset[str] = frozenset(),
     deep: Mapping[str, Mapping[str, Any]] | None = None,
     unreadable: Sequence[Document] = (),
+    today: date | None = None,
 ) -> Findings:
     """`deals`: every deal read (the window's, and those looked up); `gone`: deal ids Lime Go
     no longer has; `deep`: the documents read one by one (by `invoice:<n>`), for `--deep`;
-    `unreadable`: those `--deep` asked for and Fortnox did not return."""
+    `unreadable`: those `--deep` asked for and Fortnox did not return; `today`: the day in
+    `sync.timezone` that decides what is overdue (default: the window's last day)."""
+    day = today or window.end.date()
     out = Findings(window, documents=len(documents))
     out.unreadable = [
         {
@@ -240,6 +258,7 @@ def findings(
             continue
         if len(live) > 1:
             out.duplicates.append({"key": key, "documents": [x.ref for x in live]})
+        out.payments.extend(payment(key, x, day) for x in live if x.kind == "invoice")
         for x in live:
             diff = _differences(deal, x, recorded, deep)
             if diff:
@@ -257,6 +276,13 @@ def findings(
             if not x.cancelled:
                 out.orphans.append({"key": deal_key(did), "document": x.ref, "reason": reason})
     return out
+
+
+def payment(key: str, doc: Document, today: date) -> Payment:
+    return payment_of(
+        key, doc.number, cancelled=doc.cancelled, booked=doc.booked, balance=doc.balance,
+        total=doc.total, due=doc.due, currency=doc.currency, today=today,
+    )  # fmt: skip
 
 
 def _text(v: Any) -> str | None:
@@ -327,33 +353,82 @@ def rows(f: Findings) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def to_json(f: Findings) -> str:
-    return json.dumps(f.as_dict(), indent=2, ensure_ascii=False)
+def listed_payments(f: Findings, *, unpaid: bool) -> list[Payment]:
+    """The payments `--payments` lists (every won deal's invoice), or `--unpaid` (the owed)."""
+    return [p for p in f.payments if p.owed] if unpaid else list(f.payments)
 
 
-def to_csv(f: Findings) -> str:
+def to_json(f: Findings, *, payments: bool = False, unpaid: bool = False) -> str:
+    """The findings; with `payments` (or `unpaid`) also a "payments" list (the plain
+    audit's JSON keeps the keys it always had)."""
+    out = f.as_dict()
+    if payments or unpaid:
+        out["payments"] = [p.as_dict() for p in listed_payments(f, unpaid=unpaid)]
+    return json.dumps(out, indent=2, ensure_ascii=False)
+
+
+def _csv(header: Sequence[str], body: Iterable[Sequence[str]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["finding", "key", "documents", "detail"])
-    w.writerows([spreadsheet_text(c) for c in r] for r in rows(f))
+    w.writerow(header)
+    w.writerows([spreadsheet_text(c) for c in r] for r in body)
     return buf.getvalue()
 
 
-def to_table(f: Findings, kind: str) -> str:
+def to_csv(f: Findings) -> str:
+    return _csv(["finding", "key", "documents", "detail"], rows(f))
+
+
+def payments_csv(f: Findings, *, unpaid: bool) -> str:
+    """`--payments` / `--unpaid` with `--csv`: one row per invoice instead of per finding."""
+    return _csv(payments_mod.HEADER, payments_mod.rows(listed_payments(f, unpaid=unpaid)))
+
+
+def _columns(table: Sequence[Sequence[str]], fixed: int) -> list[str]:
+    """Rows as aligned text: the first `fixed` columns padded, the rest as they are."""
+    widths = [max(len(r[i]) for r in table) for i in range(fixed)]
+    return [
+        "  ".join([*(r[i].ljust(widths[i]) for i in range(fixed)), *r[fixed:]]).rstrip()
+        for r in table
+    ]
+
+
+def _head(f: Findings, kind: str) -> str:
     start = f.window.start.date().isoformat() if f.window.start else "the beginning"
-    head = (
+    return (
         f"Audit of deals won from {start} to {f.window.end.date().isoformat()}: "
         f"{f.won} won deals, {f.documents} {kind}s read from Fortnox"
     )
+
+
+def to_table(f: Findings, kind: str) -> str:
+    head = _head(f, kind)
+    paid = [payments_mod.summary(f.payments)] if kind == "invoice" else []
     if not f.found:
-        return head + "\nNothing found: every won deal has exactly one document, in line."
-    table = [("finding", "key", "documents", "detail"), *rows(f)]
-    widths = [max(len(r[i]) for r in table) for i in range(3)]
-    lines = [head, ""]
-    for r in table:
-        lines.append("  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3])
+        return "\n".join(
+            [head, "Nothing found: every won deal has exactly one document, in line.", *paid]
+        )
+    lines = [head, "", *_columns([("finding", "key", "documents", "detail"), *rows(f)], 3)]
     counts = ", ".join(f"{len(getattr(f, c))} {c}" for c in CATEGORIES if getattr(f, c))
-    return "\n".join([*lines, "", counts])
+    return "\n".join([*lines, "", counts, *paid])
+
+
+def payments_table(f: Findings, *, unpaid: bool) -> str:
+    """`--payments` / `--unpaid`: one line per invoice, then the summary; findings are only
+    counted here (the plain `audit` names them)."""
+    listed = listed_payments(f, unpaid=unpaid)
+    head = _head(f, "invoice")
+    what = "owed" if unpaid else "invoices of won deals"
+    lines = [head, ""]
+    if listed:
+        lines += _columns([payments_mod.HEADER, *payments_mod.rows(listed)], 7)
+    else:
+        lines.append(f"No {what}.")
+    lines += ["", payments_mod.summary(f.payments)]
+    if f.found:
+        counts = ", ".join(f"{len(getattr(f, c))} {c}" for c in CATEGORIES if getattr(f, c))
+        lines.append(f"Also found: {counts} (run `limefort audit` without --unpaid/--payments).")
+    return "\n".join(lines)
 
 
 # --- I/O --------------------------------------------------------------------------------------
@@ -369,9 +444,11 @@ def run_audit(
     window: Window,
     deep: bool = False,
     progress: Progress | None = None,
+    today: date | None = None,
 ) -> Findings:
     """Read the window's deals and the documents, look up the deals the read did not return,
-    and (`deep`) each live document of a won deal; then `findings`."""
+    and (`deep`) each live document of a won deal; then `findings` (`today`: the day in
+    `sync.timezone` that decides what is overdue)."""
     p = progress or NullProgress()
     deals: dict[str, Deal] = {}
     for page in limego.iter_deals(updated_since=window.start):
@@ -406,7 +483,7 @@ def run_audit(
             p.advance(1)
     return findings(
         deals, documents, recorded, won_stages=won_stages, window=window, gone=frozenset(gone),
-        deep=full, unreadable=unreadable,
+        deep=full, unreadable=unreadable, today=today,
     )  # fmt: skip
 
 

@@ -1076,6 +1076,15 @@ def fleet_status(directory: Path, as_json: bool) -> int:
 )
 @click.option("--deep", is_flag=True, help="Read each document to compare its rows (slow).")
 @click.option("--force", is_flag=True, help="Replace an existing --csv file.")
+@click.option(
+    "--payments",
+    "list_payments",
+    is_flag=True,
+    help="List each won deal's invoice: paid, unpaid, overdue or cancelled, booked, amount left.",
+)
+@click.option(
+    "--unpaid", is_flag=True, help="List only the invoices still owed (unpaid or overdue)."
+)
 @click.pass_obj
 def audit(
     app: App,
@@ -1085,6 +1094,8 @@ def audit(
     csv_path: Path | None,
     deep: bool,
     force: bool,
+    list_payments: bool,
+    unpaid: bool,
 ) -> int:
     """Check that what was won is what was billed: the won deals of a window (Lime Go)
     against the documents (Fortnox), matched by their key. Changes nothing anywhere.
@@ -1095,13 +1106,28 @@ def audit(
     cancelled. Exit 0 when nothing is found, 1 otherwise. A deal's won-at time is the one
     limefort recorded, else its last change in Lime Go (as for backfill).
 
+    Payments (invoices only; read from the same invoice list, no request per invoice): the
+    summary says how many invoices are paid, unpaid, overdue or cancelled and what is owed.
+    --payments lists every won deal's invoice, --unpaid only those still owed, with the
+    amount left and the due date; an invoice is overdue the day after its due date in
+    sync.timezone. They change what is listed, not the exit code.
+
     \b
     Examples:
       limefort audit --from 2026-01-01 --to 2026-06-30
       limefort audit --from 2026-01-01 --json | jq '.missing[].key'
       limefort audit --csv audit.csv --deep
+      limefort audit --unpaid --csv owed.csv
     """
-    from limefort.audit import Window, run_audit, to_csv, to_json, to_table
+    from limefort.audit import (
+        Window,
+        payments_csv,
+        payments_table,
+        run_audit,
+        to_csv,
+        to_json,
+        to_table,
+    )
     from limefort.store import read_recorded
 
     cfg = app.config()
@@ -1111,6 +1137,12 @@ def audit(
     if cfg.sync.deal_target == "none":
         raise ConfigError("sync.deal_target", 'is "none": there are no documents to audit')
     kind: DocumentKind = "order" if cfg.sync.deal_target == "order" else "invoice"
+    by_payment = list_payments or unpaid
+    if by_payment and kind != "invoice":
+        raise click.UsageError(
+            "--payments/--unpaid: payments are registered on invoices, and sync.deal_target "
+            "is order"
+        )
     recorded = read_recorded(cfg.state.path)
     mode = choose_mode(
         quiet=app.quiet, json_logs=_json_logs(), tty=sys.stderr.isatty(), lines_when_not_a_tty=False
@@ -1132,10 +1164,17 @@ def audit(
                 window=Window(start, end),
                 deep=deep,
                 progress=bar,
+                today=datetime.now(zone(cfg)).date(),
             )
     if csv_path is not None:
-        write_new_file(csv_path, to_csv(found), force=force, option="--csv")
-    click.echo(to_json(found) if as_json else lines_shown(to_table(found, kind)))
+        text = payments_csv(found, unpaid=unpaid) if by_payment else to_csv(found)
+        write_new_file(csv_path, text, force=force, option="--csv")
+    if as_json:
+        click.echo(to_json(found, payments=list_payments, unpaid=unpaid))
+    elif by_payment:
+        click.echo(lines_shown(payments_table(found, unpaid=unpaid)))
+    else:
+        click.echo(lines_shown(to_table(found, kind)))
     return EX_PARTIAL if found.found else EX_OK
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +44,9 @@ class PassMetrics:
     finished_at: float
     exit_code: int
     counts: Mapping[str, int] = field(default_factory=dict)
+    # currency -> payments.owed_by_currency's row: what limefort's invoices still owe, as the
+    # index Fortnox's invoice list fills says (None: invoices are not limefort's target).
+    owed: Mapping[str, Mapping[str, Decimal]] | None = None
 
 
 def build_registry(
@@ -121,7 +125,42 @@ def build_registry(
         "1 when the last pass stopped because another installation writes to this tenant.",
         counts.get("other_writer", 0),
     )
+    if m.owed is not None:
+        _owed_gauges(reg, names, base, m.owed)
     return reg
+
+
+# (metric, help, payments.owed_by_currency field). "Unpaid" is everything still owed, overdue
+# included; "overdue" the part past its due date. One series per currency: amounts in two
+# currencies are never added. SEK is always written (as 0), so an alert on it never goes quiet.
+_OWED = (
+    (
+        "limefort_unpaid_invoices",
+        "Invoices limefort made that are not paid in full.",
+        "unpaid_count",
+    ),
+    (
+        "limefort_unpaid_amount",
+        "What those invoices still owe (Fortnox's Balance).",
+        "unpaid_amount",
+    ),
+    ("limefort_overdue_invoices", "Unpaid invoices past their due date.", "overdue_count"),
+    ("limefort_overdue_amount", "What the overdue invoices still owe.", "overdue_amount"),
+)
+
+
+def _owed_gauges(
+    reg: CollectorRegistry,
+    names: list[str],
+    base: dict[str, str],
+    owed: Mapping[str, Mapping[str, Decimal]],
+) -> None:
+    for name, help_text, field_name in _OWED:
+        g = Gauge(name, help_text, [*names, "currency"], registry=reg)
+        for currency in sorted({"SEK", *owed}):
+            g.labels(**base, currency=currency).set(
+                float(owed.get(currency, {}).get(field_name, 0))
+            )
 
 
 def render_textfile(

@@ -192,6 +192,16 @@ def _m007_run_reasons(db: Database) -> None:
     db.table("runs").add_column("reason", str)
 
 
+def _m008_invoice_payments(db: Database) -> None:
+    # Payments at a glance, read-only (issue 24): invoice list items carry Balance and
+    # DueDate, which the index now keeps, so each pass's metrics say what is owed and overdue
+    # without a request per invoice. Rows read before get theirs from the next full read:
+    # the invoices' mark is forgotten, as 005 and 006 did.
+    db.table("fortnox_documents").add_column("balance", str)
+    db.table("fortnox_documents").add_column("due_date", str)
+    db.execute("DELETE FROM meta WHERE key = 'fortnox_invoices_at'")
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_quarantine_waits_for", _m002_quarantine_waits_for),
@@ -200,4 +210,5 @@ MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("005_shared_customers", _m005_shared_customers),
     ("006_ledger_under_real_conditions", _m006_ledger_under_real_conditions),
     ("007_run_reasons", _m007_run_reasons),
+    ("008_invoice_payments", _m008_invoice_payments),
 ]

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from limefort.config import Config
 from limefort.errors import EX_OK, EX_PARTIAL, AuthError, ConfigError, LimefortError, UserError
@@ -19,6 +21,7 @@ from limefort.limego import LimeGoClient
 from limefort.lock import RunLock
 from limefort.metrics import PassMetrics, Pinger, build_registry, write_textfile
 from limefort.models import TokenRecord
+from limefort.payments import owed_by_currency, payment_of
 from limefort.store import Store
 from limefort.sync import PassResult, Syncer
 from limefort.token_binding import FORTNOX_TOKEN, LIMEGO_TOKEN, token_cache
@@ -259,6 +262,20 @@ def _leftover_code(store: Store) -> int:
     return EX_OK
 
 
+def owed(cfg: Config, store: Store) -> dict[str, dict[str, Decimal]]:
+    """What limefort's invoices still owe, per currency, from the index this pass's ledger
+    read (Fortnox's invoice list items carry Balance and DueDate: no request of its own)."""
+    today = store.clock().astimezone(ZoneInfo(cfg.sync.timezone)).date()
+    return owed_by_currency(
+        payment_of(
+            r["key"], r["number"], cancelled=r["cancelled"], booked=r["booked"],
+            balance=r["balance"], total=r["total"], due=r["due"], currency=r["currency"],
+            today=today,
+        )
+        for r in store.ledger_invoices()
+    )  # fmt: skip
+
+
 def metric_counts(counts: dict[str, int]) -> dict[str, int]:
     """A pass's counts under the names limefort.metrics documents: invoices and orders as
     `documents_created`, Fortnox's 429s as `rate_limited`. Lime Go's request counts are not
@@ -283,6 +300,7 @@ def _write_metrics(
             finished_at=time.time(),
             exit_code=code,
             counts=metric_counts(counts),
+            owed=owed(cfg, store) if cfg.sync.deal_target == "invoice" else None,
         ),
         last_success=datetime.fromisoformat(last).timestamp() if last else None,
         tenant=cfg.metrics.tenant,

@@ -25,7 +25,7 @@ from sqlite_utils import Database
 
 from limefort.errors import StateError, UserError
 from limefort.files import check_private_dir, check_readable_file, open_private
-from limefort.keys import company_key
+from limefort.keys import company_key, deal_id_of_ref, deal_key
 from limefort.migrations import MIGRATIONS
 from limefort.models import (
     CustomerLink,
@@ -234,6 +234,8 @@ class _LedgerTables(_Base):
                 "total": None if i.get("Total") is None else str(i.get("Total")),
                 "currency": i.get("Currency") or None,
                 "stamp": i.get("ExternalInvoiceReference2") or None,
+                "balance": None if i.get("Balance") is None else str(i.get("Balance")),
+                "due_date": i.get("DueDate") or None,
             }
             for i in items
             if i.get("DocumentNumber") is not None
@@ -315,6 +317,27 @@ class _LedgerTables(_Base):
             {"key": key, "members": ",".join(members), "acked_at": self.now_iso()},
             pk="key",
         )
+
+    def ledger_invoices(self) -> list[dict[str, Any]]:
+        """limefort's invoices as the index last read them, with what payments need:
+        {"key", "number", "cancelled", "booked", "balance", "total", "due", "currency"}."""
+        return [
+            {
+                "key": deal_key(deal_id_of_ref(r[0]) or ""),
+                "number": r[1],
+                "cancelled": bool(r[2]),
+                "booked": bool(r[3]),
+                "balance": r[4],
+                "total": r[5],
+                "due": r[6],
+                "currency": r[7],
+            }
+            for r in self.db.execute(
+                "SELECT ext_ref, document_number, cancelled, booked, balance, total, due_date, "
+                "currency FROM fortnox_documents WHERE kind = 'invoice' "
+                "AND ext_ref LIKE 'limego:deal:%' ORDER BY ext_ref, document_number"
+            )
+        ]
 
     def ledger_cancelled(self) -> list[LedgerDocument]:
         return [

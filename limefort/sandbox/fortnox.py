@@ -262,6 +262,8 @@ class Fortnox(App):
         self._next = {"customer": 1, "invoice": 1, "order": 1}
         #: numbers of deleted customers: Fortnox never hands them out again (2000637)
         self._deleted_customers: set[str] = set()
+        #: invoice number -> what has been paid on it (`register_payment`)
+        self._paid: dict[str, Decimal] = {}
 
     # -----------------------------------------------------------------------------------------
     # Python API
@@ -318,6 +320,20 @@ class Fortnox(App):
         with self._lock:
             doc = self._store["invoice"][str(number)]
             doc["Booked"] = True
+            self._touch("invoice", doc["DocumentNumber"])
+
+    def register_payment(self, number: str, amount: Decimal | str, due: str | None = None) -> None:
+        """As if a payment of `amount` was registered on the invoice in Fortnox (bank file or
+        by hand): its `Balance` falls by it and the invoice counts as changed. `due`, when
+        given, sets its DueDate first (to make it overdue without waiting a month)."""
+        with self._lock:
+            doc = self._get("invoice", str(number))
+            if doc["Cancelled"]:
+                raise _err(rules.DOCUMENT_CANCELLED, "Fakturan är makulerad.")
+            if due is not None:
+                doc["DueDate"] = due
+            paid = self._paid.get(doc["DocumentNumber"], Decimal(0)) + Decimal(str(amount))
+            self._paid[doc["DocumentNumber"]] = paid
             self._touch("invoice", doc["DocumentNumber"])
 
     def mark_sent(self, number: str, kind: str = "invoice") -> None:
@@ -713,9 +729,16 @@ class Fortnox(App):
             if k in ("InvoiceRows", "OrderRows"):
                 v = [dict(r) for r in v]
             out[k] = v
-        if kind == "invoice":  # what is left to pay: the sandbox takes no payments
-            out["Balance"] = Decimal(0) if stored["Cancelled"] else stored["Total"]
+        if kind == "invoice":
+            out["Balance"] = self._balance(kind, stored)
         return out
+
+    def _balance(self, kind: str, stored: dict[str, Any]) -> Decimal:
+        """What is left to pay on an invoice (payments: `register_payment`)."""
+        if kind != "invoice" or stored["Cancelled"]:
+            return Decimal(0)
+        total: Decimal = stored["Total"]
+        return total - self._paid.get(stored["DocumentNumber"], Decimal(0))
 
     def _one(self, kind: str, stored: dict[str, Any], status: int = 200) -> Response:
         return json_response(status, {WRAPPER[kind]: self._render(kind, stored)})
@@ -991,7 +1014,7 @@ class Fortnox(App):
                     continue
                 if date_field and "todate" in dates and it[date_field] > dates["todate"]:
                     continue
-                if status and not _status_ok(kind, status, it, today):
+                if status and not _status_ok(kind, status, it, today, self._balance(kind, it)):
                     continue
                 kept.append(it)
             items = kept
@@ -1027,7 +1050,7 @@ class Fortnox(App):
         return Response(200, dumps(body).encode("utf-8"), "application/json")
 
 
-def _status_ok(kind: str, status: str, it: dict[str, Any], today: str) -> bool:
+def _status_ok(kind: str, status: str, it: dict[str, Any], today: str, balance: Decimal) -> bool:
     if kind == "customer":
         return it["Active"] == (status == "active")
     if status == "cancelled":
@@ -1036,11 +1059,11 @@ def _status_ok(kind: str, status: str, it: dict[str, Any], today: str) -> bool:
         if status == "unbooked":
             return not it["Booked"] and not it["Cancelled"]
         if status == "fullypaid":
-            return False  # the sandbox takes no payments
+            return not it["Cancelled"] and balance <= 0
         if status == "unpaid":
-            return not it["Cancelled"]
+            return not it["Cancelled"] and balance > 0
         if status == "unpaidoverdue":
-            return not it["Cancelled"] and it["DueDate"] < today
+            return not it["Cancelled"] and balance > 0 and it["DueDate"] < today
     if kind == "order":
         if status == "invoicecreated":
             return False
