@@ -6,7 +6,7 @@ BIN = $(VENV)/bin
 # mypy covers the whole package; the sandbox (test and demo infrastructure) is checked too.
 CORE = limefort
 
-.PHONY: demo test lint bench floors clean
+.PHONY: demo test lint bench floors clean promtool
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,20 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check limefort tests bench .ci
 	$(BIN)/mypy $(CORE)
 
-test: lint
+# promtool validates and unit-tests deploy/monitoring's alerting rules (tests/test_monitoring.py).
+# It comes from Debian's `prometheus` package; installed here when missing (CI runs as root).
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing promtool (Debian's prometheus package)"; \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else \
+	    echo "make test needs promtool: sudo apt-get install prometheus (or put promtool on PATH)"; \
+	    exit 1; \
+	  fi; }
+
+test: lint promtool
 	# Four workers even on CI's 2 cores: most of the suite's time is waiting (rate windows,
 	# timeouts, child processes), not computing. Every test owns its tmp_path, ports, sandboxes.
 	$(BIN)/python -m pytest -q -n 4

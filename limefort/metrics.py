@@ -35,7 +35,14 @@ RECORD_KINDS = (
     "failed",
 )
 # Counts with a metric of their own rather than a `kind` of limefort_records_total.
-_OWN_METRIC = {"fortnox_requests", "rate_limited", "drift", "duplicates", "other_writer"}
+_OWN_METRIC = {
+    "fortnox_requests",
+    "rate_limited",
+    "drift",
+    "duplicates",
+    "other_writer",
+    "in_quarantine",
+}
 
 
 @dataclass
@@ -113,6 +120,12 @@ def build_registry(
         "limefort_drift_records",
         "Deals changed in Lime Go after their Fortnox document was made, not yet acknowledged.",
         counts.get("drift", 0),
+    )
+    gauge(
+        "limefort_quarantined_records",
+        "Records in quarantine after the last pass, however long ago they were quarantined "
+        "(limefort_records_total{kind=\"quarantined\"} counts only the last pass's).",
+        counts.get("in_quarantine", 0),
     )
     gauge(
         "limefort_duplicate_records",

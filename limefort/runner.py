@@ -299,7 +299,7 @@ def _write_metrics(
             started_at=started,
             finished_at=time.time(),
             exit_code=code,
-            counts=metric_counts(counts),
+            counts={**metric_counts(counts), "in_quarantine": len(store.all_quarantined())},
             owed=owed(cfg, store) if cfg.sync.deal_target == "invoice" else None,
         ),
         last_success=datetime.fromisoformat(last).timestamp() if last else None,
