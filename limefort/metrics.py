@@ -124,7 +124,7 @@ def build_registry(
     gauge(
         "limefort_quarantined_records",
         "Records in quarantine after the last pass, however long ago they were quarantined "
-        "(limefort_records_total{kind=\"quarantined\"} counts only the last pass's).",
+        '(limefort_records_total{kind="quarantined"} counts only the last pass\'s).',
         counts.get("in_quarantine", 0),
     )
     gauge(

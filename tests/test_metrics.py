@@ -175,8 +175,16 @@ def test_the_metric_names_are_the_documented_ones() -> None:
         "limefort_last_run_timestamp_seconds",
         "limefort_last_success_timestamp_seconds",
         "limefort_other_writer",
+        "limefort_quarantined_records",
         "limefort_records_total",
     ]
+    # invoices as the target: what they still owe, per currency (SEK always written)
+    owed = PassMetrics(started_at=0, finished_at=1, exit_code=0, owed={})
+    fams = parse(render_textfile(owed, last_success=1.0))
+    extra = {"unpaid_invoices", "unpaid_amount", "overdue_invoices", "overdue_amount"}
+    assert {f"limefort_{n}" for n in extra} <= set(fams)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert all(f"`{name}" in readme for name in fams), "every metric has a row in the README"
 
 
 # --- write_textfile ---------------------------------------------------------------------------
