@@ -739,7 +739,11 @@ def status_data(store: Store, *, lock_held: bool = False) -> dict[str, Any]:
 def warnings_data(store: Store) -> list[dict[str, str]]:
     """Persistent warnings on records (issue 13): what a person should know about a record
     that is in Fortnox, e.g. a customer it shares with another company."""
-    return [{"key": w.key, "text": w.text, "since": w.since} for w in store.all_warnings()]
+    return [
+        {"key": w.key, "text": w.text, "since": w.since}
+        | ({"field": w.field, "held": w.held, "sent": w.sent} if w.field else {})
+        for w in store.all_warnings()
+    ]
 
 
 def warning_lines(warnings: list[dict[str, str]]) -> list[str]:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from limefort import plan
+from limefort import mapping, plan
 from limefort.errors import ServiceError
 from limefort.fortnox import FortnoxClient
 from limefort.inflight import MAX_IN_FLIGHT, Flights, width_for
@@ -340,11 +340,19 @@ class Executor(_Afterwards):
             case plan.UpdateDocument():
                 self._update_document(a)
 
-    def _warn(self, key: str, warnings: tuple[str, ...]) -> None:
+    def _warn(self, key: str, warnings: tuple[str, ...], *, keep: bool = True) -> None:
         for w in warnings:
             # What was cut or left out to fit Fortnox: the record goes, but a person should
             # know that Fortnox holds something other than what Lime Go says.
             log.warning("%s: %s", key, w, extra={"key": key})
+        if keep:
+            self._keep_notes(key, warnings)
+
+    def _keep_notes(self, key: str, notes: tuple[str, ...]) -> None:
+        """The record's FieldNotes on it in the state file (rule 15), replacing those of its
+        last write: `status` shows them until the record is written again."""
+        with self.store.transaction():
+            self.store.replace_field_warnings(key, mapping.note_rows(notes))
 
     def _done(self, a: plan.Action, what: str) -> None:
         key = plan.key_of(a)
@@ -439,7 +447,7 @@ class Executor(_Afterwards):
             q = self.store.quarantined([company.key]).get(company.key)
             self._execute(plan.customer_not_ready(deal, company, self.store.link(company.id), q))
             return None
-        self._warn(deal.key, a.warnings)
+        self._warn(deal.key, a.warnings, keep=False)  # kept once the document exists
         payload = {"CustomerNumber": number, **a.payload}
         if self.guard is not None:
             payload["ExternalInvoiceReference2"] = self.guard.stamp()
@@ -467,8 +475,13 @@ class Executor(_Afterwards):
             self.store.ledger_save(a.kind, [doc])
             self.store.release(a.deal.key)
         self._done(a, f"created {a.kind} {doc['DocumentNumber']}")
-        if a.lost:
-            what = f"{a.kind} {doc['DocumentNumber']}: " + "; ".join(a.lost)
+        notes = tuple(n for n in a.lost if isinstance(n, mapping.FieldNote))
+        self._keep_notes(a.deal.key, (*a.warnings, *notes))
+        for n in notes:
+            log.warning("%s: %s", a.deal.key, n, extra={"key": a.deal.key})
+        rest = [n for n in a.lost if not isinstance(n, mapping.FieldNote)]
+        if rest:
+            what = f"{a.kind} {doc['DocumentNumber']}: " + "; ".join(rest)
             self._record_warning(a.deal.key, "lost_text", what)
 
     # --- documents in flight --------------------------------------------------------------------

@@ -290,7 +290,60 @@ def build_mappings(
     )
 
 
+# A price Fortnox is sent has at most this many decimals (see map_deal).
+PRICE_DECIMALS = 2
+
+
+def _decimals(value: Decimal) -> int:
+    """Significant decimals: 100.500 has 1, 1E+3 none."""
+    exponent = value.normalize().as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
 # --- results ----------------------------------------------------------------------------------
+
+
+class FieldNote(str):
+    """A value Fortnox got other than Lime Go holds it (DESIGN rule 15): shortened, cleaned
+    away, dropped or left blank. It is its text (`Field: what happened`), so logs and the
+    planner's tables read it as any warning; `field`, `held` (what Lime Go holds) and `sent`
+    (what Fortnox got, None for nothing) let the executor keep it on the record, shown by
+    `status`, until the record is written again. A plain str warning is only logged: it says
+    where something went (Remarks overflowing into text rows), not that it was lost."""
+
+    field: str
+    held: str | None
+    sent: str | None
+
+    def __new__(cls, field: str, text: str, *, held: str | None, sent: str | None) -> FieldNote:
+        note = super().__new__(cls, f"{field}: {text}")
+        note.field, note.held, note.sent = field, held, sent
+        return note
+
+
+SHOWN = 200  # characters of a held or sent value kept with a warning
+
+
+def _shown(value: str | None) -> str | None:
+    if value is None or len(value) <= SHOWN:
+        return value
+    return f"{value[:SHOWN]}… ({len(value)} characters)"
+
+
+def note_rows(warnings: tuple[str, ...]) -> list[tuple[str, str, str | None, str | None]]:
+    """The FieldNotes among `warnings` as (field, text, held, sent), one per field (two notes
+    on one field are joined: held from the first, sent from the last), values shortened for
+    showing."""
+    rows: dict[str, tuple[str, str, str | None, str | None]] = {}
+    for n in warnings:
+        if not isinstance(n, FieldNote):
+            continue
+        if n.field in rows:
+            _, text, held, _ = rows[n.field]
+            rows[n.field] = (n.field, f"{text}; {n}", held, _shown(n.sent))
+        else:
+            rows[n.field] = (n.field, str(n), _shown(n.held), _shown(n.sent))
+    return list(rows.values())
 
 
 @dataclass(frozen=True)
@@ -407,20 +460,33 @@ def apply_rule(name: str, rule: FieldRule, raw: Any) -> _Field:
         }[rule.kind]
         result = checker(text)
         if isinstance(result, Invalid):
-            return _Field(None, [f"{name}: {result.reason}; left out"], result)
+            note = FieldNote(name, f"{result.reason}; left out", held=text, sent=None)
+            return _Field(None, [note], result)
         return _Field(result, [])
     cleaned, dropped = clean_text_reporting(text, multiline=rule.kind == "multiline")
+    sent = cut(cleaned, rule.limit) if len(cleaned) > rule.limit else cleaned
     if dropped:
         shown = ", ".join(repr(c) for c in dict.fromkeys(dropped[:50]))
         warnings.append(
-            f"{name}: left out {len(dropped)} character(s) Fortnox cannot store ({shown})"
+            FieldNote(
+                name,
+                f"left out {len(dropped)} character(s) Fortnox cannot store ({shown})",
+                held=text,
+                sent=sent or None,
+            )
         )
     if not cleaned:
         return _Field(None, warnings)
     if len(cleaned) > rule.limit:
-        warnings.append(f"{name}: cut to {rule.limit} characters (was {len(cleaned)})")
-        cleaned = cut(cleaned, rule.limit)
-    return _Field(cleaned, warnings)
+        warnings.append(
+            FieldNote(
+                name,
+                f"cut to {rule.limit} characters (was {len(cleaned)})",
+                held=text,
+                sent=sent,
+            )
+        )
+    return _Field(sent, warnings)
 
 
 def _checked_source(
@@ -557,6 +623,13 @@ def map_deal(
         return Rejected("deal has no value", "set the deal's value in Lime Go")
     if isinstance(value, Invalid):
         return Rejected(f"deal value {value.reason}", "set the deal's value to a number in Lime Go")
+    if _decimals(value) > PRICE_DECIMALS:
+        # Fortnox shows and books prices in öre (2 decimals); no source says how it rounds
+        # a third decimal, so limefort does not let it guess with someone's money.
+        return Rejected(
+            f"deal value {value} has more than 2 decimals; Fortnox would round it",
+            "round the deal's value to öre (2 decimals) in Lime Go",
+        )
     if require_positive_value and value <= 0:
         return Rejected(
             f"deal value is {value}; {noun} for zero or negative amounts are not created",
@@ -618,22 +691,39 @@ def map_deal(
     for role, person_id in ctx.gone:
         person = ctx.contact if role == "contact" else ctx.owner
         instead = f"used {person.name or person.id} instead" if person else "left blank"
+        fed = [n for n, path in mapping.items() if path.split(".")[0] == role]
         lost.append(
-            f"{role}.*: the deal's {role} {person_id} no longer exists in Lime Go; "
-            f"the fields from the {role} (Er/Vår referens) {instead}"
+            FieldNote(
+                ", ".join(fed) or f"{role}.*",
+                f"the deal's {role} {person_id} no longer exists in Lime Go; "
+                f"the fields from the {role} (Er/Vår referens) {instead}",
+                held=f"{role} {person_id}",
+                sent=(person.name or person.id) if person else None,
+            )
         )
 
+    limit = ROW_FIELDS["Description"].limit
+    sent = cut(description, limit) if len(description) > limit else description
     if dropped:
         shown = ", ".join(repr(c) for c in dict.fromkeys(dropped[:50]))
         warnings.append(
-            f"row Description: left out {len(dropped)} character(s) Fortnox cannot store ({shown})"
+            FieldNote(
+                "row Description",
+                f"left out {len(dropped)} character(s) Fortnox cannot store ({shown})",
+                held=raw_name,
+                sent=sent,
+            )
         )
-    limit = ROW_FIELDS["Description"].limit
     if len(description) > limit:
         warnings.append(
-            f"row Description: deal name cut to {limit} characters (was {len(description)})"
+            FieldNote(
+                "row Description",
+                f"deal name cut to {limit} characters (was {len(description)})",
+                held=raw_name,
+                sent=sent,
+            )
         )
-        description = cut(description, limit)
+        description = sent
     row: dict[str, Any] = {"Description": description, "Price": value}
     if kind == "order":
         row["OrderedQuantity"] = "1"

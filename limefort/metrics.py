@@ -42,6 +42,7 @@ _OWN_METRIC = {
     "duplicates",
     "other_writer",
     "in_quarantine",
+    "with_warnings",
 }
 
 
@@ -126,6 +127,12 @@ def build_registry(
         "Records in quarantine after the last pass, however long ago they were quarantined "
         '(limefort_records_total{kind="quarantined"} counts only the last pass\'s).',
         counts.get("in_quarantine", 0),
+    )
+    gauge(
+        "limefort_warning_records",
+        "Records Fortnox holds other than Lime Go has them (a value cut, cleaned away, left "
+        "out or blank), or with another warning in `limefort status`.",
+        counts.get("with_warnings", 0),
     )
     gauge(
         "limefort_duplicate_records",

@@ -202,6 +202,15 @@ def _m008_invoice_payments(db: Database) -> None:
     db.execute("DELETE FROM meta WHERE key = 'fortnox_invoices_at'")
 
 
+def _m009_field_warnings(db: Database) -> None:
+    # Nothing cut in silence (DESIGN rule 15, issue 23): a value Fortnox got other than Lime
+    # Go holds it is a warning on the record naming the field, what Lime Go holds and what
+    # Fortnox got, kept until the record is written again.
+    db.table("warnings").add_column("field", str)
+    db.table("warnings").add_column("held", str)
+    db.table("warnings").add_column("sent", str)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_quarantine_waits_for", _m002_quarantine_waits_for),
@@ -211,4 +220,5 @@ MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("006_ledger_under_real_conditions", _m006_ledger_under_real_conditions),
     ("007_run_reasons", _m007_run_reasons),
     ("008_invoice_payments", _m008_invoice_payments),
+    ("009_field_warnings", _m009_field_warnings),
 ]

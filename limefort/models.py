@@ -234,3 +234,8 @@ class RecordWarning:
     kind: str
     text: str
     since: str
+    # A value Fortnox got other than Lime Go holds it (rule 15, kind "field:<Field>"): which
+    # field, what Lime Go holds and what Fortnox got (None: nothing). None for other kinds.
+    field: str | None = None
+    held: str | None = None
+    sent: str | None = None

@@ -299,7 +299,11 @@ def _write_metrics(
             started_at=started,
             finished_at=time.time(),
             exit_code=code,
-            counts={**metric_counts(counts), "in_quarantine": len(store.all_quarantined())},
+            counts={
+                **metric_counts(counts),
+                "in_quarantine": len(store.all_quarantined()),
+                "with_warnings": store.records_with_warnings(),
+            },
             owed=owed(cfg, store) if cfg.sync.deal_target == "invoice" else None,
         ),
         last_success=datetime.fromisoformat(last).timestamp() if last else None,

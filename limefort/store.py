@@ -504,7 +504,16 @@ class RealWorldTables(_Base):
 
     # --- warnings on records ------------------------------------------------------------------
 
-    def set_warning(self, key: str, kind: str, text: str) -> None:
+    def set_warning(
+        self,
+        key: str,
+        kind: str,
+        text: str,
+        *,
+        field: str | None = None,
+        held: str | None = None,
+        sent: str | None = None,
+    ) -> None:
         """Keeps `since` while the text stays the same."""
         row = self.db.execute(
             "SELECT text, since FROM warnings WHERE key = ? AND kind = ?", [key, kind]
@@ -513,9 +522,32 @@ class RealWorldTables(_Base):
         _upsert(
             self.db,
             "warnings",
-            {"key": key, "kind": kind, "text": text, "since": since},
+            {
+                "key": key, "kind": kind, "text": text, "since": since,
+                "field": field, "held": held, "sent": sent,
+            },
             pk="key, kind",
+        )  # fmt: skip
+
+    def replace_field_warnings(
+        self, key: str, notes: Iterable[tuple[str, str, str | None, str | None]]
+    ) -> None:
+        """The values the record's last write cut, cleaned away or left blank, as
+        (field, text, held, sent), one row per field: those of an earlier write go (the record
+        changed), those still true keep their `since`."""
+        notes = list(notes)
+        keep = [f"field:{field}" for field, *_ in notes]
+        marks = ",".join("?" * len(keep))
+        self.db.execute(
+            "DELETE FROM warnings WHERE key = ? AND kind LIKE 'field:%'"
+            + (f" AND kind NOT IN ({marks})" if keep else ""),
+            [key, *keep],
         )
+        for field, text, held, sent in notes:
+            self.set_warning(key, f"field:{field}", text, field=field, held=held, sent=sent)
+
+    def records_with_warnings(self) -> int:
+        return int(self.db.execute("SELECT count(DISTINCT key) FROM warnings").fetchone()[0])
 
     def clear_warning(self, key: str, kind: str | None = None) -> None:
         if kind is None:
@@ -525,7 +557,15 @@ class RealWorldTables(_Base):
 
     def all_warnings(self) -> list[RecordWarning]:
         return [
-            RecordWarning(r["key"], r["kind"], r["text"], r["since"])
+            RecordWarning(
+                r["key"],
+                r["kind"],
+                r["text"],
+                r["since"],
+                r.get("field"),
+                r.get("held"),
+                r.get("sent"),
+            )
             for r in self.db.table("warnings").rows_where(order_by="since, key, kind")
         ]
 

@@ -177,6 +177,7 @@ def test_the_metric_names_are_the_documented_ones() -> None:
         "limefort_other_writer",
         "limefort_quarantined_records",
         "limefort_records_total",
+        "limefort_warning_records",
     ]
     # invoices as the target: what they still owe, per currency (SEK always written)
     owed = PassMetrics(started_at=0, finished_at=1, exit_code=0, owed={})
