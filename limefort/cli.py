@@ -736,17 +736,19 @@ def status_data(store: Store, *, lock_held: bool = False) -> dict[str, Any]:
     }
 
 
-def warnings_data(store: Store) -> list[dict[str, str]]:
+def warnings_data(store: Store) -> list[dict[str, str | None]]:
     """Persistent warnings on records (issue 13): what a person should know about a record
     that is in Fortnox, e.g. a customer it shares with another company."""
-    return [
-        {"key": w.key, "text": w.text, "since": w.since}
-        | ({"field": w.field, "held": w.held, "sent": w.sent} if w.field else {})
-        for w in store.all_warnings()
-    ]
+    out: list[dict[str, str | None]] = []
+    for w in store.all_warnings():
+        row: dict[str, str | None] = {"key": w.key, "text": w.text, "since": w.since}
+        if w.field:  # a value Fortnox got other than Lime Go holds it (rule 15)
+            row |= {"field": w.field, "held": w.held, "sent": w.sent}
+        out.append(row)
+    return out
 
 
-def warning_lines(warnings: list[dict[str, str]]) -> list[str]:
+def warning_lines(warnings: list[dict[str, str | None]]) -> list[str]:
     if not warnings:
         return []
     out = [f"Warnings:    {len(warnings)}"]

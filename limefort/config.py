@@ -113,6 +113,10 @@ class MappingConfig:
     # Fortnox field -> Lime Go source path ("" removes the field); merged over the defaults.
     customer: dict[str, str] = field(default_factory=dict)
     document: dict[str, str] = field(default_factory=dict)
+    # A house spelling of a country name -> its ISO alpha-2 code ("Tyskl." = "DE").
+    countries: dict[str, str] = field(default_factory=dict)
+    # The VATType of customers abroad: "eu" and/or "outside_eu" -> a Fortnox VATType.
+    vat_type: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -449,7 +453,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[str, Any], Any]]]] = {
         "backoff_max": ("30s", _seconds),
     },
 }
-MAPPING_SECTIONS = ("customer", "document")
+MAPPING_SECTIONS = ("customer", "document", "countries", "vat_type")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -681,7 +685,10 @@ def load(
         state=StateConfig(**values["state"]),
         metrics=MetricsConfig(**values["metrics"]),
         mapping=MappingConfig(
-            customer=mapping.get("customer", {}), document=mapping.get("document", {})
+            customer=mapping.get("customer", {}),
+            document=mapping.get("document", {}),
+            countries=mapping.get("countries", {}),
+            vat_type=mapping.get("vat_type", {}),
         ),
         http=HttpConfig(**values["http"]),
         source=source,
@@ -697,11 +704,13 @@ def _mapping_tables(mapping_raw: Any, problems: list[ConfigError]) -> dict[str, 
         return mapping
     for sub, table in mapping_raw.items():
         if sub not in MAPPING_SECTIONS:
-            problems.append(
-                ConfigError(
-                    f"mapping.{sub}", "unknown mapping (known: mapping.customer, mapping.document)"
-                )
-            )
+            known = ", ".join(f"mapping.{m}" for m in MAPPING_SECTIONS)
+            problems.append(ConfigError(f"mapping.{sub}", f"unknown mapping (known: {known})"))
+            continue
+        if sub in ("countries", "vat_type") and isinstance(table, dict):
+            checked = _check_codes(sub, table, problems)
+            if checked is not None:
+                mapping[sub] = checked
             continue
         if not isinstance(table, dict):
             problems.append(
@@ -726,6 +735,37 @@ def _mapping_tables(mapping_raw: Any, problems: list[ConfigError]) -> dict[str, 
     except ConfigError as exc:
         problems.append(exc)
     return mapping
+
+
+def _check_codes(
+    sub: str, table: dict[str, Any], problems: list[ConfigError]
+) -> dict[str, str] | None:
+    """[mapping.countries] ("spelling" = "DE", a code Fortnox knows) and [mapping.vat_type]
+    (eu / outside_eu = one of Fortnox's VATType values for that zone)."""
+    from limefort.mapping import VAT_TYPES
+    from limefort.normalise import normalise_country
+
+    out: dict[str, str] = {}
+    before = len(problems)
+    for name, value in table.items():
+        key = f"mapping.{sub}.{name}"
+        if sub == "vat_type":
+            allowed = VAT_TYPES.get(name)
+            if allowed is None:
+                problems.append(ConfigError(key, "unknown zone (known: eu, outside_eu)"))
+            elif value not in allowed:
+                problems.append(ConfigError(key, f"expected one of {', '.join(allowed)}"))
+            else:
+                out[name] = value
+            continue
+        code = value.strip().upper() if isinstance(value, str) else None
+        if code is None or len(code) != 2 or normalise_country(code) != code:
+            problems.append(
+                ConfigError(key, f'expected an ISO 3166-1 alpha-2 code like "DE", got {value!r}')
+            )
+        else:
+            out[name] = code
+    return out if len(problems) == before else None
 
 
 def _check_mapping(mapping: dict[str, dict[str, str]]) -> None:

@@ -114,6 +114,8 @@ class Gatherer:
             account_number=s.account_number,
             lost=self.lost() if kind is not None and deals else frozenset(),
             on_deal_change=s.on_deal_change,
+            countries=self.cfg.mapping.countries,
+            vat_types=self.cfg.mapping.vat_type,
         )
 
     # --- Lime Go pages --------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from limefort.errors import ConfigError
 from limefort.keys import customer_ref, document_ref
 from limefort.models import Company, CustomFieldDef, Deal, DocumentKind, Person
 from limefort.normalise import (
+    EU,
     Invalid,
     TooDeep,
     as_text,
@@ -444,8 +445,11 @@ class _Field:
     invalid: Invalid | None = None
 
 
-def apply_rule(name: str, rule: FieldRule, raw: Any) -> _Field:
-    """Clean one source value for one Fortnox field."""
+def apply_rule(
+    name: str, rule: FieldRule, raw: Any, *, countries: Mapping[str, str] | None = None
+) -> _Field:
+    """Clean one source value for one Fortnox field (`countries`: the config's house
+    spellings of country names)."""
     text = as_text(raw)
     if text is None:
         return _Field(None, [])
@@ -453,7 +457,7 @@ def apply_rule(name: str, rule: FieldRule, raw: Any) -> _Field:
     if rule.kind in ("orgnr", "country", "currency", "email", "date"):
         checker = {
             "orgnr": normalise_orgnr,
-            "country": normalise_country,
+            "country": lambda s: normalise_country(s, countries),
             "currency": normalise_currency,
             "email": lambda s: normalise_email(s, rule.limit),
             "date": normalise_date,
@@ -526,8 +530,12 @@ def map_company(
     mapping: Mapping[str, str] = DEFAULT_CUSTOMER_MAPPING,
     *,
     require_orgnr: bool = False,
+    countries: Mapping[str, str] | None = None,
+    vat_types: Mapping[str, str] | None = None,
 ) -> Mapped | Rejected:
-    """The Fortnox customer payload for a Lime Go company (no wrapper, no CustomerNumber)."""
+    """The Fortnox customer payload for a Lime Go company (no wrapper, no CustomerNumber).
+    `countries`: house spellings of country names (`[mapping.countries]`); `vat_types`: the
+    VAT type of customers abroad (`[mapping.vat_type]`, keys "eu" and "outside_eu")."""
     payload: dict[str, Any] = {}
     warnings: list[str] = []
     for name, path in mapping.items():
@@ -536,9 +544,16 @@ def map_company(
             continue
         rule = CUSTOMER_FIELDS[name]
         raw = _resolve_company(company, src)
-        got = apply_rule(name, rule, raw)
+        got = apply_rule(name, rule, raw, countries=countries)
         if name == "Name" and got.value is None:
             return _no_name(as_text(raw))
+        if rule.kind == "country" and got.invalid is not None:
+            # A foreign customer without a country is a VAT risk: Fortnox treats it as Swedish.
+            return Rejected(
+                f"{name}: {got.invalid.reason}",
+                f"correct the country in Lime Go, or map this spelling to its code under "
+                f'[mapping.countries] in the config, e.g. "{as_text(raw)}" = "DE"',
+            )
         if name == "OrganisationNumber" and require_orgnr and got.invalid is not None:
             return Rejected(
                 got.invalid.reason,
@@ -563,7 +578,46 @@ def map_company(
             "report this to limefort's maintainers: Lime Go ids are expected to be UUIDs",
         )
     payload[CUSTOMER_KEY_FIELD] = key
+    vat = vat_type_of(payload.get("CountryCode"), vat_types or {})
+    if isinstance(vat, FieldNote):
+        warnings.append(vat)
+    elif vat is not None:
+        payload["VATType"] = vat
     return Mapped(payload, tuple(warnings))
+
+
+# Fortnox's VATType values a customer abroad may take, per zone (`[mapping.vat_type]`):
+# EUREVERSEDVAT needs the customer's VIES-valid VAT number in Fortnox; SEVAT keeps Swedish VAT.
+VAT_TYPES = {
+    "eu": ("EUREVERSEDVAT", "EUVAT", "SEVAT"),
+    "outside_eu": ("EXPORT", "SEVAT"),
+}
+
+
+def vat_zone(country: str | None) -> str | None:
+    """ "eu" or "outside_eu" for a customer abroad, None for one in Sweden or of no country."""
+    if not country or country == "SE":
+        return None
+    return "eu" if country in EU else "outside_eu"
+
+
+def vat_type_of(country: str | None, vat_types: Mapping[str, str]) -> str | FieldNote | None:
+    """The VATType a customer in `country` is sent; a FieldNote when it is abroad and the
+    user has not said (Fortnox then applies Swedish VAT: DESIGN rule 15, said, not assumed)."""
+    zone = vat_zone(country)
+    if zone is None:
+        return None
+    chosen = vat_types.get(zone)
+    if chosen:
+        return chosen
+    return FieldNote(
+        "VATType",
+        f"the customer is in {country} ({'EU' if zone == 'eu' else 'outside the EU'}) and "
+        f"[mapping.vat_type] {zone} is not set: Fortnox applies Swedish VAT "
+        f"(choose one of {', '.join(VAT_TYPES[zone])})",
+        held=country,
+        sent=None,
+    )
 
 
 def source_text(company: Company, mapping: Mapping[str, str], field: str) -> str | None:

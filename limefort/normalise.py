@@ -379,11 +379,52 @@ def _country_table() -> dict[str, str]:
     return table
 
 
-def normalise_country(raw: str) -> str | Invalid:
-    """ISO 3166-1 alpha-2 from a code (SE, SWE), a name in English or Swedish (Sverige), or
-    a name in any language CLDR has (Deutschland, Allemagne, Suomi), via Babel."""
+# The EU's member states (ISO alpha-2), for the VAT type of customers abroad: Sweden's own
+# customers take SEVAT, the others `[mapping.vat_type] eu` or `outside_eu`. Source: europa.eu,
+# "Country profiles" (27 members since 2020-02-01).
+EU = frozenset(
+    [
+        "AT",
+        "BE",
+        "BG",
+        "CY",
+        "CZ",
+        "DE",
+        "DK",
+        "EE",
+        "ES",
+        "FI",
+        "FR",
+        "GR",
+        "HR",
+        "HU",
+        "IE",
+        "IT",
+        "LT",
+        "LU",
+        "LV",
+        "MT",
+        "NL",
+        "PL",
+        "PT",
+        "RO",
+        "SE",
+        "SI",
+        "SK",
+    ]
+)
+
+
+def normalise_country(raw: str, house: Mapping[str, str] | None = None) -> str | Invalid:
+    """ISO 3166-1 alpha-2 from a code (SE, SWE), a name in English or Swedish (Sverige), a
+    name in any language CLDR has (Deutschland, Allemagne, Suomi), via Babel, or a house
+    spelling the config maps (`[mapping.countries]`, "Tyskl." = "DE"), which comes first."""
     text = raw.strip()
     key = _country_key(text)
+    if house:
+        mine = {_country_key(k): v for k, v in house.items()}.get(key)
+        if mine is not None:
+            return mine
     code = _country_table().get(key) or _cldr_table().get(key)
     if code is None:
         return Invalid(

@@ -294,6 +294,8 @@ class Rules:
     account_number: str = ""
     lost: frozenset[str] = frozenset()  # stages whose category is "lost" (drift: lost/reopened)
     on_deal_change: str = "warn"  # warn | update-unbooked
+    countries: Mapping[str, str] = field(default_factory=dict)  # [mapping.countries]
+    vat_types: Mapping[str, str] = field(default_factory=dict)  # [mapping.vat_type]
 
 
 @dataclass(frozen=True)
@@ -351,7 +353,13 @@ def company_in_scope(company: Company, statuses: Iterable[str], link: CustomerLi
 
 
 def map_one_company(company: Company, rules: Rules) -> Mapped | Rejected:
-    return map_company(company, rules.customer_map, require_orgnr=rules.require_orgnr)
+    return map_company(
+        company,
+        rules.customer_map,
+        require_orgnr=rules.require_orgnr,
+        countries=rules.countries,
+        vat_types=rules.vat_types,
+    )
 
 
 def orgnr_of(result: Mapped | Rejected) -> str | None:

@@ -201,11 +201,32 @@ def test_country_names_in_the_payload(raw: str, code: str) -> None:
     assert mapped(map_company(company(name="A", country=raw))).payload["CountryCode"] == code
 
 
-def test_unknown_country_is_dropped_with_a_warning_not_rejected() -> None:
-    result = mapped(map_company(company(name="A", country="Atlantis")))
-    assert "CountryCode" not in result.payload
-    assert result.warnings == (
-        "CountryCode: country 'Atlantis' is not a country Fortnox knows; use an ISO code like SE; left out",
+def test_unknown_country_is_held_back_with_its_reason_and_a_house_spelling_maps() -> None:
+    result = map_company(company(name="A", country="Atlantis"))
+    assert isinstance(result, Rejected)
+    assert result.reason == (
+        "CountryCode: country 'Atlantis' is not a country Fortnox knows; use an ISO code like SE"
+    )
+    assert "[mapping.countries]" in result.hint and '"Atlantis" = "DE"' in result.hint
+    house = {"Tyskl.": "DE", "atlantis": "GR"}
+    assert (
+        mapped(map_company(company(name="A", country="tyskl."), countries=house)).payload[
+            "CountryCode"
+        ]
+        == "DE"
+    )
+    assert (
+        mapped(map_company(company(name="A", country="Atlantis"), countries=house)).payload[
+            "CountryCode"
+        ]
+        == "GR"
+    )
+    # the house table comes first, but CLDR's names still work beside it
+    assert (
+        mapped(map_company(company(name="A", country="Suomi"), countries=house)).payload[
+            "CountryCode"
+        ]
+        == "FI"
     )
 
 
