@@ -35,12 +35,16 @@ def by_key(lf: Lf) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def warning_records(prom: Path) -> float:
+def gauge(prom: Path, name: str) -> float:
     for fam in text_string_to_metric_families(prom.read_text(encoding="utf-8")):
         for s in fam.samples:
-            if s.name == "limefort_warning_records":
+            if s.name == name:
                 return float(s.value)
-    raise AssertionError("limefort_warning_records not written")
+    raise AssertionError(f"{name} not written")
+
+
+def warning_records(prom: Path) -> float:
+    return gauge(prom, "limefort_warning_records")
 
 
 def test_cut_and_blank_values_stay_on_their_records_until_the_record_changes(
@@ -105,6 +109,8 @@ def test_an_unknown_country_and_a_third_decimal_are_held_back(
     make_inprocess_sandbox: Any, tmp_path: Path
 ) -> None:
     sb, lf = empty_sandbox(make_inprocess_sandbox, tmp_path, 72)
+    prom = tmp_path / "limefort.prom"
+    lf.edit("metrics", textfile=str(prom))
     nowhere = customer(sb, "Atlantis Handel AB", country="Atlantis")
     fine = customer(sb, "Vanlig Kund AB", country="Sverige")
     third = sb.limego.add_deal(company_id=fine, stage="won", name="Öre", value="100.005")
@@ -114,6 +120,7 @@ def test_an_unknown_country_and_a_third_decimal_are_held_back(
     assert r.code == 1
     quarantined = {q["key"]: q for q in lf.status()["quarantined"]}
     assert set(quarantined) == {f"company:{nowhere}", f"deal:{third}"}
+    assert gauge(prom, "limefort_quarantined_records") == 2
     assert (
         "'Atlantis' is not a country Fortnox knows" in quarantined[f"company:{nowhere}"]["reason"]
     )
@@ -128,6 +135,7 @@ def test_an_unknown_country_and_a_third_decimal_are_held_back(
     lf.edit("mapping.countries", Atlantis="GR")
     assert lf.run("retry", f"company:{nowhere}").code in (0, 1)
     assert fortnox_customer(sb, nowhere)["CountryCode"] == "GR"
+    assert gauge(prom, "limefort_quarantined_records") == 1  # the third decimal is still held
 
 
 def test_country_and_vat_type_tables_are_checked_in_the_config(
