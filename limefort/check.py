@@ -11,6 +11,7 @@ run lock in refresh-token mode, and why it then keeps the state file the rotated
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import stat
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from limefort import config as config_mod
+from limefort.booking import booking_lines
 from limefort.config import Config
 from limefort.cursor import skew as cursor_skew
 from limefort.errors import (
@@ -48,7 +50,8 @@ from limefort.http import REDACTOR
 from limefort.limego import LimeGoClient
 from limefort.mapping import build_mappings, parse_source
 from limefort.models import Stage, TokenRecord
-from limefort.plan import won_stage_ids
+from limefort.normalise import normalise_country
+from limefort.plan import deal_currency, won_stage_ids
 from limefort.runner import locked, open_store
 from limefort.store import Store, token_age_days
 from limefort.token_binding import token_cache
@@ -72,6 +75,9 @@ class Report:
     auth_failed: bool = False
     auth_failures: int = 0  # credentials rejected so far (one line each, never contradicted)
     lock_held: bool = False
+    # What the Lime Go checks saw, for the booking checks (currencies, customers abroad).
+    sample_currencies: set[str] = dataclasses.field(default_factory=set)
+    sample_countries: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.marks = _marks()
@@ -288,6 +294,9 @@ def _check_limego(cfg: Config, store: Store | None, r: Report) -> None:
     r.ok(f"stages found: {describe_stages(stages, won_ids)}")
     _check_clock(client, r)
     _check_company_fields(cfg, client, r)
+    with contextlib.suppress(LimefortError):  # reachable and readable was said above
+        page = next(client.iter_deals(descending=True), None)
+        r.sample_currencies = {c for d in (page.deals if page else []) if (c := deal_currency(d))}
 
 
 # Beyond this, a person should hear that the clocks disagree (it costs limefort nothing: its
@@ -353,6 +362,16 @@ def _check_company_fields(cfg: Config, client: LimeGoClient, r: Report) -> None:
     except LimefortError as exc:
         r.fail(f"Lime Go custom fields: cannot read them: {exc}")
         return
+    r.sample_countries = [
+        code
+        for c in first
+        if isinstance(
+            code := normalise_country(
+                str(c.attributes.get("country") or "-"), cfg.mapping.countries
+            ),
+            str,
+        )
+    ]
     seen: dict[str, int] = {}
     for company in first:
         values = company.attributes.get("custom_fields")
@@ -486,6 +505,19 @@ def _check_fortnox(cfg: Config, store: Store | None, r: Report) -> None:
                 f"{' '.join(missing)}: add them to the app and consent again "
                 "(`limefort auth fortnox`)"
             )
+    # Whether the company can book what limefort sends, before the first document.
+    currencies = r.sample_currencies | (store.known_currencies() if store is not None else set())
+    countries = r.sample_countries + (store.customer_countries() if store is not None else [])
+    try:
+        lines = booking_lines(cfg, client.get, deal_currencies=currencies, countries=countries)
+    except AuthError as exc:
+        r.fail(f"Fortnox: {exc}", auth=True)
+        return
+    except (ServiceError, UserError) as exc:
+        r.warn(f"booking: not verified: {exc}")
+        return
+    for line in lines:
+        {"ok": r.ok, "warn": r.warn, "fail": r.fail}[line.level](line.text)
 
 
 def _check_refresh_token(before: TokenRecord | None, after: TokenRecord | None, r: Report) -> None:

@@ -393,6 +393,27 @@ class _DriftTables(_Base):
         """The deal's currency beside the value, name and company a document row keeps."""
         self.db.execute("UPDATE documents SET currency = ? WHERE deal_id = ?", [currency, deal_id])
 
+    def known_currencies(self) -> set[str]:
+        """The currencies of the deals limefort made documents for (`check` asks Fortnox
+        about each: automatic rates)."""
+        return {
+            r[0]
+            for r in self.db.execute(
+                "SELECT DISTINCT currency FROM documents WHERE currency IS NOT NULL"
+            )
+        }
+
+    def customer_countries(self) -> list[str]:
+        """The CountryCode last sent for each customer limefort made or updated."""
+        return [
+            r[0]
+            for r in self.db.execute(
+                "SELECT json_extract(payload, '$.CountryCode') FROM customers "
+                "WHERE state = 'done' AND json_valid(payload)"
+            )
+            if r[0]
+        ]
+
     def document_revised(
         self,
         deal_id: str,

@@ -29,7 +29,7 @@ from limefort.sandbox import rules
 from limefort.sandbox.http import App, Request, Response, dumps, json_response, loads_decimal
 from limefort.sandbox.rules import FortnoxError
 
-ALL_SCOPES = ("customer", "invoice", "order", "companyinformation")
+ALL_SCOPES = ("customer", "invoice", "order", "companyinformation", "bookkeeping", "currency")
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
 REFRESH_LIFETIME = 45 * 86400.0
@@ -178,6 +178,21 @@ SORT_FIELDS = {
     },
 }
 ROUTES = {"customers": "customer", "invoices": "invoice", "orders": "order"}
+# Read-only registers (one item by name or number) and the scope each needs.
+REGISTERS = {
+    "predefinedaccounts": "bookkeeping",
+    "accounts": "bookkeeping",
+    "currencies": "currency",
+}
+CURRENCY_NAMES = {
+    "SEK": "Svenska kronor", "EUR": "Euro", "USD": "US-dollar", "NOK": "Norska kronor",
+    "DKK": "Danska kronor", "GBP": "Brittiska pund",
+}  # fmt: skip
+# The "automatic" daily rates the sandbox hands out: fixed, so tests can compare them.
+DAILY_RATES = {
+    "EUR": Decimal("11.50"), "USD": Decimal("10.60"), "NOK": Decimal("0.98"),
+    "DKK": Decimal("1.54"), "GBP": Decimal("13.40"),
+}  # fmt: skip
 WRAPPER = {"customer": "Customer", "invoice": "Invoice", "order": "Order"}
 LIST_WRAPPER = {"customer": "Customers", "invoice": "Invoices", "order": "Orders"}
 
@@ -264,6 +279,25 @@ class Fortnox(App):
         self._deleted_customers: set[str] = set()
         #: invoice number -> what has been paid on it (`register_payment`)
         self._paid: dict[str, Decimal] = {}
+        #: a few accounts of the BAS chart (`GET /3/accounts/{n}`, scope bookkeeping); a test
+        #: may set one's CostCenterSettings to MANDATORY: rows on it then need a CostCenter
+        self.accounts: dict[int, dict[str, Any]] = {
+            n: {
+                "Number": n, "Description": d, "Active": True,
+                "CostCenterSettings": "ALLOWED", "ProjectSettings": "ALLOWED", "VATCode": "MP1",
+            }
+            for n, d in (
+                (3001, "Försäljning inom Sverige, 25 % moms"),
+                (3041, "Försäljning tjänster inom Sverige, 25 % moms"),
+                (3010, "Försäljning varor"),
+                (3105, "Försäljning varor till land utanför EU"),
+                (3308, "Försäljning tjänster till annat EU-land"),
+            )
+        }  # fmt: skip
+        #: whether foreign currencies get Fortnox's automatic daily rates (`GET /3/currencies`,
+        #: scope currency); without, a currency has the rate someone typed, or none (0)
+        self.automatic_rates = True
+        self.manual_rates: dict[str, Decimal] = {}
 
     # -----------------------------------------------------------------------------------------
     # Python API
@@ -628,6 +662,12 @@ class Fortnox(App):
                 raise _err(rules.NO_SUCH_RESOURCE, "Ogiltig resurs.", 404)
             self._params(req, set())
             return json_response(200, {"CompanyInformation": dict(self.company)})
+        if resource in REGISTERS:
+            self._allowed(entry, REGISTERS[resource])
+            if req.method != "GET" or len(parts) != 2:
+                raise _err(rules.NO_SUCH_RESOURCE, "Ogiltig resurs.", 404)
+            self._params(req, set())
+            return self._register(resource, parts[1])
         kind = ROUTES.get(resource)
         if kind is None:
             raise _err(rules.NO_SUCH_RESOURCE, "Ogiltig resurs.", 404)
@@ -665,6 +705,74 @@ class Fortnox(App):
                 self._touch(kind, doc["DocumentNumber"])
                 return self._one(kind, doc)
         raise _err(rules.NO_SUCH_RESOURCE, "Ogiltig resurs.", 404)
+
+    def _register(self, resource: str, name: str) -> Response:
+        """One item of a register limefort's `check` reads: the preferred sales account
+        (SALES; SALES2 for services), an account of the chart, a currency."""
+        with self._lock:
+            if resource == "predefinedaccounts":
+                account = self._predefined().get(name.upper())
+                if account is None:
+                    raise _err(
+                        rules.PREDEFINED_NOT_SET, f"Fördefinierat konto saknas ({name}).", 404
+                    )
+                return json_response(
+                    200,
+                    {
+                        "PreDefinedAccount": {
+                            "@url": f"{self.base_url}/3/predefinedaccounts/{name.upper()}",
+                            "Name": name.upper(),
+                            "Account": account,
+                        }
+                    },
+                )
+            if resource == "accounts":
+                found = self.accounts.get(int(name)) if name.isdigit() else None
+                if found is None:
+                    raise _err(rules.ACCOUNT_NOT_FOUND, f"Kunde inte hitta konto ({name}).", 404)
+                return json_response(
+                    200, {"Account": {"@url": self._url("account", name), **found}}
+                )
+            currency = self._currency(name.upper())
+            if currency is None:
+                raise _err(rules.CURRENCY_NOT_FOUND, f"Kunde inte hitta valuta ({name}).", 404)
+            return json_response(200, {"Currency": currency})
+
+    def _predefined(self) -> dict[str, int]:
+        return {"SALES": 3001, "SALES2": 3041} if self.default_account else {}
+
+    def _currency(self, code: str) -> dict[str, Any] | None:
+        if code not in CURRENCY_NAMES:
+            return None
+        automatic = self.automatic_rates and code != "SEK"
+        rate = Decimal(1) if code == "SEK" else DAILY_RATES[code] if automatic else None
+        rate = self.manual_rates.get(code, rate or Decimal(0))
+        return {
+            "@url": f"{self.base_url}/3/currencies/{code}",
+            "Code": code,
+            "Description": CURRENCY_NAMES[code],
+            "BuyRate": rate,
+            "SellRate": rate,
+            "IsAutomatic": automatic,
+            "Unit": Decimal(1),
+            "Date": stockholm_today(self.now()).isoformat(),
+        }
+
+    def _cost_centres(self, header: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        """A row booked on an account that demands a cost centre needs one (on the row or the
+        document): Fortnox refuses it otherwise ("Kostnadsställe måste anges")."""
+        for i, row in enumerate(rows, start=1):
+            if row.get("_text"):
+                continue
+            account = row.get("AccountNumber")
+            if account is None and not row.get("ArticleNumber"):
+                account = self._predefined().get("SALES")
+            settings = self.accounts.get(account or 0, {}).get("CostCenterSettings")
+            if settings == "MANDATORY" and not (row.get("CostCenter") or header.get("CostCenter")):
+                raise _err(
+                    rules.COST_CENTRE_REQUIRED,
+                    f"Kostnadsställe måste anges (rad {i}, konto {account}).",
+                )
 
     def _allowed(self, entry: dict[str, Any], scope: str) -> None:
         if scope not in entry["scopes"]:
@@ -813,6 +921,7 @@ class Fortnox(App):
         rows = None
         if rows_field in checked:
             rows = rules.check_rows(kind, checked.pop(rows_field), self.default_account)
+            self._cost_centres(checked, rows)
         if creating and "CustomerNumber" not in checked:
             raise _err(rules.REQUIRED, "Fältet CustomerNumber (kundnummer) måste anges.")
         if "CustomerNumber" in checked and checked["CustomerNumber"] not in self._store["customer"]:

@@ -45,6 +45,10 @@ client must not treat a 2009xxx code as meaningful beyond "a 400 validation erro
 | 2009014 | 429    | more than the rate limit in the sliding window               | sandbox |
 | 2009016 | 503    | service unavailable (the "503" fault)                        | sandbox |
 | 2009019 | 400    | PUT trying to change a customer's CustomerNumber             | sandbox |
+| 2009020 | 400    | a row on an account that demands a cost centre, without one  | sandbox |
+|         |        | ("Kostnadsställe måste anges": softwerkab SDK issue #158)     |         |
+| 2009021 | 404    | a predefined account the company has not set (SALES)         | sandbox |
+| 2009022 | 404    | a currency not in the company's currency register            | sandbox |
 """
 
 from __future__ import annotations
@@ -91,6 +95,9 @@ DOCUMENT_CANCELLED = 2009013
 RATE_LIMITED = 2009014
 UNAVAILABLE = 2009016
 CUSTOMER_NUMBER_CHANGE = 2009019
+COST_CENTRE_REQUIRED = 2009020
+PREDEFINED_NOT_SET = 2009021
+CURRENCY_NOT_FOUND = 2009022
 
 
 class FortnoxError(ValueError):
@@ -720,6 +727,7 @@ ORDER_FIELDS: dict[str, Spec] = {
 }
 ROW_FIELDS: dict[str, Spec] = {
     "AccountNumber": Spec("account"),
+    "CostCenter": Spec("text"),  # a cost centre's code (its register is not modelled)
     "ArticleNumber": _len(R, "ArticleNumber"),
     "DeliveredQuantity": Spec("quantity"),
     "Description": _len(R, "Description"),  # no limit on write
