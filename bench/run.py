@@ -286,11 +286,13 @@ def add_won_deals(sb: Sandbox, companies: list[str], n: int, name: str) -> None:
         )
 
 
-def rate_row(kind: str, n: int, latency: float) -> tuple[list[str], bool]:
+def rate_row(
+    kind: str, n: int, latency: float, customers: int | None = None
+) -> tuple[list[str], bool]:
     """`n` documents at the real limit with `latency` seconds added to every answer of both
     services, limefort in a child process (its peak memory). `kind`: "backfill" of deals won
     before sync.start for 10 customers already in Fortnox, or a "first pass" creating the
-    customers (one for every 3 deals) and then the documents."""
+    customers (`customers`, by default one for every 3 deals) and then the documents."""
     ms = f"{latency * 1000:.0f} ms"
     say(f"2/4 {kind} of {n} documents at the real limit, {ms} added latency...")
     with Sandbox(
@@ -311,7 +313,7 @@ def rate_row(kind: str, n: int, latency: float) -> tuple[list[str], bool]:
             ]
             args.append("--yes")
         else:
-            ids = add_customers(sb, max(n // 3, 1), 1)
+            ids = add_customers(sb, customers or max(n // 3, 1), 1)
             add_won_deals(sb, ids, n, "Ny affär")
             lf = Lf(sb, rate_limit=LIMIT, start="2000-01-01")
             args = ["sync"]

@@ -151,7 +151,7 @@ def stoppable_pass(
 ) -> int:
     """`reported_pass` where SIGTERM (systemd stopping a oneshot) or Ctrl-C finishes the record
     in hand, commits and exits 1."""
-    from limefort.scheduler import stop_on_signals
+    from limefort.signals import stop_on_signals
 
     with stop_on_signals(threading.Event()) as stop:
         return reported_pass(app, cfg, command, work, dry_run=dry_run, stop_event=stop)
@@ -368,7 +368,7 @@ def backfill(app: App, from_: str, to: str | None, dry_run: bool, yes: bool) -> 
       limefort backfill --from 2026-01-01 --to 2026-06-30 --dry-run
       limefort backfill --from 2026-01-01 --yes
     """
-    from limefort.scheduler import stop_on_signals
+    from limefort.signals import stop_on_signals
 
     cfg = app.config()
     start, end = date_window(cfg, from_, to)
@@ -378,7 +378,7 @@ def backfill(app: App, from_: str, to: str | None, dry_run: bool, yes: bool) -> 
     kind = cfg.sync.deal_target
 
     def work(s: Syncer) -> PassResult:
-        candidates = s.backfill_candidates(start, end)
+        candidates = s.gather.backfill_candidates(start, end)
         n = len(candidates)
         limit, window = cfg.fortnox.rate_limit, cfg.fortnox.rate_window
         est = eta_seconds(n, 0, limit, window)

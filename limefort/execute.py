@@ -4,12 +4,13 @@ It decides nothing. A `CustomerOf` reference is resolved from the store (the act
 linked the company); when that did not happen, the planner's `customer_not_ready` says what
 the document becomes. What a failure means is the planner's `after_failure` table; this module
 only carries the outcome out. The intent-then-POST protocol (DESIGN rule 3) is written once,
-in `_post`, for customers and documents alike.
+in `_intend`, for customers and documents alike: the intent is committed before the POST.
 
-Over a long round trip a few documents are in flight at once (`inflight.Flights`): each one's
-intent is committed here before its POST goes to the pool, and outcomes are recorded here in
-plan order, so every store write stays on this thread. Customer writes go one at a time, after
-the documents before them have landed.
+Over a long round trip a few new customers and documents are in flight at once
+(`inflight.Flights`): each one's intent is committed here before its POST goes to the pool,
+and outcomes are recorded here in plan order, so every store write stays on this thread. A
+document whose customer is still in flight waits for it to land; any other write (an update,
+an adoption) and anything that records state goes after everything in flight has landed.
 """
 
 from __future__ import annotations
@@ -256,23 +257,32 @@ class Executor(_Afterwards):
         writes = sum(1 for a in actions if isinstance(a, WRITES))
         if writes and self.writes_are_work:
             self.progress.total(writes)
-        with Flights(self._write_pool, self._width, self._land_document) as flights:
+        with Flights(self._write_pool, self._width, self._land) as flights:
             for a in actions:
                 if isinstance(a, plan.SkipHistorical):
                     continue
                 self.state.check_stop()
                 if isinstance(a, plan.CreateDocument):
+                    if self._waits_for_flight(a, flights):
+                        flights.drain()  # its customer is being created: that lands first
                     self._before_write(a, flights)
                     self._start_document(a, flights)
                     continue
-                if isinstance(a, WRITES):
-                    flights.drain()  # a customer write goes after the documents before it
+                if isinstance(a, plan.CreateCustomer):
+                    # New customers go in flight like documents: nothing before them needs
+                    # their numbers (a document for one waits for it above).
+                    self._before_write(a, flights)
+                    self._start_customer(a, flights)
+                    continue
+                # Anything else may read or change what those in flight will record (a link,
+                # a quarantine): they land first, in plan order.
+                flights.drain()
                 if plan.writes(a):
                     self._before_write(a, flights)
                 self._attempt(a, lambda a=a: self._execute(a))  # type: ignore[misc]
                 self._wrote(a)
 
-    def _before_write(self, a: plan.Action, flights: Flights[plan.CreateDocument]) -> None:
+    def _before_write(self, a: plan.Action, flights: Flights[plan.Action]) -> None:
         """The writer guard's turn (rule 14): a look at Fortnox, when due, sees every write
         before it landed."""
         if self.guard is not None:
@@ -374,37 +384,31 @@ class Executor(_Afterwards):
 
     # --- the intent-then-POST protocol, once ---------------------------------------------------
 
-    def _post(
-        self, key: str, record_intent: Callable[[], None], post: Callable[[], dict[str, Any]]
-    ) -> dict[str, Any]:
-        """Commit the intent, then POST. A lost answer raises UnknownOutcome with the intent
-        still pending (reconciled by its key, never re-sent blind); anything else that is not
-        an answer (a bug, Ctrl-C in library use) leaves it pending too."""
-        self._intend(key, record_intent)
-        return post()
-
     def _intend(self, key: str, record_intent: Callable[[], None]) -> None:
-        """The intent half of `_post`: committed before the POST is sent (here or, for a
-        document in flight, on the write pool)."""
+        """Commit the intent before the POST is sent (here, or on the write pool for one in
+        flight). A lost answer then leaves it pending, reconciled by its key and never re-sent
+        blind; so does anything else that is not an answer (a bug, Ctrl-C in library use)."""
         self.state.sent.add(key)
         with self.store.transaction():
             record_intent()
 
     def _create_customer(self, a: plan.CreateCustomer) -> None:
+        self._intend(a.company.key, lambda: self._customer_intent(a))
+        self._customer_created(a, self.fortnox.create_customer(a.payload))
+
+    def _customer_intent(self, a: plan.CreateCustomer) -> None:
         company, payload = a.company, a.payload
-        created = self._post(
-            company.key,
-            lambda: self.store.customer_intent(
-                company.id,
-                orgnr=payload.get("OrganisationNumber"),
-                name=payload.get("Name") or "",
-                payload=to_json(payload),
-                hash=payload_hash(payload),
-            ),
-            lambda: self.fortnox.create_customer(payload),
+        self.store.customer_intent(
+            company.id,
+            orgnr=payload.get("OrganisationNumber"),
+            name=payload.get("Name") or "",
+            payload=to_json(payload),
+            hash=payload_hash(payload),
         )
+
+    def _customer_created(self, a: plan.CreateCustomer, created: dict[str, Any]) -> None:
         number = str(created["CustomerNumber"])
-        self._linked(company, number, payload)
+        self._linked(a.company, number, a.payload)
         self._done(a, f"created Fortnox customer {number}")
 
     def _adopt_customer(self, a: plan.AdoptCustomer) -> None:
@@ -486,27 +490,48 @@ class Executor(_Afterwards):
 
     # --- documents in flight --------------------------------------------------------------------
 
-    def _start_document(
-        self, a: plan.CreateDocument, flights: Flights[plan.CreateDocument]
-    ) -> None:
+    def _start_document(self, a: plan.CreateDocument, flights: Flights[plan.Action]) -> None:
         flights.make_room()  # no more intents pending than POSTs in flight
         payload = self._document_intent(a)
         if payload is None:
             self._wrote(a)
             return
+        self._fresh_token()
+        kind = a.kind
+        flights.start(a, lambda: self.fortnox.create_document(kind, payload))
+
+    def _start_customer(self, a: plan.CreateCustomer, flights: Flights[plan.Action]) -> None:
+        flights.make_room()  # no more intents pending than POSTs in flight
+        self._warn(a.company.key, a.warnings)
+        self._intend(a.company.key, lambda: self._customer_intent(a))
+        self._fresh_token()
+        payload = a.payload
+        flights.start(a, lambda: self.fortnox.create_customer(payload))
+
+    def _waits_for_flight(self, a: plan.CreateDocument, flights: Flights[plan.Action]) -> bool:
+        """Whether the document's customer is one being created in flight."""
+        ref = a.customer
+        return not isinstance(ref, str) and any(
+            isinstance(x, plan.CreateCustomer) and x.company.id == ref.company_id
+            for x in flights.items()
+        )
+
+    def _land(self, a: plan.Action, result: Callable[[], Any]) -> None:
+        """Record a write's outcome (on this thread, in plan order)."""
+        if isinstance(a, plan.CreateCustomer):
+            self._attempt(a, lambda: self._customer_created(a, result()))
+        else:
+            assert isinstance(a, plan.CreateDocument)
+            self._attempt(a, lambda: self._document_created(a, result()))
+        self._wrote(a)
+
+    def _fresh_token(self) -> None:
         if self._width() > 1:
             # A token that would expire soon is renewed here, on this thread (the token cache
             # is the store), not by the first POST on the pool that finds it stale.
             tokens = getattr(self.fortnox, "tokens", None)
             if tokens is not None:
                 tokens.access_token()
-        kind = a.kind
-        flights.start(a, lambda: self.fortnox.create_document(kind, payload))
-
-    def _land_document(self, a: plan.CreateDocument, result: Callable[[], Any]) -> None:
-        """Record a document's outcome (on this thread, in plan order)."""
-        self._attempt(a, lambda: self._document_created(a, result()))
-        self._wrote(a)
 
     def _width(self) -> int:
         http = getattr(self.fortnox, "http", None)

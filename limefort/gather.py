@@ -338,6 +338,19 @@ class Gatherer:
     def field_defs(self) -> dict[str, CustomFieldDef]:
         return self.limego.deal_field_defs()
 
+    def backfill_candidates(self, start: datetime, end: datetime) -> list[str]:
+        """The ids of deals won in [start, end] that Fortnox has no document for yet (writes
+        nothing), for `backfill` to count and confirm before it writes. Ids, not deals: a
+        backfill may span years of deals, and `backfill` reads them again page by page."""
+        rules = self.rules(start, (start, end))
+        out: list[str] = []
+        for deals, related in self.deal_pages(start):
+            snap = plan.Snapshot(
+                deals=deals, related=related, intents=self.store.intents(d.id for d in deals)
+            )
+            out.extend(d.id for d in plan.triage(snap, rules).wins)
+        return out
+
     # --- reading ahead: the Lime Go reads of the next batch, while this one is written ------------
 
     def warm(
@@ -348,17 +361,21 @@ class Gatherer:
         *,
         force: bool = False,
         resend: frozenset[str] = frozenset(),
+        ledger: bool = True,
     ) -> None:
         """Start reading, in the background, what `deals_snapshot` will need for these deals:
         the first contact of each win and the companies Lime Go did not include. Which deals
         are wins is asked of the store now; should the writes before them change that, the
-        snapshot reads what is still missing and leaves the rest unused."""
+        snapshot reads what is still missing and leaves the rest unused. `ledger=False`: not
+        asking Fortnox's index which wins it already holds (the reads before the pass writes
+        anything must not open Fortnox's window early), at the cost of a contact perhaps read
+        for a deal whose document is found there."""
         if not any(d.stage_id in rules.won for d in deals):
             return
         first, wins = self._triaged(deals, related, rules, force=force, resend=resend)
         if wins:
-            ledger = self._ledger_for(wins, rules)
-            need_companies, need_contacts = plan.deal_lookups(wins, first, ledger)
+            held = self._ledger_for(wins, rules) if ledger else {}
+            need_companies, need_contacts = plan.deal_lookups(wins, first, held)
             self._start("company", need_companies)
             self._start("contact", need_contacts)
 

@@ -16,6 +16,7 @@ import re
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -230,6 +231,8 @@ class SlidingWindowLimiter:
         # wait just as long. The slots have their own lock, so answers are recorded meanwhile.
         self._turn = threading.Lock()
         self._cond = threading.Condition(threading.Lock())
+        # The round trips of the last answers (seconds), for `credit`.
+        self._trips: deque[float] = deque(maxlen=25)
         self.waits = 0
         self.waited = 0.0
 
@@ -278,12 +281,28 @@ class SlidingWindowLimiter:
             self.waited += waited
         return slot, waited
 
-    def release(self, slot: _Slot) -> None:
-        """The answer arrived (or the attempt ended): Fortnox counted the request by now."""
+    def release(self, slot: _Slot, round_trip: float | None = None) -> None:
+        """The attempt ended: Fortnox counted the request by now. With the `round_trip` of an
+        answer that arrived, it counted it earlier still: the answer spent at least part of
+        that trip on its way back, and the slot is dated back by half of the fastest recent
+        round trip (see `credit`), so each window no longer loses a whole round trip."""
         with self._cond:
-            slot.at = max(slot.at, self._clock())
+            now = self._clock()
+            if round_trip is not None:
+                self._trips.append(round_trip)
+            back = self.credit() if round_trip is not None else 0.0
+            slot.at = max(slot.at, now - back)
             slot.done = True
             self._cond.notify_all()
+
+    def credit(self) -> float:
+        """How much earlier than its answer an answered request is taken to have been counted:
+        half the fastest of the last round trips. Safe as long as Fortnox spends no more than
+        half of its fastest round trip working on a request (the rest is the network, which a
+        request crosses before Fortnox counts it and an answer after): over a 150 ms network
+        that is 75 ms a window regained; on loopback (a trip of a millisecond or two) it is
+        below the 5 ms margin."""
+        return min(self._trips) / 2 if self._trips else 0.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -751,7 +770,7 @@ class HttpClient:
             # Every attempt is a request Fortnox counts, so every attempt asks the limiter.
             slot = self.limiter.reserve()[0] if self.limiter is not None else None
             self._bump("requests", method)
-            sent = time.monotonic()
+            sent, trip = time.monotonic(), None  # trip: the round trip of an answer
             try:
                 resp = self.session.request(
                     method,
@@ -766,7 +785,7 @@ class HttpClient:
                 )
                 self._refuse_redirect(resp, method, shown)
                 self._read_capped(resp, method, shown)
-                self._note_round_trip(time.monotonic() - sent)
+                self._note_round_trip(trip := time.monotonic() - sent)
             except _TRANSPORT_ERRORS as exc:
                 reason = describe_failure(exc)
                 if idempotent or certainly_not_sent(exc):
@@ -784,7 +803,7 @@ class HttpClient:
                 raise lost from exc
             finally:
                 if slot is not None and self.limiter is not None:
-                    self.limiter.release(slot)
+                    self.limiter.release(slot, round_trip=trip)
             return self._classify(resp, method, shown, idempotent)
 
         def wait(rs: tenacity.RetryCallState) -> float:

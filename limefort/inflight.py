@@ -75,6 +75,10 @@ class Flights(Generic[T]):
     def __len__(self) -> int:
         return len(self._queue)
 
+    def items(self) -> list[T]:
+        """What is in flight now, oldest first."""
+        return [item for item, _ in self._queue]
+
     def make_room(self) -> None:
         """Land the oldest while `width()` are in flight: call it before committing the next
         write's intent, so no more intents are pending than writes are in flight."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -112,10 +113,24 @@ class Ledger:
 
     def _customer_pages(self, since: datetime | None) -> Iterator[list[dict[str, Any]]]:
         """Active and inactive customers read apart (list items carry no Active flag), each
-        item tagged with which it is, so the planner can prefer the active one."""
-        for flag in ("active", "inactive"):
-            for page in self.fortnox.iter_customers(lastmodified=since, limit=500, filter=flag):
-                yield [{**item, ACTIVE_TAG: flag == "active"} for item in page]
+        item tagged with which it is, so the planner can prefer the active one. The inactive
+        listing is read beside the active one (a round trip saved at the start of a pass);
+        the token is made fresh on this thread first, since renewing it writes the store."""
+        tokens = getattr(self.fortnox, "tokens", None)
+        if tokens is not None:
+            tokens.access_token()
+        with ThreadPoolExecutor(1, thread_name_prefix="limefort-index") as pool:
+            # Few customers are inactive: their pages are held until the active ones are done.
+            inactive = pool.submit(lambda: list(self._flagged(since, "inactive")))
+            try:
+                yield from self._flagged(since, "active")
+            finally:
+                pages = inactive.result()  # raised here, as a read on this thread would be
+            yield from pages
+
+    def _flagged(self, since: datetime | None, flag: str) -> Iterator[list[dict[str, Any]]]:
+        for page in self.fortnox.iter_customers(lastmodified=since, limit=500, filter=flag):
+            yield [{**item, ACTIVE_TAG: flag == "active"} for item in page]
 
     def _save_customers(self, page: list[dict[str, Any]]) -> None:
         active = [str(i["CustomerNumber"]) for i in page if i.get(ACTIVE_TAG)]

@@ -14,11 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
-from prometheus_client import CollectorRegistry, Gauge, generate_latest, write_to_textfile
+
+if TYPE_CHECKING:  # imported where the textfile is made: a pass without one never loads it
+    from prometheus_client import CollectorRegistry
 
 from limefort.http import REDACTOR
 
@@ -68,6 +70,8 @@ def build_registry(
     label on every series, so one node_exporter can collect several tenants' files; it is one
     fixed value per config, which keeps the number of series bounded.
     """
+    from prometheus_client import CollectorRegistry, Gauge
+
     reg = CollectorRegistry(auto_describe=True)
     base = {"tenant": tenant} if tenant else {}
     names = list(base)
@@ -175,6 +179,8 @@ def _owed_gauges(
     base: dict[str, str],
     owed: Mapping[str, Mapping[str, Decimal]],
 ) -> None:
+    from prometheus_client import Gauge
+
     for name, help_text, field_name in _OWED:
         g = Gauge(name, help_text, [*names, "currency"], registry=reg)
         for currency in sorted({"SEK", *owed}):
@@ -187,6 +193,8 @@ def render_textfile(
     m: PassMetrics, *, last_success: float | None, tenant: str | None = None
 ) -> str:
     """The Prometheus text exposition format (0.0.4) for the last pass."""
+    from prometheus_client import generate_latest
+
     reg = build_registry(m, last_success=last_success, tenant=tenant)
     return generate_latest(reg).decode("utf-8")
 
@@ -198,6 +206,8 @@ def write_textfile(path: Path, registry: CollectorRegistry) -> None:
     renames it)."""
     # The temp file is created under this umask; 0644 from the start, so there is no moment
     # when the new file is unreadable to the collector.
+    from prometheus_client import write_to_textfile
+
     old_umask = os.umask(0o022)
     try:
         write_to_textfile(str(path), registry)

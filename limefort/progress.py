@@ -18,10 +18,6 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Literal, TextIO
 
-from rich.console import Console
-from rich.progress import BarColumn, TextColumn
-from rich.progress import Progress as RichProgress
-
 from limefort.passstate import NullProgress, Progress
 from limefort.sync import eta_seconds
 
@@ -77,7 +73,7 @@ class PassProgress:
         self._last_print = 0.0
         self._shown: tuple[int, int, int, int | None] | None = None
         self._stream = stream
-        self._bar: RichProgress | None = None
+        self._bar: Any = None  # a rich Progress while the bar is up
         self._task: Any = None
         self._swapped: list[logging.StreamHandler[Any]] = []
 
@@ -170,6 +166,11 @@ class PassProgress:
         self.t0 = self._clock()
         if self.mode != "bar":
             return self
+        # rich only when a bar is drawn: a pass from cron or the daemon never imports it.
+        from rich.console import Console
+        from rich.progress import BarColumn, TextColumn
+        from rich.progress import Progress as RichProgress
+
         real_stderr = self._stream or sys.stderr
         self._bar = RichProgress(
             TextColumn("{task.description}"),

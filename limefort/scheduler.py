@@ -12,12 +12,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
-from types import FrameType
 from typing import Any
 
 from apscheduler.events import EVENT_SCHEDULER_STARTED
@@ -27,12 +25,12 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from limefort.errors import EX_OK, EX_TEMPFAIL, ConfigError
+from limefort.signals import install_handlers, restore_handlers
 
 log = logging.getLogger("limefort.scheduler")
 
 PASS_JOB_ID = "limefort-pass"
 KEEPALIVE_JOB_ID = "limefort-keepalive"
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 # crontab numbers Sunday 0 (and 7); APScheduler 3.x numbers Monday 0. Names mean the same in
 # both, so day-of-week is rewritten as names before it reaches APScheduler.
@@ -215,7 +213,7 @@ def run_daemon(
         with contextlib.suppress(SchedulerNotRunningError):
             scheduler.shutdown(wait=True)
 
-    previous = _install_handlers(stop) if install_signal_handlers else {}
+    previous = install_handlers(stop) if install_signal_handlers else {}
     stopper_thread = threading.Thread(target=stopper, name="limefort-stopper", daemon=True)
     stopper_thread.start()
     what = f"cron {cron!r} (UTC)" if cron else f"every {interval}"
@@ -227,49 +225,6 @@ def run_daemon(
         if not stop.is_set():
             stop.set()  # after a crash too: nothing may start another pass
         stopper_thread.join()
-        _restore_handlers(previous)
+        restore_handlers(previous)
     log.info("daemon stopped")
     return EX_OK
-
-
-@contextlib.contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[threading.Event]:
-    """SIGTERM/SIGINT set `stop` inside the block (for a one-off pass such as `limefort sync`,
-    so `systemctl stop` also ends it at a record boundary); previous handlers come back after.
-    Does nothing outside the main thread, where Python cannot install handlers."""
-    previous = _install_handlers(stop)
-    try:
-        yield stop
-    finally:
-        _restore_handlers(previous)
-
-
-def _restore_handlers(previous: dict[int, Any]) -> None:
-    for signum, handler in previous.items():
-        signal.signal(signum, handler)
-
-
-def _install_handlers(stop: threading.Event) -> dict[int, Any]:
-    if threading.current_thread() is not threading.main_thread():
-        log.debug("not in the main thread: leaving signal handling to the caller")
-        return {}
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if stop.is_set():
-            # Nothing is safe to cut short any more: the pass stops at its next record
-            # boundary anyway, and killing it mid-record would leave a write unaccounted for.
-            log.warning(
-                "%s again: still waiting for the current record to commit "
-                "(SIGKILL abandons it; the next pass reconciles)",
-                name,
-            )
-            return
-        stop.set()
-        log.info("%s received: stopping after the current record", name)
-
-    previous: dict[int, Any] = {}
-    for signum in STOP_SIGNALS:
-        old = signal.signal(signum, handler)
-        previous[signum] = signal.SIG_DFL if old is None else old
-    return previous

@@ -12,9 +12,11 @@ A dry run gathers and plans the same way and prints the plan: nothing executes.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -149,10 +151,15 @@ class Syncer:
 
         def work() -> None:
             self.reconcile()
+            deals = only in (None, "deals") and self.cfg.sync.deal_target != "none"
+            # The deals' first page is read, and its wins' contacts started, before the
+            # companies are written: over a long round trip those reads then overlap the
+            # customer writes instead of leaving Fortnox's window empty between the phases.
+            head = self._deals_head(now, since) if deals else None
             if only in (None, "customers"):
                 self._companies_phase(now, since)
-            if only in (None, "deals") and self.cfg.sync.deal_target != "none":
-                self._deals_phase(now, since)
+            if head is not None:
+                self._deals_phase(head)
                 self._follow_companies()
             if only is None:
                 self.release_deleted()
@@ -173,19 +180,6 @@ class Syncer:
                 self._follow_companies()
 
         return self._guarded(work)
-
-    def backfill_candidates(self, start: datetime, end: datetime) -> list[str]:
-        """The ids of deals won in [start, end] that Fortnox has no document for yet (writes
-        nothing), for `backfill` to count and confirm before it writes. Ids, not deals: a
-        backfill may span years of deals, and `backfill` reads them again page by page."""
-        rules = self.gather.rules(start, (start, end))
-        out: list[str] = []
-        for deals, related in self.gather.deal_pages(start):
-            snap = plan.Snapshot(
-                deals=deals, related=related, intents=self.store.intents(d.id for d in deals)
-            )
-            out.extend(d.id for d in plan.triage(snap, rules).wins)
-        return out
 
     def backfill(
         self,
@@ -238,19 +232,30 @@ class Syncer:
             self._do(self.gather.companies_snapshot(page, rules), plan.plan_companies, rules)
         self._advance("companies", cur, self._source_mark(high, began))
 
-    def _deals_phase(self, now: datetime, widen: datetime | None) -> None:
+    def _deals_head(self, now: datetime, widen: datetime | None) -> _DealsHead:
+        """The deals phase up to its first batch: the cursor, the rules, the first page read
+        and the Lime Go reads its wins need started in the background (`warm`)."""
         cur = self.store.get_cursor("deals")
         since = cursors.read_since(cur, self.cfg.sync.lookback, widen)
-        self.state.incomplete = False
         self.gather.won()  # reads Lime Go's stages, and so learns Lime Go's clock
         rules = self.gather.rules(self._start(self.source_now(now)))
         began = self.limego.last_date
-        high: datetime | None = None
-        wins: list[Deal] = []  # a first dry run's new wins (Lime Go has no won-at time)
         # A first pass reads every deal once so that deals already won before `sync.start`
         # are recorded as such and never invoiced later when someone edits them.
-        pages = self._counted(self.gather.deal_pages(since))
-        for (deals, related), ahead in batches(pages, rules):
+        it = batches(self._counted(self.gather.deal_pages(since)), rules)
+        first = next(it, None)
+        if first is not None and any(d.stage_id in rules.won for d in first[0][0]):
+            self.gather.owners(), self.gather.field_defs()  # read once a pass, kept
+            self.gather.warm(*first[0], rules, ledger=False)
+        return _DealsHead(cur, rules, began, first, it)
+
+    def _deals_phase(self, head: _DealsHead) -> None:
+        cur, rules, began = head.cur, head.rules, head.began
+        self.state.incomplete = False
+        high: datetime | None = None
+        wins: list[Deal] = []  # a first dry run's new wins (Lime Go has no won-at time)
+        todo = itertools.chain([head.first] if head.first is not None else [], head.rest)
+        for (deals, related), ahead in todo:
             high = cursors.high_water(high, (d.updated_at for d in deals))
             self._seen_quarantined(d.key for d in deals)
             snap = self.gather.deals_snapshot(
@@ -475,6 +480,17 @@ def note_duplicates(store: Store, state: PassState) -> None:
     for d in found:
         if d.key not in named:
             state.problem(d.key, d.text)
+
+
+@dataclass
+class _DealsHead:
+    """What `_deals_head` read before the companies were written, for `_deals_phase`."""
+
+    cur: datetime | None
+    rules: plan.Rules
+    began: datetime | None
+    first: tuple[DealBatch, DealBatch | None] | None
+    rest: Iterator[tuple[DealBatch, DealBatch | None]]
 
 
 def eta_seconds(remaining_requests: int, observed_rate: float, limit: int, window: float) -> float:

@@ -323,7 +323,10 @@ def test_access_tokens_revoked_mid_pass_are_refreshed_on_401(lf: Lf, sandbox: Sa
     app.handle = expiring  # type: ignore[method-assign]
     r = lf.run("sync")
     assert r.code in (0, 1), r.err
-    assert app.count(status=401) == 3
+    # Each of the three expiries refuses the requests in flight at that moment: one, or two
+    # when it falls on the customer index, whose active and inactive listings are read at
+    # once (issue 26). Each refused request was retried with a new token.
+    assert 3 <= app.count(status=401) <= 6
     assert refresh_grants(sandbox) >= 4  # the first token, then one after each 401
     assert app.invoices
 

@@ -23,8 +23,8 @@ from limefort.scheduler import (
     PASS_JOB_ID,
     cron_trigger,
     run_daemon,
-    stop_on_signals,
 )
+from limefort.signals import stop_on_signals
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = timedelta(seconds=0.2)

@@ -125,7 +125,9 @@ def test_no_secret_in_any_output_of_a_pass_full_of_errors(
     assert code == 1, out + log  # the zero-value deal is quarantined
     assert "stopped early" not in log and sb.fortnox.invoices, log
     # The errors really happened and were logged: the test is not vacuous.
-    assert sb.fortnox.count(status=401) == 2 and sb.limego.count(status=401) >= 1
+    # Two expiries; one may refuse two requests at once (the customer index's active and
+    # inactive listings are read together, issue 26).
+    assert 2 <= sb.fortnox.count(status=401) <= 4 and sb.limego.count(status=401) >= 1
     assert sb.fortnox.count(status=429) >= 1 and sb.fortnox.count(status=500) == 1
     assert "401" in log and "429" in log and "500" in log
     if "json" in flags:
