@@ -91,6 +91,59 @@ def test_documents_in_flight_never_exceed_the_window(
     assert_exactly_once(sb, lf, deals, companies)
 
 
+def test_customers_and_the_tail_go_in_flight_too(
+    make_inprocess_sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 26: new customers overlap like documents (each document still sent after its own
+    customer's answer), and so do the last documents of the plan. No rate limit here, so
+    what overlaps is the executor's doing alone (the window: the test above and
+    test_rate_limit.py)."""
+    sb: Sandbox = make_inprocess_sandbox(seed=6, companies=0, deals=0, latency=0.1)
+    answered: dict[int, float] = {}
+    real_complete = fakes.complete
+
+    def complete(app: Any, req: Any, record: Any, rule: Any) -> Any:
+        try:
+            return real_complete(app, req, record, rule)
+        finally:
+            answered[id(record)] = time.time()
+
+    monkeypatch.setattr(fakes, "complete", complete)
+    # Half are customers already (made by the companies phase), half become customers by
+    # their won deal (made in the deals phase, each just before its document).
+    ids = [
+        sb.limego.add_company(name=f"Ny Kund {i} AB", status="customer" if i < 4 else "prospect")
+        for i in range(8)
+    ]
+    for i in range(12):
+        sb.limego.add_deal(company_id=ids[i % 8], stage="won", name=f"Affär {i}", value="100")
+    lf = Lf(sb, tmp_path, start="2000-01-01")
+    deals, companies = expected(sb, lf)
+
+    r = lf.run("sync")
+    assert r.code == 0, r.err
+    calls = [x for x in sb.fortnox.requests if x.path.startswith("/3/")]
+
+    def posts(path: str) -> list[Any]:
+        return [x for x in calls if (x.method, x.path) == ("POST", path)]
+
+    def spans(xs: list[Any]) -> list[tuple[float, float]]:
+        return [(x.at, answered[id(x)]) for x in xs]
+
+    customers, documents = posts("/3/customers"), posts("/3/invoices")
+    assert len(customers) == 8 and len(documents) == 12
+    assert 2 <= most_at_once(spans(customers)) <= 3  # customers in flight, 3 at most
+    assert most_at_once(spans(documents[-3:])) >= 2  # the plan's tail as full as its middle
+    # Each document was sent after the answer that created its customer.
+    number_of = {c["ExternalReference"]: c["CustomerNumber"] for c in sb.fortnox.customers}
+    created = {
+        number_of[x.body["Customer"]["ExternalReference"]]: answered[id(x)] for x in customers
+    }
+    for x in documents:
+        assert x.at >= created[x.body["Invoice"]["CustomerNumber"]]
+    assert_exactly_once(sb, lf, deals, companies)
+
+
 def test_the_window_check_above_can_fail() -> None:
     # Six requests of 100 ms, one every 150 ms: a server counting at the answers sees six in
     # 0.9 s.

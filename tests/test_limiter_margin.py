@@ -75,9 +75,11 @@ def run(
     rtt: Callable[[random.Random], float],
     counted_at: Callable[[random.Random], float],
     seed: int = 1,
+    trips: bool = False,
 ) -> tuple[list[float], list[float]]:
     """`n` requests through the limiter, at most `in_flight` at once. Returns (send times,
-    the moments Fortnox counted them: `counted_at` of the way from send to answer)."""
+    the moments Fortnox counted them: `counted_at` of the way from send to answer).
+    `trips`: each answer reports its round trip, as the HTTP client does (issue 26)."""
     rng = random.Random(seed)
     sim = Sim()
     lim = SlidingWindowLimiter(LIMIT, WINDOW, margin=margin, clock=sim.clock, sleep=sim.sleep)
@@ -85,8 +87,8 @@ def run(
     sends: list[float] = []
     counted: list[float] = []
 
-    def answered(slot: object) -> None:
-        lim.release(slot)  # type: ignore[arg-type]
+    def answered(slot: object, trip: float) -> None:
+        lim.release(slot, round_trip=trip if trips else None)  # type: ignore[arg-type]
         flying[0] -= 1
 
     for _ in range(n):
@@ -97,7 +99,7 @@ def run(
         sends.append(send)
         counted.append(send + counted_at(rng) * trip)
         flying[0] += 1
-        sim.at(send + trip, lambda slot=slot: answered(slot))  # type: ignore[misc]
+        sim.at(send + trip, lambda slot=slot, trip=trip: answered(slot, trip))  # type: ignore[misc]
     sim.until(sim.t + 10)
     return sends, counted
 
@@ -186,3 +188,46 @@ def test_a_request_in_flight_holds_its_slot_until_answered() -> None:
     assert not t.is_alive()
     assert sim.t == pytest.approx(32.0)  # a whole window after that answer
     assert [s.at for s in lim._sent] == [0.0, 0.0, 32.0]  # the answered one has expired
+
+
+# Issue 26: an answered request's slot is dated back by half the fastest recent round trip.
+# Safe while Fortnox counts a request at least a quarter of its trip after the send and a
+# quarter before the answer (the network's share of a trip), wherever in between.
+MIDDLE = lambda r: r.uniform(0.25, 0.75)  # noqa: E731
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("trip", [0.002, 0.15, 0.4])
+def test_dating_answers_back_gives_no_429_and_fills_the_windows(seed: int, trip: float) -> None:
+    rtt = lambda r: trip * r.uniform(1.0, 1.3)  # noqa: E731
+    sends, counted = run(
+        301, MARGIN, in_flight=3, rtt=rtt, counted_at=MIDDLE, seed=seed, trips=True
+    )
+    assert fortnox_rejects(counted) == 0
+    old, _ = run(301, MARGIN, in_flight=3, rtt=rtt, counted_at=MIDDLE, seed=seed)
+    assert fraction(sends) >= fraction(old)
+    if trip >= 0.15:
+        assert fraction(sends) > fraction(old) + 0.005  # half a round trip a window regained
+
+
+def test_dating_answers_back_by_a_whole_trip_would_draw_429(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The guard can fail: a credit of the whole fastest trip lets two requests Fortnox counts
+    late and early fall in one window."""
+    monkeypatch.setattr(SlidingWindowLimiter, "credit", lambda self: min(self._trips))
+    _, counted = run(
+        301, MARGIN, in_flight=3, rtt=lambda r: 0.3, counted_at=MIDDLE, seed=1, trips=True
+    )
+    assert fortnox_rejects(counted) > 0
+
+
+def test_the_credit_is_half_the_fastest_recent_trip() -> None:
+    lim = SlidingWindowLimiter(25, 5.0, clock=lambda: 10.0, sleep=lambda s: None)
+    assert lim.credit() == 0.0
+    for trip in (0.30, 0.12, 0.50):
+        lim.release(lim.reserve()[0], round_trip=trip)
+    assert lim.credit() == pytest.approx(0.06)
+    slot = lim.reserve()[0]
+    lim.release(slot, round_trip=None)  # no answer (a reset): counted at the attempt's end
+    assert slot.at == 10.0

@@ -36,16 +36,19 @@ def add_customers(sb: Sandbox, n: int) -> None:
         sb.limego.add_company(name=f"Takt {i} AB", business_id=orgnr(i), status="customer")
 
 
-def real_limit(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
+def real_limit(make_sandbox: Callable[..., Sandbox], latency: float = 0.0) -> Sandbox:
     return make_sandbox(
-        seed=21, companies=0, deals=0, fortnox_rate_limit=LIMIT, fortnox_rate_window=WINDOW
-    )
+        seed=21, companies=0, deals=0, fortnox_rate_limit=LIMIT, fortnox_rate_window=WINDOW,
+        latency=latency,
+    )  # fmt: skip
 
 
 def test_client_limiter_at_the_real_setting_draws_no_429(
     make_sandbox: Callable[..., Sandbox], tmp_path: Path
 ) -> None:
-    sb = real_limit(make_sandbox)
+    # Every answer 100 ms late: new customers go three at a time (issue 26), and the limiter
+    # dates each answered request back by half the fastest round trip.
+    sb = real_limit(make_sandbox, latency=0.1)
     add_customers(sb, 54)  # 54 POSTs + 2 index pages (active, inactive): three windows' worth
     lf = Lf(sb, tmp_path, rate_limit=LIMIT, start="now")
     t0 = time.monotonic()
