@@ -17,10 +17,8 @@ from decimal import Decimal, InvalidOperation
 from functools import cache, lru_cache
 from typing import Any
 
-import pycountry
-from stdnum import luhn
-from stdnum.se import orgnr as se_orgnr
-from stdnum.se import personnummer
+# pycountry and python-stdnum are imported where they are used: a pass that maps nothing (an
+# idle one, every few minutes per tenant) never loads their tables.
 
 
 @dataclass(frozen=True)
@@ -234,6 +232,8 @@ _ORGNR_HINT = "expected 10 digits like 556036-0793"
 
 def normalise_orgnr(raw: str) -> str | Invalid:
     """A Swedish organisation number (or a sole trader's personnummer) as NNNNNN-NNNN."""
+    from stdnum.se import orgnr as se_orgnr
+
     text = raw.strip()
     digits = _ORGNR_SEPARATORS.sub("", text)
     vat = re.fullmatch(r"(?i)SE(\d{10})01", digits)
@@ -280,6 +280,9 @@ def orgnr_key(raw: str | None) -> str | None:
 
 
 def _valid_12_digit_personnummer(digits: str) -> bool:
+    from stdnum import luhn
+    from stdnum.se import personnummer
+
     if digits[:2] not in ("18", "19", "20"):
         return False
     if personnummer.is_valid(f"{digits[:8]}-{digits[8:]}"):
@@ -347,6 +350,8 @@ def _country_key(name: str) -> str:
 
 @cache
 def _country_table() -> dict[str, str]:
+    import pycountry
+
     table: dict[str, str] = {}
     clashes: set[str] = set()
 
@@ -439,6 +444,7 @@ def _cldr_table() -> dict[str, str]:
     their alpha-2 code: "Deutschland", "Allemagne", "Suomi", "Nederländerna". Built once a
     process, and only when a name is not in the English/Swedish table (about a second).
     A name two languages give to different countries ("Kongo") is left out: no guessing."""
+    import pycountry
     from babel import Locale, UnknownLocaleError
     from babel.localedata import locale_identifiers
 
@@ -474,6 +480,8 @@ _NOT_CURRENCIES = frozenset({"XXX", "XTS"})
 
 
 def normalise_currency(raw: str) -> str | Invalid:
+    import pycountry
+
     code = raw.strip().upper()
     if (
         len(code) == 3
