@@ -274,9 +274,10 @@ class Executor(_Afterwards):
                     self._before_write(a, flights)
                     self._start_customer(a, flights)
                     continue
-                # Anything else may read or change what those in flight will record (a link,
-                # a quarantine): they land first, in plan order.
-                flights.drain()
+                # Any other write lands after those in flight, and so does anything at all
+                # while customers are in flight (it may read or change a company's link).
+                if isinstance(a, WRITES) or self._customers_in(flights):
+                    flights.drain()
                 if plan.writes(a):
                     self._before_write(a, flights)
                 self._attempt(a, lambda a=a: self._execute(a))  # type: ignore[misc]
@@ -511,10 +512,12 @@ class Executor(_Afterwards):
     def _waits_for_flight(self, a: plan.CreateDocument, flights: Flights[plan.Action]) -> bool:
         """Whether the document's customer is one being created in flight."""
         ref = a.customer
-        return not isinstance(ref, str) and any(
-            isinstance(x, plan.CreateCustomer) and x.company.id == ref.company_id
-            for x in flights.items()
-        )
+        return not isinstance(ref, str) and ref.company_id in self._customers_in(flights)
+
+    @staticmethod
+    def _customers_in(flights: Flights[plan.Action]) -> set[str]:
+        """The companies whose customers are being created in flight."""
+        return {x.company.id for x in flights.items() if isinstance(x, plan.CreateCustomer)}
 
     def _land(self, a: plan.Action, result: Callable[[], Any]) -> None:
         """Record a write's outcome (on this thread, in plan order)."""
