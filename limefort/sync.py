@@ -201,7 +201,7 @@ class Syncer:
             rules = self.gather.rules(start, (start, end))
             # Documents, not the progress's units, are the writes here: deals are.
             self.executor.writes_are_work = False
-            pages = self._counted(self.gather.deal_pages(start), seen=False)
+            pages = counted(self.gather.deal_pages(start), self.state, self.progress, seen=False)
             for (deals, related), ahead in batches(pages, rules, wanted):
                 self.state.check_stop()
                 snap = self.gather.deals_snapshot(deals, related, rules)
@@ -237,19 +237,26 @@ class Syncer:
         and the Lime Go reads its wins need started in the background (`warm`)."""
         cur = self.store.get_cursor("deals")
         since = cursors.read_since(cur, self.cfg.sync.lookback, widen)
-        self.gather.won()  # reads Lime Go's stages, and so learns Lime Go's clock
-        rules = self.gather.rules(self._start(self.source_now(now)))
-        began = self.limego.last_date
-        # A first pass reads every deal once so that deals already won before `sync.start`
-        # are recorded as such and never invoiced later when someone edits them.
-        it = batches(self._counted(self.gather.deal_pages(since)), rules)
-        first = next(it, None)
-        if first is not None and any(d.stage_id in rules.won for d in first[0][0]):
-            self.gather.owners(), self.gather.field_defs()  # read once a pass, kept
-            self.gather.warm(*first[0], rules, ledger=False)
+        try:
+            self.gather.won()  # reads Lime Go's stages, and so learns Lime Go's clock
+            rules = self.gather.rules(self._start(self.source_now(now)))
+            began = self.limego.last_date
+            # A first pass reads every deal once so that deals already won before
+            # `sync.start` are recorded as such and never invoiced later when edited.
+            pages = counted(self.gather.deal_pages(since), self.state, self.progress)
+            it = batches(pages, rules)
+            first = next(it, None)
+            if first is not None and any(d.stage_id in rules.won for d in first[0][0]):
+                self.gather.owners(), self.gather.field_defs()  # read once a pass, kept
+                self.gather.warm(*first[0], rules, ledger=False)
+        except Exception as exc:  # the deals phase raises it, after the companies as before
+            return _DealsHead(cur, None, None, None, iter(()), exc)
         return _DealsHead(cur, rules, began, first, it)
 
     def _deals_phase(self, head: _DealsHead) -> None:
+        if head.failed is not None:
+            raise head.failed
+        assert head.rules is not None
         cur, rules, began = head.cur, head.rules, head.began
         self.state.incomplete = False
         high: datetime | None = None
@@ -271,13 +278,6 @@ class Syncer:
         self._advance("deals", cur, self._source_mark(high, began))
 
     # --- batches: the next one's Lime Go reads while this one is written ------------------------
-
-    def _counted(self, pages: Iterable[DealBatch], *, seen: bool = True) -> Iterator[DealBatch]:
-        for deals, related in pages:
-            if seen:
-                self.state.count("deals_seen", len(deals))
-            self.progress.read(len(deals))
-            yield deals, related
 
     def _do(
         self,
@@ -487,10 +487,22 @@ class _DealsHead:
     """What `_deals_head` read before the companies were written, for `_deals_phase`."""
 
     cur: datetime | None
-    rules: plan.Rules
+    rules: plan.Rules | None
     began: datetime | None
     first: tuple[DealBatch, DealBatch | None] | None
     rest: Iterator[tuple[DealBatch, DealBatch | None]]
+    failed: Exception | None = None  # a read that failed: raised where the phase begins
+
+
+def counted(
+    pages: Iterable[DealBatch], state: PassState, progress: Progress, *, seen: bool = True
+) -> Iterator[DealBatch]:
+    """The pages, each counted as read (and as deals seen, unless a backfill's re-read)."""
+    for deals, related in pages:
+        if seen:
+            state.count("deals_seen", len(deals))
+        progress.read(len(deals))
+        yield deals, related
 
 
 def eta_seconds(remaining_requests: int, observed_rate: float, limit: int, window: float) -> float:

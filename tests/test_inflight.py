@@ -282,3 +282,24 @@ def test_sigkill_with_documents_in_flight_leaves_one_document_per_deal(
     print(
         f"\nkills with documents in flight: {kills}; POSTs per document {Counter(applied.values())}"
     )
+
+
+def test_a_deals_read_that_fails_early_still_lets_the_companies_through(
+    make_inprocess_sandbox: Any, tmp_path: Path
+) -> None:
+    """The deals' first page is read before the companies are written (issue 26); when that
+    read fails, the companies still go first and the pass then fails where it always did."""
+    from limefort.sandbox import FaultRule
+
+    sb: Sandbox = make_inprocess_sandbox(seed=7, companies=0, deals=0)
+    ids = [sb.limego.add_company(name=f"Kund {i} AB", status="customer") for i in range(3)]
+    sb.limego.add_deal(company_id=ids[0], stage="won", name="Affär", value="100")
+    sb.limego.faults.add(FaultRule("503", methods=("GET",), path_prefix="/api/v1/deals"))
+    lf = Lf(sb, tmp_path, start="2000-01-01")
+    r = lf.run("sync")
+    assert r.code != 0 and "deals" in r.err
+    assert len(sb.fortnox.customers) == 3  # the companies went through first
+    assert not sb.fortnox.invoices
+    sb.limego.faults.clear()
+    assert lf.run("sync").code == 0
+    assert len(sb.fortnox.invoices) == 1
