@@ -77,7 +77,7 @@ class Report:
     lock_held: bool = False
     # What the Lime Go checks saw, for the booking checks (currencies, customers abroad).
     sample_currencies: set[str] = dataclasses.field(default_factory=set)
-    sample_countries: list[str] = dataclasses.field(default_factory=list)
+    sample_countries: dict[str, str] = dataclasses.field(default_factory=dict)  # id -> code
 
     def __post_init__(self) -> None:
         self.marks = _marks()
@@ -362,16 +362,10 @@ def _check_company_fields(cfg: Config, client: LimeGoClient, r: Report) -> None:
     except LimefortError as exc:
         r.fail(f"Lime Go custom fields: cannot read them: {exc}")
         return
-    r.sample_countries = [
-        code
-        for c in first
-        if isinstance(
-            code := normalise_country(
-                str(c.attributes.get("country") or "-"), cfg.mapping.countries
-            ),
-            str,
-        )
-    ]
+    for c in first:
+        code = normalise_country(str(c.attributes.get("country") or "-"), cfg.mapping.countries)
+        if isinstance(code, str):
+            r.sample_countries[c.id] = code
     seen: dict[str, int] = {}
     for company in first:
         values = company.attributes.get("custom_fields")
@@ -506,10 +500,14 @@ def _check_fortnox(cfg: Config, store: Store | None, r: Report) -> None:
                 "(`limefort auth fortnox`)"
             )
     # Whether the company can book what limefort sends, before the first document.
-    currencies = r.sample_currencies | (store.known_currencies() if store is not None else set())
-    countries = r.sample_countries + (store.customer_countries() if store is not None else [])
+    known_currencies, known_countries = _recorded(cfg, store)
+    currencies = r.sample_currencies | known_currencies
+    # by company: one the state file knows and the first page shows counts once
+    countries = {**r.sample_countries, **known_countries}
     try:
-        lines = booking_lines(cfg, client.get, deal_currencies=currencies, countries=countries)
+        lines = booking_lines(
+            cfg, client.get, deal_currencies=currencies, countries=countries.values()
+        )
     except AuthError as exc:
         r.fail(f"Fortnox: {exc}", auth=True)
         return
@@ -518,6 +516,23 @@ def _check_fortnox(cfg: Config, store: Store | None, r: Report) -> None:
         return
     for line in lines:
         {"ok": r.ok, "warn": r.warn, "fail": r.fail}[line.level](line.text)
+
+
+def _recorded(cfg: Config, store: Store | None) -> tuple[set[str], dict[str, str]]:
+    """The deals' currencies and the customers' countries the state file knows (opened for
+    reading only when the check did not open it: a service account needs no state file)."""
+    if store is not None:
+        return store.known_currencies(), store.customer_countries()
+    if not cfg.state.path.exists():
+        return set(), {}
+    try:
+        ro = Store.open_read_only(cfg.state.path, busy_timeout=cfg.state.busy_timeout)
+    except UserError:
+        return set(), {}  # the state file's own line above says what is wrong with it
+    try:
+        return ro.known_currencies(), ro.customer_countries()
+    finally:
+        ro.close()
 
 
 def _check_refresh_token(before: TokenRecord | None, after: TokenRecord | None, r: Report) -> None:

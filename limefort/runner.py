@@ -266,14 +266,7 @@ def owed(cfg: Config, store: Store) -> dict[str, dict[str, Decimal]]:
     """What limefort's invoices still owe, per currency, from the index this pass's ledger
     read (Fortnox's invoice list items carry Balance and DueDate: no request of its own)."""
     today = store.clock().astimezone(ZoneInfo(cfg.sync.timezone)).date()
-    return owed_by_currency(
-        payment_of(
-            r["key"], r["number"], cancelled=r["cancelled"], booked=r["booked"],
-            balance=r["balance"], total=r["total"], due=r["due"], currency=r["currency"],
-            today=today,
-        )
-        for r in store.ledger_invoices()
-    )  # fmt: skip
+    return owed_by_currency(payment_of(**r, today=today) for r in store.ledger_invoices())
 
 
 def metric_counts(counts: dict[str, int]) -> dict[str, int]:
@@ -304,7 +297,7 @@ def _write_metrics(
                 "in_quarantine": len(store.all_quarantined()),
                 "with_warnings": store.records_with_warnings(),
             },
-            owed=owed(cfg, store) if cfg.sync.deal_target == "invoice" else None,
+            owed=owed(cfg, store) if cfg.sync.document_kind == "invoice" else None,
         ),
         last_success=datetime.fromisoformat(last).timestamp() if last else None,
         tenant=cfg.metrics.tenant,

@@ -319,8 +319,9 @@ class _LedgerTables(_Base):
         )
 
     def ledger_invoices(self) -> list[dict[str, Any]]:
-        """limefort's invoices as the index last read them, with what payments need:
-        {"key", "number", "cancelled", "booked", "balance", "total", "due", "currency"}."""
+        """limefort's invoices as the index last read them, with what payments need (the
+        arguments of `payments.payment_of`): key, number, cancelled, booked, balance, total,
+        due, currency."""
         return [
             {
                 "key": deal_key(deal_id_of_ref(r[0]) or ""),
@@ -403,16 +404,16 @@ class _DriftTables(_Base):
             )
         }
 
-    def customer_countries(self) -> list[str]:
-        """The CountryCode last sent for each customer limefort made or updated."""
-        return [
-            r[0]
+    def customer_countries(self) -> dict[str, str]:
+        """Company id -> the CountryCode last sent for its customer."""
+        return {
+            r[0]: r[1]
             for r in self.db.execute(
-                "SELECT json_extract(payload, '$.CountryCode') FROM customers "
+                "SELECT company_id, json_extract(payload, '$.CountryCode') FROM customers "
                 "WHERE state = 'done' AND json_valid(payload)"
             )
-            if r[0]
-        ]
+            if r[1]
+        }
 
     def document_revised(
         self,

@@ -176,6 +176,8 @@ def test_an_account_demanding_a_cost_centre_and_a_currency_without_rates(
     sb.fortnox.manual_rates["EUR"] = Decimal("11.20")
     r = lf.run("check")
     assert any("currency EUR: no automatic rates" in w and "11.20" in w for w in lines(r.out, "!"))
+    # the customer is in the state file now and on Lime Go's first page: counted once
+    assert any("VAT: 1 customer in the EU" in w for w in lines(r.out, "!")), r.out
     sb.fortnox.automatic_rates, sb.fortnox.manual_rates = True, {}
     assert "✓ currency EUR: automatic rates" in lf.run("check").out
 
