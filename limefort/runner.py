@@ -150,6 +150,14 @@ def summarise(
             f"{outstanding} record{s} still need{'s' if outstanding == 1 else ''} attention "
             "(see `limefort status`)"
         )
+    cut = counts.get("field_warnings", 0)
+    if not parts and cut:
+        # Never "in line" while Fortnox holds a value other than Lime Go's (rule 15).
+        s = "" if cut == 1 else "s"
+        parts.append(
+            f"nothing to do; {cut} record{s} in Fortnox with a value cut or left blank "
+            "(see `limefort status`)"
+        )
     if not parts:
         parts.append(
             "nothing to do: Fortnox is in line with Lime Go"

@@ -568,8 +568,13 @@ class RealWorldTables(_Base):
         for field, text, held, sent in notes:
             self.set_warning(key, f"field:{field}", text, field=field, held=held, sent=sent)
 
-    def records_with_warnings(self) -> int:
-        return int(self.db.execute("SELECT count(DISTINCT key) FROM warnings").fetchone()[0])
+    def records_with_warnings(self, kind: str = "") -> int:
+        """Records with a warning (of kinds starting `kind`: "field:" for values cut)."""
+        return int(
+            self.db.execute(
+                "SELECT count(DISTINCT key) FROM warnings WHERE kind LIKE ?", [kind + "%"]
+            ).fetchone()[0]
+        )
 
     def clear_warning(self, key: str, kind: str | None = None) -> None:
         if kind is None:

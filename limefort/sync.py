@@ -141,8 +141,7 @@ class Syncer:
         except Stop:
             self.result.stopped = True
             log.warning("stop requested: the pass ended between two records; nothing is lost")
-        note_drift(self.store, self.state)
-        note_duplicates(self.store, self.state)
+        note_standing(self.store, self.state)
         self._collect_stats()
         return self.result
 
@@ -446,6 +445,15 @@ class Syncer:
             stats = getattr(client, "stats", None) or {}
             self.result.counts[f"{name}_requests"] = int(stats.get("requests", 0))
             self.result.counts[f"{name}_rate_limited"] = int(stats.get("rate_limited", 0))
+
+
+def note_standing(store: Store, state: PassState) -> None:
+    """What every pass says, whatever it did: unacknowledged drift and duplicates (named,
+    exit 1), and the records Fortnox holds with a value cut or left blank (counted: never
+    "in line" while there are any, rule 15)."""
+    note_drift(store, state)
+    note_duplicates(store, state)
+    state.result.counts["field_warnings"] = store.records_with_warnings("field:")
 
 
 def note_drift(store: Store, state: PassState) -> None:

@@ -89,6 +89,10 @@ def test_cut_and_blank_values_stay_on_their_records_until_the_record_changes(
     assert not invoice.get("YourReference")
     assert warning_records(prom) == 4
     assert "Warnings:    4" in lf.run("status").out
+    # A pass with nothing to do never says "in line" while Fortnox holds a value cut.
+    idle = lf.run("sync")
+    assert idle.code == 0 and "in line" not in idle.err + idle.out
+    assert "4 records in Fortnox with a value cut or left blank" in idle.err + idle.out
 
     # The street is fixed in Lime Go and the VAT type chosen: those warnings go, the others stay.
     sb.limego.update_company(long_street, street="Långgatan 1")
