@@ -21,12 +21,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from limefort.config import Config
 from limefort.errors import ApiError, NotFound
 from limefort.explain import explain
 from limefort.mapping import VAT_TYPES, vat_zone
+
+if TYPE_CHECKING:
+    from limefort.config import Config
 
 Level = Literal["ok", "warn", "fail"]
 Read = Callable[[str], Any]
