@@ -41,6 +41,12 @@ def customer_ref(company_id: str) -> str:
     return f"limego:company:{company_id}"
 
 
+def number_order(number: str) -> tuple[int, str]:
+    """Fortnox's customer and document numbers in their numeric order (a number that is not
+    all digits, which Fortnox allows for customers, after every one that is)."""
+    return (int(number), number) if number.isdigit() else (1 << 62, number)
+
+
 def document_ref(deal_id: str) -> str:
     """The idempotency key in a document's ExternalInvoiceReference1."""
     return f"limego:deal:{deal_id}"

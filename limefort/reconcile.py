@@ -17,7 +17,7 @@ from datetime import datetime
 from limefort import plan
 from limefort.errors import ServiceError, UnknownOutcome
 from limefort.fortnox import FortnoxClient
-from limefort.keys import company_key, customer_ref, deal_key
+from limefort.keys import company_key, customer_ref, deal_key, number_order
 from limefort.mapping import from_json, payload_hash, to_json
 from limefort.models import DocumentKind
 from limefort.normalise import orgnr_key
@@ -68,7 +68,7 @@ class Reconciler:
             self._still_pending(key, f"could not check Fortnox: {exc}")
             return
         if found:
-            numbers = sorted((str(d["DocumentNumber"]) for d in found), key=_numkey)
+            numbers = sorted((str(d["DocumentNumber"]) for d in found), key=number_order)
             with self.store.transaction():
                 self.store.document_done(row.deal_id, document_number=numbers[0])
                 self.store.ledger_save(kind, found)
@@ -114,7 +114,7 @@ class Reconciler:
             self._still_pending(key, f"could not check Fortnox: {exc}")
             return
         if hits:
-            number = sorted(hits, key=_numkey)[0]
+            number = sorted(hits, key=number_order)[0]
             payload = from_json(row.payload) if row.payload else {}
             with self.store.transaction():
                 self.store.customer_done(
@@ -159,7 +159,3 @@ class Reconciler:
         self.state.count("pending")
         self.state.problem(key, f"pending: {why}")
         log.warning("%s pending: %s", key, why, extra={"key": key})
-
-
-def _numkey(n: str) -> tuple[int, str]:
-    return (int(n), n) if n.isdigit() else (1 << 62, n)

@@ -25,7 +25,7 @@ from sqlite_utils import Database
 
 from limefort.errors import StateError, UserError
 from limefort.files import check_private_dir, check_readable_file, open_private
-from limefort.keys import company_key, deal_id_of_ref, deal_key
+from limefort.keys import company_key, deal_id_of_ref, deal_key, number_order
 from limefort.migrations import MIGRATIONS
 from limefort.models import (
     CustomerLink,
@@ -249,7 +249,7 @@ class _LedgerTables(_Base):
         for r in _rows_where_in(self.db, "fortnox_documents", "ext_ref", refs):
             out.setdefault(r["ext_ref"], []).append(_ledger(r))
         for docs in out.values():
-            docs.sort(key=lambda d: (d.kind, _numkey(d.document_number)))
+            docs.sort(key=lambda d: (d.kind, number_order(d.document_number)))
         return out
 
     def ledger_duplicates(self) -> dict[str, list[LedgerDocument]]:
@@ -1007,10 +1007,6 @@ def _rows_where_in(
         cols = [c[0] for c in cur.description]
         for row in cur:
             yield dict(zip(cols, row, strict=True))
-
-
-def _numkey(n: str) -> tuple[int, str]:
-    return (int(n), n) if n.isdigit() else (1 << 62, n)
 
 
 def _state_trouble(exc: sqlite3.DatabaseError) -> bool:

@@ -59,6 +59,8 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from stdnum import luhn
+
 from limefort import fortnox_limits as limits
 from limefort.fortnox_limits import Limit
 
@@ -747,16 +749,8 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ACCOUNT = re.compile(r"^\d{4}$")
 
 
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch) * (2 if i % 2 else 1)
-        total += d - 9 if d > 9 else d
-    return total % 10 == 0
-
-
 def valid_orgnr(value: str) -> bool:
-    return bool(_ORGNR.match(value)) and luhn_ok(value.replace("-", ""))
+    return bool(_ORGNR.match(value)) and luhn.is_valid(value.replace("-", ""))
 
 
 def _text(field: str, value: Any, spec: Spec) -> str:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from stdnum import luhn
+
 SURNAMES = [
     "Andersson",
     "Johansson",
@@ -378,14 +380,9 @@ def iso(dt: datetime) -> str:
     return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-_DOUBLED = str.maketrans("0123456789", "0246813579")  # digit sum of 2*d
-
-
 def luhn_digit(digits: str) -> int:
     """The Luhn check digit for a string of digits (Swedish organisation/personal numbers)."""
-    rev = digits[::-1]
-    total = sum(map(int, rev[0::2].translate(_DOUBLED))) + sum(map(int, rev[1::2]))
-    return (10 - total % 10) % 10
+    return int(luhn.calc_check_digit(digits))
 
 
 def valid_orgnr(value: str) -> bool:
