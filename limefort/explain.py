@@ -21,7 +21,15 @@ _PLAIN: dict[int, str] = {
     2001399: "a field name Fortnox does not know (check the [mapping] tables)",
     2002115: "the request body was not valid JSON",
     2001392: "the request body was empty or had the wrong shape",
-    2000423: "the bookkeeping account does not exist in Fortnox (check [sync] account_number)",
+    2000423: (
+        "Fortnox found no bookkeeping account for the row: the account does not exist, or "
+        "the company has no preferred sales account (set one under Inställningar → Bokföring "
+        "→ Fördefinierade konton, or [sync] account_number; `limefort check` says which)"
+    ),
+    2001103: (
+        "the Fortnox company has no licence to use the API (integrations): its administrator "
+        "activates it in Fortnox, then run `limefort check` again"
+    ),
     2004167: (
         "a row with a custom VAT rate needs a sales account (EasyVat): set [sync] "
         "account_number or article_number"

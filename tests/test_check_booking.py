@@ -134,7 +134,9 @@ def test_a_company_without_a_preferred_sales_account_is_told_before_any_document
     cid = sb.limego.add_company(name="Kund AB", status="customer")
     sb.limego.add_deal(company_id=cid, stage="won", name="Affär", value="100")
     assert lf.run("sync").code == 1
-    assert "Kunde inte hitta konto" in lf.status()["quarantined"][0]["reason"]
+    [held] = lf.status()["quarantined"]
+    assert "Kunde inte hitta konto" in held["reason"]  # Fortnox's words, and the fix in ours:
+    assert "no preferred sales account" in held["reason"] and "limefort check" in held["reason"]
     # the fix check names works
     lf.edit("sync", account_number="3041")
     ok = lf.run("check")
@@ -191,3 +193,14 @@ def test_without_the_bookkeeping_scope_it_is_said_not_verified(
     [warn] = [w for w in lines(r.out, "!") if "booking" in w]
     assert "not verified" in warn and "bookkeeping" in warn
     assert not [x for x in lines(r.out, "✓") if "booking" in x]
+
+
+def test_a_company_without_the_api_licence_is_told_so(
+    make_inprocess_sandbox: Any, tmp_path: Path
+) -> None:
+    sb, lf = fresh(make_inprocess_sandbox, tmp_path)
+    sb.fortnox.api_licence = False
+    r = lf.run("check")
+    assert r.code == 1
+    fails = lines(r.out, "✗")
+    assert any("no licence to use the API" in f and "2001103" in f for f in fails), r.out

@@ -228,6 +228,8 @@ class Fortnox(App):
         self.default_account = default_account
         #: modules the company holds a licence for; a scope without its licence -> 2001101
         self.licences: set[str] = set(ALL_SCOPES)
+        #: whether the company holds the licence to use the API at all (2001103 otherwise)
+        self.api_licence = True
         #: scopes of the (pre-consented) service account used by client credentials
         self.service_scopes: set[str] = set(ALL_SCOPES)
         #: reusing a spent refresh token also revokes the live one of its chain ("two
@@ -654,6 +656,8 @@ class Fortnox(App):
     def _api(self, req: Request) -> Response:
         entry = self._authenticate(req)
         self._rate(entry)
+        if not self.api_licence:  # the message is the sandbox's own; the code is Fortnox's
+            raise _err(rules.NO_API_LICENCE, "Det finns ingen aktiv licens för API-integration.")
         parts = [unquote(p) for p in req.path[len("/3/") :].rstrip("/").split("/")]
         resource = parts[0]
         if resource == "companyinformation" and len(parts) == 1:

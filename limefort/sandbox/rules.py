@@ -25,6 +25,7 @@ client must not treat a 2009xxx code as meaningful beyond "a 400 validation erro
 | 2000637 | 400    | the CustomerNumber given on create is already used           | real    |
 | 2000663 | 403    | the token lacks the scope (customer, invoice, ...)           | real    |
 | 2001101 | 400    | the company lacks the licence for that scope                 | real    |
+| 2001103 | 400    | the company has no API licence (`api_licence = False`)       | real    |
 | 2001392 | 400    | empty body, or not {"Customer": {...}} / {"Invoice": ...}    | real    |
 | 2001399 | 400    | unknown or read-only field name                              | real    |
 | 2002115 | 400    | body is not valid JSON                                       | real    |
@@ -78,6 +79,7 @@ INVALID_PARAMETER = 2000588
 CUSTOMER_NUMBER_USED = 2000637
 NO_SCOPE = 2000663
 NO_LICENCE = 2001101
+NO_API_LICENCE = 2001103
 EMPTY_BODY = 2001392
 INVALID_FIELD_NAME = 2001399
 JSON_SYNTAX = 2002115
