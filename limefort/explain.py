@@ -22,9 +22,9 @@ _PLAIN: dict[int, str] = {
     2002115: "the request body was not valid JSON",
     2001392: "the request body was empty or had the wrong shape",
     2000423: (
-        "Fortnox found no bookkeeping account for the row: the account does not exist, or "
-        "the company has no preferred sales account (set one under Inställningar → Bokföring "
-        "→ Fördefinierade konton, or [sync] account_number; `limefort check` says which)"
+        "the bookkeeping account does not exist in Fortnox, or the company has no preferred "
+        "sales account for a row without one (check [sync] account_number, or set one under "
+        "Inställningar → Bokföring → Fördefinierade konton; `limefort check` says which)"
     ),
     2001103: (
         "the Fortnox company has no licence to use the API (integrations): its administrator "

@@ -474,9 +474,12 @@ def test_explain():
     assert explain(2004167).startswith("a row with a custom VAT rate needs a sales account")
     err = ApiError("Fortnox", "Konto hittades inte", status=400, code=2000423)
     assert explain(err) == (
-        "Fortnox HTTP 400 code 2000423: the bookkeeping account does not exist in Fortnox "
-        "(check [sync] account_number) (Fortnox: Konto hittades inte)"
+        "Fortnox HTTP 400 code 2000423: the bookkeeping account does not exist in Fortnox, or "
+        "the company has no preferred sales account for a row without one (check [sync] "
+        "account_number, or set one under Inställningar → Bokföring → Fördefinierade konton; "
+        "`limefort check` says which) (Fortnox: Konto hittades inte)"
     )
+    assert explain(2001103).startswith("the Fortnox company has no licence to use the API")
 
 
 def test_get_customer_404_is_none(rsps, client):
