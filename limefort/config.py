@@ -332,16 +332,20 @@ def _cron(key: str, v: Any) -> str | None:
 
 
 def _account(key: str, v: Any) -> str:
+    from limefort.mapping import account_problem  # the mapping owns Fortnox's row rules
+
     s = _str(key, v).strip()
-    if s and not re.fullmatch(r"\d{4}", s):
-        raise ConfigError(key, f"a Fortnox account number has 4 digits, got {v!r}")
+    if problem := account_problem(s):
+        raise ConfigError(key, problem)
     return s
 
 
 def _article(key: str, v: Any) -> str:
+    from limefort.mapping import article_problem
+
     s = _str(key, v).strip()
-    if len(s) > 50:
-        raise ConfigError(key, "a Fortnox article number has at most 50 characters")
+    if problem := article_problem(s):
+        raise ConfigError(key, problem)
     return s
 
 

@@ -301,6 +301,23 @@ def _decimals(value: Decimal) -> int:
     return -exponent if isinstance(exponent, int) and exponent < 0 else 0
 
 
+def account_problem(account: str) -> str | None:
+    """What is wrong with a row's account number ("" is none at all), or None."""
+    if account and not re.fullmatch(r"[0-9]{4}", account):
+        return f"a Fortnox account number has 4 digits, got {quote(account)}"
+    return None
+
+
+def article_problem(article: str) -> str | None:
+    """What is wrong with a row's article number ("" is none at all), or None."""
+    limit = ROW_FIELDS["ArticleNumber"].limit
+    if len(article) > limit:
+        return f"a Fortnox article number has at most {limit} characters"
+    if article and not is_storable(article):
+        return f"{quote(article)} holds characters Fortnox cannot store"
+    return None
+
+
 # --- results ----------------------------------------------------------------------------------
 
 
@@ -695,18 +712,13 @@ def map_deal(
             "check the deal's value in Lime Go",
         )
 
-    article = article_number.strip()
-    if article and (len(article) > ROW_FIELDS["ArticleNumber"].limit or not is_storable(article)):
-        return Rejected(
-            f"sync.article_number {quote(article_number)} is not a valid Fortnox article number",
-            "fix sync.article_number in the configuration (at most 50 characters)",
-        )
-    account = account_number.strip()
-    if account and not re.fullmatch(r"[0-9]{4}", account):
-        return Rejected(
-            f"sync.account_number {quote(account_number)} is not a 4-digit Fortnox account",
-            "fix sync.account_number in the configuration",
-        )
+    article, account = article_number.strip(), account_number.strip()
+    for name, problem in (
+        ("article_number", article_problem(article)),
+        ("account_number", account_problem(account)),
+    ):
+        if problem:
+            return Rejected(f"sync.{name}: {problem}", f"fix sync.{name} in the configuration")
 
     payload: dict[str, Any] = {}
     warnings: list[str] = []
