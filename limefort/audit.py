@@ -26,7 +26,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from limefort import payments as payments_mod
@@ -176,13 +176,6 @@ def _after(iso: str, t: datetime) -> bool:
         return True
 
 
-def _amount(raw: Any) -> Decimal | None:
-    try:
-        return None if raw is None or raw == "" else Decimal(str(raw))
-    except InvalidOperation:
-        return None
-
-
 def rows_total(document: Mapping[str, Any]) -> Decimal | None:
     """What a document's rows add up to before VAT (price × quantity, less discounts in
     percent), for `--deep`."""
@@ -191,10 +184,12 @@ def rows_total(document: Mapping[str, Any]) -> Decimal | None:
         return None
     total = Decimal(0)
     for r in rows:
-        price = _amount(r.get("Price")) or Decimal(0)
-        qty = _amount(r.get("DeliveredQuantity")) or _amount(r.get("OrderedQuantity"))
+        price = payments_mod.amount(r.get("Price")) or Decimal(0)
+        qty = payments_mod.amount(r.get("DeliveredQuantity")) or payments_mod.amount(
+            r.get("OrderedQuantity")
+        )
         line = price * (qty if qty is not None else Decimal(1))
-        discount = _amount(r.get("Discount")) or Decimal(0)
+        discount = payments_mod.amount(r.get("Discount")) or Decimal(0)
         if discount and r.get("DiscountType", "PERCENT") == "PERCENT":
             line = line * (100 - discount) / 100
         elif discount:
@@ -300,7 +295,7 @@ def _differences(
     customer = recorded.customers.get(deal.company_id or "")
     if customer is not None and doc.customer_number != customer:
         diff["customer"] = [doc.customer_number, customer]
-    value = _amount(deal.attributes.get("value"))
+    value = payments_mod.amount(deal.attributes.get("value"))
     if deep is not None:
         full = deep.get(doc.ref)
         amount = rows_total(full) if full is not None else None
@@ -309,7 +304,7 @@ def _differences(
         return diff
     row = recorded.documents.get(deal.id)
     made = row is not None and row.document_number == doc.number and row.value is not None
-    if made and row is not None and _amount(row.value) != value:
+    if made and row is not None and payments_mod.amount(row.value) != value:
         diff["amount"] = [row.value, _text(deal.attributes.get("value"))]
     return diff
 
@@ -393,6 +388,11 @@ def _columns(table: Sequence[Sequence[str]], fixed: int) -> list[str]:
     ]
 
 
+def _found(f: Findings) -> str:
+    """How many of each finding: `2 missing, 1 cancelled`."""
+    return ", ".join(f"{len(getattr(f, c))} {c}" for c in CATEGORIES if getattr(f, c))
+
+
 def _head(f: Findings, kind: str) -> str:
     start = f.window.start.date().isoformat() if f.window.start else "the beginning"
     return (
@@ -409,8 +409,7 @@ def to_table(f: Findings, kind: str) -> str:
             [head, "Nothing found: every won deal has exactly one document, in line.", *paid]
         )
     lines = [head, "", *_columns([("finding", "key", "documents", "detail"), *rows(f)], 3)]
-    counts = ", ".join(f"{len(getattr(f, c))} {c}" for c in CATEGORIES if getattr(f, c))
-    return "\n".join([*lines, "", counts, *paid])
+    return "\n".join([*lines, "", _found(f), *paid])
 
 
 def payments_table(f: Findings, *, unpaid: bool) -> str:
@@ -426,8 +425,7 @@ def payments_table(f: Findings, *, unpaid: bool) -> str:
         lines.append(f"No {what}.")
     lines += ["", payments_mod.summary(f.payments)]
     if f.found:
-        counts = ", ".join(f"{len(getattr(f, c))} {c}" for c in CATEGORIES if getattr(f, c))
-        lines.append(f"Also found: {counts} (run `limefort audit` without --unpaid/--payments).")
+        lines.append(f"Also found: {_found(f)} (run `limefort audit` without --unpaid/--payments).")
     return "\n".join(lines)
 
 

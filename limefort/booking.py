@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Literal
 
 from limefort.errors import ApiError, NotFound
 from limefort.explain import explain
 from limefort.mapping import VAT_TYPES, vat_zone
+from limefort.payments import amount
 
 if TYPE_CHECKING:
     from limefort.config import Config
@@ -162,7 +162,7 @@ def currencies(codes: Iterable[str], read: Read) -> list[Line]:
             )
             continue
         cur = (body or {}).get("Currency") or {}
-        rate = _decimal(cur.get("SellRate"))
+        rate = amount(cur.get("SellRate"))
         if cur.get("IsAutomatic"):
             out.append(Line("ok", f"currency {code}: automatic rates (today {rate})"))
         elif rate:
@@ -238,11 +238,4 @@ def _int(v: Any) -> int | None:
     try:
         return int(v)
     except (TypeError, ValueError):
-        return None
-
-
-def _decimal(v: Any) -> Decimal | None:
-    try:
-        return None if v is None else Decimal(str(v))
-    except InvalidOperation:
         return None
