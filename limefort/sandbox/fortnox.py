@@ -34,7 +34,8 @@ MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
 REFRESH_LIFETIME = 45 * 86400.0
 CODE_LIFETIME = 600.0
-DEFAULT_SALES_ACCOUNT = 3001
+DEFAULT_SALES_ACCOUNT = 3001  # the company's preferred sales account (SALES), when it has one
+DEFAULT_SERVICES_ACCOUNT = 3041  # SALES2
 
 try:
     from zoneinfo import ZoneInfo
@@ -289,8 +290,8 @@ class Fortnox(App):
                 "CostCenterSettings": "ALLOWED", "ProjectSettings": "ALLOWED", "VATCode": "MP1",
             }
             for n, d in (
-                (3001, "Försäljning inom Sverige, 25 % moms"),
-                (3041, "Försäljning tjänster inom Sverige, 25 % moms"),
+                (DEFAULT_SALES_ACCOUNT, "Försäljning inom Sverige, 25 % moms"),
+                (DEFAULT_SERVICES_ACCOUNT, "Försäljning tjänster inom Sverige, 25 % moms"),
                 (3010, "Försäljning varor"),
                 (3105, "Försäljning varor till land utanför EU"),
                 (3308, "Försäljning tjänster till annat EU-land"),
@@ -743,7 +744,9 @@ class Fortnox(App):
             return json_response(200, {"Currency": currency})
 
     def _predefined(self) -> dict[str, int]:
-        return {"SALES": 3001, "SALES2": 3041} if self.default_account else {}
+        if not self.default_account:
+            return {}
+        return {"SALES": DEFAULT_SALES_ACCOUNT, "SALES2": DEFAULT_SERVICES_ACCOUNT}
 
     def _currency(self, code: str) -> dict[str, Any] | None:
         if code not in CURRENCY_NAMES:
@@ -768,10 +771,8 @@ class Fortnox(App):
         for i, row in enumerate(rows, start=1):
             if row.get("_text"):
                 continue
-            account = row.get("AccountNumber")
-            if account is None and not row.get("ArticleNumber"):
-                account = self._predefined().get("SALES")
-            settings = self.accounts.get(account or 0, {}).get("CostCenterSettings")
+            account = _row_account(row, text=False)
+            settings = self.accounts.get(account, {}).get("CostCenterSettings")
             if settings == "MANDATORY" and not (row.get("CostCenter") or header.get("CostCenter")):
                 raise _err(
                     rules.COST_CENTRE_REQUIRED,
@@ -944,9 +945,7 @@ class Fortnox(App):
             price = r.get("Price", Decimal(0))
             delivered = r.get("DeliveredQuantity", Decimal(0))
             row: dict[str, Any] = {
-                "AccountNumber": r.get(
-                    "AccountNumber", 0 if text or r.get("ArticleNumber") else DEFAULT_SALES_ACCOUNT
-                ),
+                "AccountNumber": _row_account(r, text=text),
                 "ArticleNumber": r.get("ArticleNumber", ""),
                 "DeliveredQuantity": f"{delivered:.2f}",
                 "Description": r.get("Description", ""),
@@ -1161,6 +1160,15 @@ class Fortnox(App):
             LIST_WRAPPER[kind]: listed,
         }
         return Response(200, dumps(body).encode("utf-8"), "application/json")
+
+
+def _row_account(row: dict[str, Any], *, text: bool) -> int:
+    """The account a row is booked on: its own, none (0) for a text or article row, else the
+    preferred sales account (a company without one refused the row in `check_rows`)."""
+    own = row.get("AccountNumber")
+    if own is not None:
+        return int(own)
+    return 0 if text or row.get("ArticleNumber") else DEFAULT_SALES_ACCOUNT
 
 
 def _status_ok(kind: str, status: str, it: dict[str, Any], today: str, balance: Decimal) -> bool:
