@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from limefort import config as config_mod
+from limefort.privacy import shown
 from limefort.runner import one_pass, summarise
 from limefort.sandbox import Sandbox
+from limefort.store import Store
 from limefort.sync import PassResult, Syncer
 
 Echo = Callable[[str], None]
@@ -71,6 +73,7 @@ def run_demo(
         sb.fortnox.reset_log()
         code3 = _pass(cfg, echo)
         echo(f"   exit code {code3}; Fortnox requests in pass 3: {sb.fortnox.count()}")
+        _show_kept_warnings(cfg, echo)
 
     echo(f"\nState kept in {workdir}: try `limefort --config {cfg_path} status`" if keep else "")
     if not keep:
@@ -81,6 +84,20 @@ def run_demo(
     )
     # Quarantined records are part of the show (the seed holds a few bad ones): not a failure.
     return 0 if max(code1, code2, code3) <= 1 else max(code1, code2, code3)
+
+
+def _show_kept_warnings(cfg: config_mod.Config, echo: Echo) -> None:
+    """What `limefort status` keeps on records Fortnox holds other than Lime Go has them
+    (design rule 15): the demo's state file is gone afterwards, so it is shown here."""
+    store = Store.open_read_only(cfg.state.path)
+    try:
+        kept = [w for w in store.all_warnings() if w.field]
+    finally:
+        store.close()
+    if kept:
+        echo("   kept on the record until it changes in Lime Go (`limefort status`):")
+    for w in kept[:5]:
+        echo(f"   ! {w.key} {shown(w.text)}")
 
 
 def _pass(cfg: config_mod.Config, echo: Echo) -> int:
