@@ -2,7 +2,8 @@
 # from a scheduler starts). Config and state are volumes:
 #   docker run --rm -v /srv/acme/conf:/etc/limefort:ro -v acme-state:/var/lib/limefort \
 #     --env-file /srv/acme/secrets.env limefort:0.1.0
-# The image holds only the package and its dependencies, pinned by constraints.txt.
+# The image holds only the package and its dependencies, pinned by constraints.txt; the sandbox
+# servers (limefort_sandbox, for tests and `make demo`) are not copied in.
 
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src

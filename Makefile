@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN = $(VENV)/bin
 # mypy covers the whole package; the sandbox (test and demo infrastructure) is checked too.
-CORE = limefort
+CORE = limefort limefort_sandbox
 
 .PHONY: demo test lint bench floors clean promtool
 
@@ -21,8 +21,8 @@ demo: $(BIN)/.installed
 	$(BIN)/limefort demo
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check limefort tests bench .ci
-	$(BIN)/ruff format --check limefort tests bench .ci
+	$(BIN)/ruff check limefort limefort_sandbox tests bench .ci
+	$(BIN)/ruff format --check limefort limefort_sandbox tests bench .ci
 	$(BIN)/mypy $(CORE)
 
 # promtool validates and unit-tests deploy/monitoring's alerting rules (tests/test_monitoring.py).

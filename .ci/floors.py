@@ -67,8 +67,8 @@ def replay() -> None:
     """In the floors venv: the bomb is refused by limefort's HTTP client within the cap."""
     import urllib3
 
-    from limefort.errors import TransientError
-    from limefort.http import HttpClient, RetrySettings
+    from limefort.clients.http import HttpClient, RetrySettings
+    from limefort.core.errors import TransientError
 
     print(f"urllib3 {urllib3.__version__}", flush=True)
     bomb = _bomb()

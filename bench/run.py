@@ -42,8 +42,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from limefort.sandbox import Sandbox, toml_value
-from limefort.sync import eta_seconds
+from limefort.engine.sync import eta_seconds
+from limefort_sandbox import Sandbox, toml_value
 
 ROOT = Path(__file__).resolve().parent.parent
 

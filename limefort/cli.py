@@ -20,11 +20,13 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from limefort import __version__, installation, logs, plan
+from limefort import __version__, plan
 from limefort import config as config_mod
-from limefort import fleet as fleet_mod
+from limefort.clients.http import REDACTOR
+from limefort.commands import fleet as fleet_mod
+from limefort.commands.progress import PassProgress, choose_mode, hms
 from limefort.config import Config
-from limefort.errors import (
+from limefort.core.errors import (
     EX_OK,
     EX_PARTIAL,
     EX_USAGE,
@@ -33,17 +35,17 @@ from limefort.errors import (
     StateError,
     UserError,
 )
-from limefort.files import check_new_file, write_new_file
-from limefort.http import REDACTOR
-from limefort.keys import company_key, deal_id_of_ref, deal_key, parse_key
-from limefort.lock import lock_path
-from limefort.models import DocumentKind
-from limefort.privacy import lines_shown, mask_personnummer, shown
-from limefort.progress import PassProgress, choose_mode, hms
-from limefort.runner import build_clients, locked, one_pass, open_store, summarise
-from limefort.store import Store, quarantined_keys_read_only
-from limefort.sync import PassResult, Syncer, eta_seconds
-from limefort.sync import duplicates as sync_duplicates
+from limefort.core.keys import company_key, deal_id_of_ref, deal_key, parse_key
+from limefort.core.models import DocumentKind
+from limefort.core.privacy import lines_shown, mask_personnummer, shown
+from limefort.engine.runner import build_clients, locked, one_pass, open_store, summarise
+from limefort.engine.sync import PassResult, Syncer, eta_seconds
+from limefort.engine.sync import duplicates as sync_duplicates
+from limefort.ops import logs
+from limefort.state import installation
+from limefort.state.files import check_new_file, write_new_file
+from limefort.state.lock import lock_path
+from limefort.state.store import Store, quarantined_keys_read_only
 
 log = logging.getLogger("limefort")
 
@@ -151,7 +153,7 @@ def stoppable_pass(
 ) -> int:
     """`reported_pass` where SIGTERM (systemd stopping a oneshot) or Ctrl-C finishes the record
     in hand, commits and exits 1."""
-    from limefort.signals import stop_on_signals
+    from limefort.ops.signals import stop_on_signals
 
     with stop_on_signals(threading.Event()) as stop:
         return reported_pass(app, cfg, command, work, dry_run=dry_run, stop_event=stop)
@@ -368,7 +370,7 @@ def backfill(app: App, from_: str, to: str | None, dry_run: bool, yes: bool) -> 
       limefort backfill --from 2026-01-01 --to 2026-06-30 --dry-run
       limefort backfill --from 2026-01-01 --yes
     """
-    from limefort.signals import stop_on_signals
+    from limefort.ops.signals import stop_on_signals
 
     cfg = app.config()
     start, end = date_window(cfg, from_, to)
@@ -426,7 +428,7 @@ def run(app: App) -> int:
     Example:
       limefort run --log-format json
     """
-    from limefort.scheduler import run_daemon
+    from limefort.ops.scheduler import run_daemon
 
     cfg = app.config()
 
@@ -810,7 +812,7 @@ def check(app: App) -> int:
 
     Example: limefort check
     """
-    from limefort.check import run_checks
+    from limefort.commands.check import run_checks
 
     cfg = app.config()
     return run_checks(cfg, app.echo)
@@ -834,7 +836,7 @@ def init(app: App, no_input: bool) -> int:
       limefort init
       limefort --config /etc/limefort/limefort.toml init --no-input
     """
-    from limefort.init import Question, run_init
+    from limefort.commands.init import Question, run_init
 
     path = app.config_path or config_mod.DEFAULT_PATH
 
@@ -897,7 +899,7 @@ def auth_fortnox(
       limefort auth fortnox --service-account
       limefort auth fortnox --code 4f2c...   # code pasted from the redirect URL
     """
-    from limefort.auth import consent
+    from limefort.commands.auth import consent
 
     # The lock is taken inside, around the exchange and the store only.
     return consent(
@@ -910,6 +912,17 @@ def auth_fortnox(
         open_browser=open_browser,
         timeout=timeout,
     )
+
+
+def sandbox_installed() -> None:
+    """The sandbox servers are a package of their own, kept out of the container image."""
+    import importlib.util
+
+    if importlib.util.find_spec("limefort_sandbox") is None:
+        raise UserError(
+            "the sandbox servers are not installed here (the container image leaves them out): "
+            "run `make demo` from a clone of the repository"
+        )
 
 
 @cli.command()
@@ -928,7 +941,8 @@ def demo(app: App, companies: int, deals: int, seed: int, keep: Path | None) -> 
 
     Example: limefort demo
     """
-    from limefort.demo import run_demo
+    sandbox_installed()
+    from limefort.commands.demo import run_demo
 
     return run_demo(app.echo, companies=companies, deals=deals, seed=seed, keep=keep)
 
@@ -972,8 +986,10 @@ def sandbox(
       limefort sandbox --write-config sandbox.toml &
       limefort --config sandbox.toml sync
     """
-    from limefort.init import write_new_private
-    from limefort.sandbox import Sandbox
+    from limefort.commands.init import write_new_private
+
+    sandbox_installed()
+    from limefort_sandbox import Sandbox
 
     if write_config and write_config.exists():  # before starting anything
         write_new_private(write_config, "", what="--write-config")
@@ -1018,7 +1034,7 @@ def backup(app: App, path: Path, force: bool) -> int:
     Example:
       limefort backup /var/backups/limefort/limefort-$(date +%F).db
     """
-    from limefort.backup import backup as write_backup
+    from limefort.state.backup import backup as write_backup
 
     cfg = app.config()
     done = write_backup(cfg.state.path, path, force=force)
@@ -1125,7 +1141,7 @@ def audit(
       limefort audit --csv audit.csv --deep
       limefort audit --unpaid --csv owed.csv
     """
-    from limefort.audit import (
+    from limefort.commands.audit import (
         Window,
         payments_csv,
         payments_table,
@@ -1134,7 +1150,7 @@ def audit(
         to_json,
         to_table,
     )
-    from limefort.store import read_recorded
+    from limefort.state.store import read_recorded
 
     cfg = app.config()
     start, end = date_window(cfg, from_, to)
@@ -1190,8 +1206,8 @@ def _audit_clients(cfg: Config) -> Iterator[tuple[Any, Any]]:
     is single-use and rotates: then the audit holds the run lock and keeps the rotated token
     in the state file (as `check` does), and that is all it writes there."""
     if cfg.fortnox.tenant_id:
-        from limefort.fortnox import FortnoxClient, ServiceAccountTokens
-        from limefort.limego import LimeGoClient
+        from limefort.clients.fortnox import FortnoxClient, ServiceAccountTokens
+        from limefort.clients.limego import LimeGoClient
 
         yield (
             LimeGoClient(cfg.limego, http=cfg.http),

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from limefort import token_binding
-from limefort.sandbox import Sandbox
+from limefort.engine import token_binding
+from limefort_sandbox import Sandbox
 
 # The fingerprint's scrypt cost as shipped (tests/test_cli_tokens.py checks it).
 PRODUCTION_SCRYPT = dict(token_binding.SCRYPT)

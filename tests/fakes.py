@@ -9,7 +9,7 @@ or, for one session: `mount_inprocess(session, sb)`. It works for a serving sand
 apps are the same; the socket server is bypassed).
 
 The apps, the request log, the fault draws and the added latency are the ones the socket
-server uses (`limefort.sandbox.http.begin/answer_delay/complete`). Faults that happen at the
+server uses (`limefort_sandbox.http.begin/answer_delay/complete`). Faults that happen at the
 socket are raised as the exceptions requests raises for them over a real connection, so the
 client's retry classification is exercised exactly as over HTTP:
 - "reset", "ghostdrop", `Drop`: `requests.ConnectionError` wrapping urllib3's
@@ -41,9 +41,9 @@ from requests.cookies import extract_cookies_to_jar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 
-import limefort.http
-from limefort.sandbox import Sandbox
-from limefort.sandbox.http import App, Request, Response, answer_delay, begin, complete
+import limefort.clients.http
+from limefort_sandbox import Sandbox
+from limefort_sandbox.http import App, Request, Response, answer_delay, begin, complete
 
 SERVER_HEADER = "limefort-sandbox"  # what the socket server calls itself
 
@@ -189,7 +189,7 @@ def mount_inprocess(session: requests.Session, *sandboxes: Sandbox) -> requests.
 
 
 class Routes:
-    """The sandboxes that sessions made by `limefort.http.make_session` reach in-process while
+    """The sandboxes that sessions made by `limefort.clients.http.make_session` reach in-process while
     `inprocess()` is active; `add` more at any time (each new session sees them all)."""
 
     def __init__(self, sandboxes: tuple[Sandbox, ...] = ()) -> None:
@@ -202,13 +202,13 @@ class Routes:
 
 @contextmanager
 def inprocess(*sandboxes: Sandbox) -> Iterator[Routes]:
-    """Every session limefort builds (`limefort.http.make_session`) while inside routes the
+    """Every session limefort builds (`limefort.clients.http.make_session`) while inside routes the
     sandboxes' addresses in-process."""
     routes = Routes(sandboxes)
-    original = limefort.http.make_session
+    original = limefort.clients.http.make_session
 
     def make_session() -> requests.Session:
         return mount_inprocess(original(), *routes.sandboxes)
 
-    with mock.patch.object(limefort.http, "make_session", make_session):
+    with mock.patch.object(limefort.clients.http, "make_session", make_session):
         yield routes

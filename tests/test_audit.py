@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from conftest import Lf
 
-from limefort import audit as A
-from limefort.keys import document_ref
-from limefort.models import Deal, DocumentIntent
-from limefort.sandbox import Sandbox
-from limefort.store import Recorded
+from limefort.commands import audit as A
+from limefort.core.keys import document_ref
+from limefort.core.models import Deal, DocumentIntent
+from limefort.state.store import Recorded
+from limefort_sandbox import Sandbox
 
 YESTERDAY = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
 
@@ -267,9 +267,9 @@ def test_progress_learns_the_pages_from_fortnox(
     """The bar's total is Fortnox's page count (its ETA is then held to the rate limit)."""
     from fakes import inprocess  # noqa: F401 (the sandbox fixture routes the sessions)
 
+    from limefort.clients.fortnox import FortnoxClient, ServiceAccountTokens
+    from limefort.clients.limego import LimeGoClient
     from limefort.config import load
-    from limefort.fortnox import FortnoxClient, ServiceAccountTokens
-    from limefort.limego import LimeGoClient
 
     lf, sb, _, deals = seeded(make_inprocess_sandbox, tmp_path)
     cfg = load(lf.config, explicit=True)
@@ -291,7 +291,7 @@ def test_progress_learns_the_pages_from_fortnox(
 def test_deep_with_unreadable_documents_is_a_finding_not_in_line(
     make_inprocess_sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from limefort.fortnox import FortnoxClient
+    from limefort.clients.fortnox import FortnoxClient
 
     lf, sb, _, deals = seeded(make_inprocess_sandbox, tmp_path)
     hidden = {number_of(sb, deals[0]), number_of(sb, deals[1])}

@@ -20,10 +20,10 @@ import requests
 from conftest import Lf
 
 from limefort import config as config_mod
-from limefort.fortnox import consent_url
-from limefort.models import TokenRecord
-from limefort.sandbox import FaultRule, Sandbox
-from limefort.store import Store
+from limefort.clients.fortnox import consent_url
+from limefort.core.models import TokenRecord
+from limefort.state.store import Store
+from limefort_sandbox import FaultRule, Sandbox
 
 # --- helpers (also used by test_secrets and test_check) --------------------------------------
 
@@ -333,7 +333,7 @@ def test_access_tokens_revoked_mid_pass_are_refreshed_on_401(lf: Lf, sandbox: Sa
 
 KILLER = """
 import os, sys
-from limefort.store import Store
+from limefort.state.store import Store
 
 OUT = sys.argv.pop(1)  # where to note the rotated token, for the test to compare
 _save = Store.save

@@ -18,9 +18,9 @@ from conftest import DEADLINE, Lf, finish, fortnox_calls, spawn_logged, wait_for
 
 from limefort import plan as P
 from limefort.cli import Progress
-from limefort.sandbox import Sandbox
-from limefort.store import Store
-from limefort.sync import eta_seconds
+from limefort.engine.sync import eta_seconds
+from limefort.state.store import Store
+from limefort_sandbox import Sandbox
 
 N = 150
 

@@ -20,7 +20,7 @@ import pytest
 from conftest import Lf, beyond_ledger_read
 from stdnum import luhn
 
-from limefort.sandbox import Sandbox
+from limefort_sandbox import Sandbox
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import pytest
 from conftest import Lf
 from test_auth import set_key, stored, use_refresh_token
 
-from limefort.lock import RunLock
-from limefort.sandbox import FaultRule, Sandbox
+from limefort.state.lock import RunLock
+from limefort_sandbox import FaultRule, Sandbox
 
 
 def lines(text: str, mark: str) -> list[str]:

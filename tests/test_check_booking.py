@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from conftest import Lf
 
-from limefort import booking
+from limefort.bookkeeping import booking
 from limefort.config import MappingConfig, SyncConfig
-from limefort.errors import ApiError, NotFound
-from limefort.sandbox import Sandbox
+from limefort.core.errors import ApiError, NotFound
+from limefort_sandbox import Sandbox
 
 
 def lines(text: str, mark: str) -> list[str]:

@@ -17,9 +17,9 @@ import pytest
 from conftest import Lf, add_keys
 
 from limefort.cli import local_time, run_state
-from limefort.lock import RunLock
-from limefort.sandbox import Sandbox
-from limefort.store import Store
+from limefort.state.lock import RunLock
+from limefort.state.store import Store
+from limefort_sandbox import Sandbox
 
 
 @pytest.fixture

@@ -9,16 +9,16 @@ from typing import Any
 
 from conftest import Lf
 
-from limefort.models import TokenRecord
-from limefort.sandbox import Sandbox
-from limefort.store import Store
-from limefort.token_binding import (
+from limefort.core.models import TokenRecord
+from limefort.engine.token_binding import (
     META_PREFIX,
     BoundTokenCache,
     fingerprint,
     legacy_fingerprint,
     matches,
 )
+from limefort.state.store import Store
+from limefort_sandbox import Sandbox
 
 
 def set_value(lf: Lf, old: str, new: str) -> None:
@@ -110,7 +110,7 @@ def test_the_fingerprint_is_salted_and_slow_not_a_plain_hash() -> None:
 def test_the_shipped_scrypt_cost_is_slow_and_is_the_one_used() -> None:
     from conftest import PRODUCTION_SCRYPT
 
-    from limefort import token_binding
+    from limefort.engine import token_binding
 
     assert PRODUCTION_SCRYPT["n"] >= 2**13 and PRODUCTION_SCRYPT["r"] >= 8
     salt = bytes(range(16))

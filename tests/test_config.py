@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from limefort import config
-from limefort.errors import ConfigError
+from limefort.core.errors import ConfigError
 
 GOOD = """
 [limego]

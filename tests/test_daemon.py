@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from conftest import Lf, finish, spawn_logged, wait_for
 
-from limefort.sandbox import Sandbox
+from limefort_sandbox import Sandbox
 
 BATCH = 40  # new won deals: with the added latency a pass over them takes seconds
 

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from limefort import config as config_mod
-from limefort.errors import EX_AUTH, EX_PARTIAL, EX_TEMPFAIL, EX_USAGE
+from limefort.core.errors import EX_AUTH, EX_PARTIAL, EX_TEMPFAIL, EX_USAGE
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "deploy" / "kubernetes"

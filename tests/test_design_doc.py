@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from test_docs import COMMANDS
 
-from limefort import errors
 from limefort.config import SCHEMA
+from limefort.core import errors
 
 DESIGN = (Path(__file__).resolve().parent.parent / "docs" / "design.md").read_text(encoding="utf-8")
 

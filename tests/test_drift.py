@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from conftest import Lf
 
-from limefort.sandbox import Sandbox
+from limefort_sandbox import Sandbox
 
 
 def setup(make: Any, tmp_path: Path, **sync: Any) -> tuple[Lf, Sandbox, str, str]:

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 from conftest import Lf
 
-from limefort.errors import UnknownOutcome
-from limefort.http import HttpClient, RetrySettings
-from limefort.sandbox import FaultRule, Sandbox
+from limefort.clients.http import HttpClient, RetrySettings
+from limefort.core.errors import UnknownOutcome
+from limefort_sandbox import FaultRule, Sandbox
 
 # The workload of the crash and fault tests: seed 2 at these sizes gives 72 deals won after
 # `sync.start` (days ago, so only cursor discipline brings them back after a crash), 44

@@ -30,13 +30,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from limefort import config as config_mod
-from limefort.keys import parse_stamp
-from limefort.normalise import orgnr_key
-from limefort.runner import build_clients
-from limefort.sandbox import FaultRule, Sandbox
-from limefort.sandbox.rules import valid_orgnr
-from limefort.store import Store
-from limefort.sync import Syncer
+from limefort.core.keys import parse_stamp
+from limefort.engine.runner import build_clients
+from limefort.engine.sync import Syncer
+from limefort.mapping.normalise import orgnr_key
+from limefort.state.store import Store
+from limefort_sandbox import FaultRule, Sandbox
+from limefort_sandbox.rules import valid_orgnr
 
 START = "2000-01-01"
 ME, OTHER = "00000000000a", "00000000000b"  # this installation (its id file), another one

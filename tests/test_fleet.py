@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from conftest import Lf
 
-from limefort import fleet
-from limefort.lock import RunLock, lock_path
-from limefort.store import Store, read_only_uri
+from limefort.commands import fleet
+from limefort.state.lock import RunLock, lock_path
+from limefort.state.store import Store, read_only_uri
 
 # --- helpers ----------------------------------------------------------------------------------
 

@@ -14,9 +14,7 @@ import requests
 import responses
 import urllib3.exceptions
 
-from limefort.config import FortnoxConfig, HttpConfig
-from limefort.errors import ApiError, AuthError, NotFound, TransientError, UnknownOutcome
-from limefort.fortnox import (
+from limefort.clients.fortnox import (
     FortnoxClient,
     RefreshTokenTokens,
     ServiceAccountTokens,
@@ -25,8 +23,10 @@ from limefort.fortnox import (
     explain,
     tenant_from_token,
 )
-from limefort.http import SlidingWindowLimiter
-from limefort.models import TokenRecord
+from limefort.clients.http import SlidingWindowLimiter
+from limefort.config import FortnoxConfig, HttpConfig
+from limefort.core.errors import ApiError, AuthError, NotFound, TransientError, UnknownOutcome
+from limefort.core.models import TokenRecord
 
 API = "https://api.fortnox.test/3"
 TOKEN_URL = "https://apps.fortnox.test/oauth-v1/token"

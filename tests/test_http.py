@@ -12,8 +12,7 @@ import requests
 import responses
 import urllib3.exceptions
 
-from limefort.errors import AuthError, ConfigError, TransientError, UnknownOutcome
-from limefort.http import (
+from limefort.clients.http import (
     REDACTOR,
     USER_AGENT,
     HttpClient,
@@ -26,6 +25,7 @@ from limefort.http import (
     parse_retry_after,
     refuse_plain_http,
 )
+from limefort.core.errors import AuthError, ConfigError, TransientError, UnknownOutcome
 
 BASE = "https://api.example.test"
 

@@ -24,8 +24,8 @@ import pytest
 from conftest import Lf
 from test_exactly_once import assert_exactly_once, expected, sync_until_clean
 
-from limefort.inflight import Flights, width_for
-from limefort.sandbox import Sandbox
+from limefort.engine.inflight import Flights, width_for
+from limefort_sandbox import Sandbox
 
 LIMIT, WINDOW = 5, 1.0
 
@@ -289,7 +289,7 @@ def test_a_deals_read_that_fails_early_still_lets_the_companies_through(
 ) -> None:
     """The deals' first page is read before the companies are written (issue 26); when that
     read fails, the companies still go first and the pass then fails where it always did."""
-    from limefort.sandbox import FaultRule
+    from limefort_sandbox import FaultRule
 
     sb: Sandbox = make_inprocess_sandbox(seed=7, companies=0, deals=0)
     ids = [sb.limego.add_company(name=f"Kund {i} AB", status="customer") for i in range(3)]

@@ -16,8 +16,8 @@ from conftest import Lf
 from ptyterm import run_in_pty
 
 from limefort import config
-from limefort.init import QUESTIONS, fill, run_init
-from limefort.sandbox import Sandbox
+from limefort.commands.init import QUESTIONS, fill, run_init
+from limefort_sandbox import Sandbox
 
 ENV = {"PATH": "/usr/bin:/bin"}
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from limefort.sandbox import Sandbox
+from limefort_sandbox import Sandbox
 from tests.conftest import Lf
 from tests.test_exactly_once import assert_exactly_once, expected
 

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from limefort.cursor import fortnox_since
-from limefort.normalise import orgnr_key
-from limefort.sandbox import Sandbox
+from limefort.mapping.normalise import orgnr_key
+from limefort.plan.cursor import fortnox_since
+from limefort_sandbox import Sandbox
 from tests.conftest import DEADLINE, Lf, valid_orgnrs
 from tests.test_exactly_once import assert_exactly_once, expected
 

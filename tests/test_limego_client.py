@@ -9,10 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
+from limefort.clients.limego import LimeGoClient
 from limefort.config import HttpConfig, LimeGoConfig
-from limefort.errors import ApiError, AuthError, NotFound, TransientError
-from limefort.limego import LimeGoClient
-from limefort.models import TokenRecord
+from limefort.core.errors import ApiError, AuthError, NotFound, TransientError
+from limefort.core.models import TokenRecord
 
 HOST = "https://limego.test"
 API = f"{HOST}/api/v1"

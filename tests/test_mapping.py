@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from limefort.errors import ConfigError
+from limefort.core.errors import ConfigError
+from limefort.core.models import Company, CustomFieldDef, Deal, DocumentKind, Person
 from limefort.mapping import (
     CUSTOMER_FIELDS,
     DEFAULT_CUSTOMER_MAPPING,
@@ -27,7 +28,6 @@ from limefort.mapping import (
     to_json,
     update_body,
 )
-from limefort.models import Company, CustomFieldDef, Deal, DocumentKind, Person
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 COMPANY_ID = "0d9c6c3e-3c1e-4d6b-9b7e-5a1f2b3c4d5e"

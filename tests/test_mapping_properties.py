@@ -16,7 +16,8 @@ import pycountry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from limefort.fortnox_limits import MAX_TEXT_ROWS
+from limefort.core.limits import MAX_TEXT_ROWS
+from limefort.core.models import Company, CustomFieldDef, Deal, Person
 from limefort.mapping import (
     DEFAULT_CUSTOMER_MAPPING,
     DealContext,
@@ -29,7 +30,6 @@ from limefort.mapping import (
     payload_hash,
     to_json,
 )
-from limefort.models import Company, CustomFieldDef, Deal, Person
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -70,7 +70,7 @@ DOCUMENT_LIMITS: dict[str, tuple[int, bool]] = {
     "ExternalInvoiceReference2": (80, False),
     "DeliveryDate": (10, False),
 }
-ROW_DESCRIPTION_LIMIT = 255  # limefort.fortnox_limits.ROW (the read model's length)
+ROW_DESCRIPTION_LIMIT = 255  # limefort.core.limits.ROW (the read model's length)
 
 
 def assert_storable_text(field: str, value: Any, limit: int, multiline: bool) -> None:

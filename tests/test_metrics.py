@@ -12,8 +12,14 @@ from pathlib import Path
 
 import pytest
 
-import limefort.metrics as metrics
-from limefort.metrics import PassMetrics, Pinger, build_registry, render_textfile, write_textfile
+import limefort.ops.metrics as metrics
+from limefort.ops.metrics import (
+    PassMetrics,
+    Pinger,
+    build_registry,
+    render_textfile,
+    write_textfile,
+)
 
 # --- a small, strict parser for the Prometheus text format 0.0.4 ------------------------------
 

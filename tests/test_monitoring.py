@@ -19,7 +19,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from limefort.metrics import PassMetrics, render_textfile
+from limefort.ops.metrics import PassMetrics, render_textfile
 
 HERE = Path(__file__).resolve().parent.parent / "deploy" / "monitoring"
 RULES = HERE / "alerts.yml"

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from limefort.normalise import (
+from limefort.mapping.normalise import (
     Invalid,
     as_text,
     clean_text,

@@ -12,8 +12,8 @@ from typing import Any
 from conftest import Lf, empty_sandbox, valid_orgnrs
 from prometheus_client.parser import text_string_to_metric_families
 
-from limefort.keys import document_ref
-from limefort.sandbox import Sandbox
+from limefort.core.keys import document_ref
+from limefort_sandbox import Sandbox
 
 ORGNR = valid_orgnrs(7300)
 

@@ -18,7 +18,7 @@ import pytest
 from conftest import Lf
 from test_metrics import parse, sample
 
-from limefort.sandbox import FaultRule, Sandbox
+from limefort_sandbox import FaultRule, Sandbox
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ import pytest
 from conftest import Lf
 from prometheus_client.parser import text_string_to_metric_families
 
-from limefort import payments as P
-from limefort.keys import document_ref
-from limefort.sandbox import Sandbox
+from limefort.bookkeeping import payments as P
+from limefort.core.keys import document_ref
+from limefort_sandbox import Sandbox
 
 TODAY = date(2026, 12, 7)
 

@@ -12,19 +12,10 @@ from typing import Any
 
 import pytest
 
-from limefort import cursor
 from limefort import plan as P
-from limefort.errors import ApiError, NotFound, TransientError, UnknownOutcome
-from limefort.keys import customer_ref, document_ref, parse_key
-from limefort.mapping import (
-    DEFAULT_CUSTOMER_MAPPING,
-    DEFAULT_DOCUMENT_MAPPING,
-    Mapped,
-    map_company,
-    payload_hash,
-    to_json,
-)
-from limefort.models import (
+from limefort.core.errors import ApiError, NotFound, TransientError, UnknownOutcome
+from limefort.core.keys import customer_ref, document_ref, parse_key
+from limefort.core.models import (
     Company,
     CustomerLink,
     Deal,
@@ -34,6 +25,15 @@ from limefort.models import (
     QuarantineEntry,
     Stage,
 )
+from limefort.mapping import (
+    DEFAULT_CUSTOMER_MAPPING,
+    DEFAULT_DOCUMENT_MAPPING,
+    Mapped,
+    map_company,
+    payload_hash,
+    to_json,
+)
+from limefort.plan import cursor
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -470,7 +470,7 @@ def test_describe_every_action() -> None:
 
 
 def test_summary_lines_for_a_pass_and_a_dry_run() -> None:
-    from limefort.runner import summarise
+    from limefort.engine.runner import summarise
 
     counts = {
         "customers_created": 1,
@@ -515,7 +515,7 @@ def test_relinking_after_a_lost_state_file_adopts_the_documents_customer() -> No
 def test_er_referens_takes_the_first_contact_that_exists(
     ids: tuple[str, ...], present: set[str], chosen: str | None, gone: tuple[Any, ...]
 ) -> None:
-    from limefort.models import Person
+    from limefort.core.models import Person
     from limefort.plan import CONTACTS_TRIED, first_existing
 
     people = {i: Person(id=i, first_name=i.upper(), last_name=None) for i in present}

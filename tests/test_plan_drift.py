@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 
 from limefort import plan as P
-from limefort.errors import ApiError, TransientError, UnknownOutcome
-from limefort.keys import document_ref
-from limefort.mapping import DEFAULT_CUSTOMER_MAPPING, DEFAULT_DOCUMENT_MAPPING
-from limefort.models import (
+from limefort.core.errors import ApiError, TransientError, UnknownOutcome
+from limefort.core.keys import document_ref
+from limefort.core.models import (
     Company,
     CustomerLink,
     Deal,
@@ -19,6 +18,7 @@ from limefort.models import (
     DriftEntry,
     LedgerDocument,
 )
+from limefort.mapping import DEFAULT_CUSTOMER_MAPPING, DEFAULT_DOCUMENT_MAPPING
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 WON, LOST, OPEN = "s-won", "s-lost", "s-open"

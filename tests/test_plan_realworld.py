@@ -15,14 +15,14 @@ import click
 import pytest
 from test_plan import PEOPLE, T0, company, deal, kinds, link, rules
 
-from limefort import cursor
 from limefort import plan as P
 from limefort.cli import retry_todo
-from limefort.errors import ApiError
-from limefort.fortnox_limits import MAX_TEXT_ROWS
+from limefort.core.errors import ApiError
+from limefort.core.limits import MAX_TEXT_ROWS
+from limefort.core.models import Company, CustomerLink
+from limefort.engine.runner import summarise
 from limefort.mapping import DealContext, Mapped, map_deal, split_overflow
-from limefort.models import Company, CustomerLink
-from limefort.runner import summarise
+from limefort.plan import cursor
 
 H = timedelta(hours=1)
 

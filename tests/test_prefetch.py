@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from limefort.errors import TransientError
-from limefort.prefetch import both_ends, prefetch
+from limefort.core.errors import TransientError
+from limefort.engine.prefetch import both_ends, prefetch
 
 WAIT = 5.0  # the most any positive event below may take (a bound, not a timing)
 

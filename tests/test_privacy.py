@@ -18,8 +18,8 @@ from conftest import Lf, empty_sandbox
 from stdnum import luhn
 from test_security_inputs import answer_first
 
-from limefort import privacy
-from limefort.sandbox.http import Response
+from limefort.core import privacy
+from limefort_sandbox.http import Response
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e\u2028\u2029]")
 

@@ -17,8 +17,14 @@ import pytest
 from conftest import Lf
 from ptyterm import Terminal, run_in_pty
 
-from limefort.progress import NullProgress, PassProgress, Progress, choose_mode, observe_clients
-from limefort.sandbox import Sandbox
+from limefort.commands.progress import (
+    NullProgress,
+    PassProgress,
+    Progress,
+    choose_mode,
+    observe_clients,
+)
+from limefort_sandbox import Sandbox
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR)\s+\S")
 LOG_MARK = re.compile(r"\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR)|limefort: ")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from conftest import Lf, fortnox_calls
 
-from limefort.sandbox import Sandbox
+from limefort_sandbox import Sandbox
 
 LIMIT, WINDOW = 25, 5.0
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from conftest import Lf, Result, empty_sandbox, valid_orgnrs
 
-from limefort.sandbox import Sandbox
-from limefort.sandbox.seed import iso
-from limefort.store import Store
+from limefort.state.store import Store
+from limefort_sandbox import Sandbox
+from limefort_sandbox.seed import iso
 
 ORGNR = valid_orgnrs(700)
 

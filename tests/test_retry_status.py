@@ -18,9 +18,9 @@ import pytest
 from conftest import Lf, beyond_ledger_read, empty_sandbox, fortnox_calls, valid_orgnrs
 
 from limefort.cli import local_time
-from limefort.sandbox import Sandbox
-from limefort.sandbox import rules as sandbox_rules
-from limefort.sandbox.seed import iso
+from limefort_sandbox import Sandbox
+from limefort_sandbox import rules as sandbox_rules
+from limefort_sandbox.seed import iso
 
 ORGNR = valid_orgnrs(200)
 

@@ -17,14 +17,14 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from limefort.errors import ConfigError
-from limefort.scheduler import (
+from limefort.core.errors import ConfigError
+from limefort.ops.scheduler import (
     KEEPALIVE_JOB_ID,
     PASS_JOB_ID,
     cron_trigger,
     run_daemon,
 )
-from limefort.signals import stop_on_signals
+from limefort.ops.signals import stop_on_signals
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = timedelta(seconds=0.2)
@@ -410,7 +410,7 @@ def test_handlers_are_not_installed_outside_the_main_thread() -> None:
 DAEMON_SCRIPT = """
 import sys, threading, time
 from datetime import timedelta
-from limefort.scheduler import run_daemon
+from limefort.ops.scheduler import run_daemon
 
 out = open(sys.argv[1], "a", buffering=1)
 n = 0

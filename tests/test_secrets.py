@@ -16,8 +16,8 @@ import requests
 from conftest import Lf
 from test_auth import free_port, spawn_auth, use_refresh_token
 
-from limefort.sandbox import FaultRule, Sandbox
-from limefort.store import Store
+from limefort.state.store import Store
+from limefort_sandbox import FaultRule, Sandbox
 
 
 def every_secret(sb: Sandbox, lf: Lf) -> dict[str, str]:

@@ -21,7 +21,8 @@ from conftest import DEADLINE, Lf, wait_for
 from test_auth import free_port, set_key, spawn_auth, stored
 
 from limefort import config as config_mod
-from limefort.auth import (
+from limefort.clients.fortnox import consent_url
+from limefort.commands.auth import (
     Callback,
     CallbackServer,
     _code_from,
@@ -29,9 +30,8 @@ from limefort.auth import (
     consent,
     echoed,
 )
-from limefort.errors import AuthError, LockHeld, UserError
-from limefort.fortnox import consent_url
-from limefort.lock import RunLock
+from limefort.core.errors import AuthError, LockHeld, UserError
+from limefort.state.lock import RunLock
 
 STATE = "s" * 43
 ESCAPES = "\x1b]0;pwned\x07\x1b[31mred\u202etxet\x9b2J"

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from conftest import Lf
 
-from limefort.errors import LockHeld, StateError
-from limefort.lock import RunLock, lock_path
-from limefort.store import Store
+from limefort.core.errors import LockHeld, StateError
+from limefort.state.lock import RunLock, lock_path
+from limefort.state.store import Store
 
 NOBODY = 65534
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from conftest import Lf, Recorder
 
-from limefort import http as http_mod
-from limefort.errors import TransientError, UnknownOutcome
-from limefort.http import HttpClient, RetrySettings, capped_pages, parse_retry_after
-from limefort.sandbox import Sandbox
-from limefort.sandbox.http import Response
+from limefort.clients import http as http_mod
+from limefort.clients.http import HttpClient, RetrySettings, capped_pages, parse_retry_after
+from limefort.core.errors import TransientError, UnknownOutcome
+from limefort_sandbox import Sandbox
+from limefort_sandbox.http import Response
 
 BAD_RETRY_AFTER = ["nan", "NaN", "inf", "-5", "Wed, 21 Oct 2015 07:28:00 GMT", "garbage", "1e999"]
 NESTED = b"[" * 100_000 + b"]" * 100_000

@@ -10,12 +10,12 @@ import pytest
 from conftest import Lf, Recorder
 
 from limefort import config as config_mod
-from limefort import http as http_mod
-from limefort.errors import ConfigError, TransientError
-from limefort.http import HttpClient
-from limefort.sandbox import Sandbox
-from limefort.sandbox.http import Response
-from limefort.urls import authority_problem, is_loopback, origin, refuse_plain_http
+from limefort.clients import http as http_mod
+from limefort.clients.http import HttpClient
+from limefort.core.errors import ConfigError, TransientError
+from limefort.core.urls import authority_problem, is_loopback, origin, refuse_plain_http
+from limefort_sandbox import Sandbox
+from limefort_sandbox.http import Response
 
 
 def inject_next(sb: Sandbox, link: str) -> list[int]:
@@ -133,7 +133,7 @@ def test_a_backslash_base_url_in_the_config_is_refused_naming_the_key(lf: Lf) ->
 def test_one_loopback_check_for_the_whole_project(host: str | None, loopback: bool) -> None:
     assert is_loopback(host) is loopback
     # Every module that asks uses this very function: they cannot disagree again.
-    from limefort import auth
+    from limefort.commands import auth
 
     assert http_mod.is_loopback is is_loopback and auth.is_loopback is is_loopback
     assert not hasattr(config_mod, "is_loopback") or config_mod.is_loopback is is_loopback

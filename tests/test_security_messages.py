@@ -10,8 +10,8 @@ import pytest
 from conftest import Lf, Recorder
 from test_auth import drop_key
 
-from limefort.normalise import normalise_orgnr
-from limefort.sandbox import FaultRule, Sandbox
+from limefort.mapping.normalise import normalise_orgnr
+from limefort_sandbox import FaultRule, Sandbox
 
 PING_SECRET = "c0ffee00-1d2e-4f5a-9b8c-secretpingkey"
 

@@ -13,8 +13,8 @@ import pytest
 from conftest import Lf, Recorder
 from test_auth import use_refresh_token
 
-from limefort.sandbox import Sandbox
-from limefort.sandbox.http import Response
+from limefort_sandbox import Sandbox
+from limefort_sandbox.http import Response
 
 
 def redirect_path(app: Any, path: str, to: str, status: int = 307) -> list[str]:

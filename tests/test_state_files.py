@@ -16,8 +16,8 @@ import pytest
 from conftest import Lf
 from test_auth import drop_key, set_key
 
-from limefort.lock import lock_path
-from limefort.sandbox import FaultRule, Sandbox
+from limefort.state.lock import lock_path
+from limefort_sandbox import FaultRule, Sandbox
 
 
 def mode(path: Path) -> int:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from limefort.errors import LockHeld, StateError
-from limefort.lock import RunLock
-from limefort.models import TokenRecord
-from limefort.store import MIGRATIONS, Store
+from limefort.core.errors import LockHeld, StateError
+from limefort.core.models import TokenRecord
+from limefort.state.lock import RunLock
+from limefort.state.store import MIGRATIONS, Store
 
 
 def test_migrations_are_named_and_recorded() -> None:

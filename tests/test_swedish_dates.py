@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from limefort import config as config_mod
-from limefort.sandbox.seed import iso
+from limefort_sandbox.seed import iso
 from tests.conftest import Lf
 
 STHLM = ZoneInfo("Europe/Stockholm")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from conftest import Lf, beyond_ledger_read
 
-from limefort.sandbox import Sandbox
+from limefort_sandbox import Sandbox
 
 
 def won_stage_ids(sb: Sandbox) -> set[str]:

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from fakes import inprocess
 
+from limefort.clients.fortnox import FortnoxClient, ServiceAccountTokens
+from limefort.clients.http import SlidingWindowLimiter
+from limefort.clients.limego import LimeGoClient
 from limefort.config import FortnoxConfig, HttpConfig, LimeGoConfig
-from limefort.fortnox import FortnoxClient, ServiceAccountTokens
-from limefort.http import SlidingWindowLimiter
-from limefort.limego import LimeGoClient
-from limefort.models import TokenRecord
-from limefort.sandbox import Sandbox
+from limefort.core.models import TokenRecord
+from limefort_sandbox import Sandbox
 
 TRANSPORTS = ["inprocess", "http"]
 FAST_HTTP = HttpConfig(timeout=2.0, attempts=3, backoff_initial=0.0, backoff_max=0.0)

@@ -13,11 +13,18 @@ import annotated_types
 import pytest
 from fortpyx.model import model as fx
 
-from limefort import fortnox_limits as limits
-from limefort.limego import parse_company, parse_deal, parse_field_def, parse_person
-from limefort.mapping import DealContext, Mapped, changed_fields, map_company, map_deal, update_body
-from limefort.sandbox import Sandbox
-from limefort.sandbox.http import Request
+from limefort.clients.limego import parse_company, parse_deal, parse_field_def, parse_person
+from limefort.mapping import (
+    DealContext,
+    Mapped,
+    changed_fields,
+    limits,
+    map_company,
+    map_deal,
+    update_body,
+)
+from limefort_sandbox import Sandbox
+from limefort_sandbox.http import Request
 
 from .fortpyx_models import (
     assert_fortnox_write_valid,

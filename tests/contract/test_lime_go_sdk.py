@@ -17,7 +17,7 @@ import lime_go_agentic as sdk
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from limefort.sandbox import Sandbox
+from limefort_sandbox import Sandbox
 
 READ_SCOPES = ("companies:read", "deals:read", "contacts:read", "reference:read", "changes:read")
 

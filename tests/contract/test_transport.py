@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from limefort.errors import ApiError, NotFound, TransientError, UnknownOutcome
-from limefort.sandbox import FaultRule
+from limefort.core.errors import ApiError, NotFound, TransientError, UnknownOutcome
+from limefort_sandbox import FaultRule
 
 from .conftest import Env
 
@@ -153,7 +153,7 @@ def test_inprocess_serves_without_sockets_or_threads() -> None:
 
     import requests
 
-    from limefort.sandbox import Sandbox
+    from limefort_sandbox import Sandbox
 
     from .conftest import open_sandbox
 

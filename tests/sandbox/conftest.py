@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from limefort.sandbox import Sandbox
+from limefort_sandbox import Sandbox
 
 
 def limego_token(sb: Sandbox, scope: str | None = None) -> str:

@@ -8,8 +8,8 @@ import time
 import pytest
 import requests
 
-from limefort.sandbox import FaultRule, Sandbox
-from limefort.sandbox.faults import Faults
+from limefort_sandbox import FaultRule, Sandbox
+from limefort_sandbox.faults import Faults
 
 from .conftest import error_code, fortnox_session, jsonapi_code, limego_session
 

@@ -10,7 +10,7 @@ from email.utils import parsedate_to_datetime
 import pytest
 import requests
 
-from limefort.sandbox import Sandbox
+from limefort_sandbox import Sandbox
 
 from .conftest import error_code, jsonapi_code, limego_session, read_all
 from .test_fortnox_server import CUSTOMER, api, invoice, new_customer

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from limefort.sandbox import Sandbox
+from limefort_sandbox import Sandbox
 
 from .conftest import error_code, fortnox_session, fortnox_token
 
@@ -577,7 +577,7 @@ def test_create_an_invoice(sb: Sandbox, fx: requests.Session) -> None:
 
 
 def _dumps(obj: Any) -> bytes:
-    from limefort.sandbox.http import dumps
+    from limefort_sandbox.http import dumps
 
     # Bytes: http.client would encode a str body as ISO-8859-1, not the UTF-8 JSON must be.
     return dumps(obj).encode("utf-8")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from limefort.sandbox import Sandbox
+from limefort_sandbox import Sandbox
 
 from .conftest import jsonapi_code, limego_session, read_all
 
