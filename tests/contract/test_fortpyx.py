@@ -14,11 +14,11 @@ import pytest
 from fortpyx.model import model as fx
 
 from limefort.clients.limego import parse_company, parse_deal, parse_field_def, parse_person
+from limefort.core import limits
 from limefort.mapping import (
     DealContext,
     Mapped,
     changed_fields,
-    limits,
     map_company,
     map_deal,
     update_body,
