@@ -1150,7 +1150,7 @@ def audit(
         to_json,
         to_table,
     )
-    from limefort.state.store import read_recorded
+    from limefort.state.readonly import read_recorded
 
     cfg = app.config()
     start, end = date_window(cfg, from_, to)

@@ -17,7 +17,7 @@ from conftest import Lf
 from limefort.commands import audit as A
 from limefort.core.keys import document_ref
 from limefort.core.models import Deal, DocumentIntent
-from limefort.state.store import Recorded
+from limefort.state.readonly import Recorded
 from limefort_sandbox import Sandbox
 
 YESTERDAY = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()

@@ -24,7 +24,8 @@ from conftest import Lf
 
 from limefort.commands import fleet
 from limefort.state.lock import RunLock, lock_path
-from limefort.state.store import Store, read_only_uri
+from limefort.state.readonly import read_only_uri
+from limefort.state.store import Store
 
 # --- helpers ----------------------------------------------------------------------------------
 

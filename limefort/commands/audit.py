@@ -34,7 +34,7 @@ from limefort.bookkeeping.payments import Payment, payment_of
 from limefort.commands.progress import NullProgress, Progress
 from limefort.core.keys import deal_id_of_ref, deal_key
 from limefort.core.models import Deal, DocumentKind
-from limefort.state.store import Recorded
+from limefort.state.readonly import Recorded
 
 CATEGORIES = ("missing", "duplicates", "mismatched", "orphans", "cancelled", "unreadable")
 # Documents are listed from this long before the window: an invoice date taken from the deal

@@ -21,7 +21,7 @@ from typing import Any
 
 from limefort import config as config_mod
 from limefort.core.errors import EX_OK, EX_PARTIAL, LimefortError, UserError
-from limefort.state.store import Run, StateFacts, read_state
+from limefort.state.readonly import Run, StateFacts, read_state
 
 DEFAULT_DIR = Path("/etc/limefort")
 

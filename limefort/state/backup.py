@@ -17,7 +17,7 @@ from pathlib import Path
 
 from limefort.core.errors import StateError, UserError
 from limefort.state.files import check_private_dir, open_private
-from limefort.state.store import copy_database
+from limefort.state.readonly import copy_database
 
 
 @dataclass(frozen=True)
