@@ -17,7 +17,7 @@ import pytest
 from conftest import DEADLINE, Lf, finish, fortnox_calls, spawn_logged, wait_for
 
 from limefort import plan as P
-from limefort.cli import Progress
+from limefort.commands.passes import Progress
 from limefort.engine.sync import eta_seconds
 from limefort.state.store import Store
 from limefort_sandbox import Sandbox

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import Lf
 
-from limefort.cli import hoist_global_options, main
+from limefort.cli import main
+from limefort.commands.common import hoist_global_options
 
 
 @pytest.mark.parametrize(

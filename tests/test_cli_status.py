@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import Lf, add_keys
 
-from limefort.cli import local_time, run_state
+from limefort.commands.status import local_time, run_state
 from limefort.state.lock import RunLock
 from limefort.state.store import Store
 from limefort_sandbox import Sandbox

@@ -16,7 +16,7 @@ import pytest
 from test_plan import PEOPLE, T0, company, deal, kinds, link, rules
 
 from limefort import plan as P
-from limefort.cli import retry_todo
+from limefort.commands.retry import retry_todo
 from limefort.core.errors import ApiError
 from limefort.core.limits import MAX_TEXT_ROWS
 from limefort.core.models import Company, CustomerLink

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from conftest import Lf, beyond_ledger_read, empty_sandbox, fortnox_calls, valid_orgnrs
 
-from limefort.cli import local_time
+from limefort.commands.status import local_time
 from limefort_sandbox import Sandbox
 from limefort_sandbox import rules as sandbox_rules
 from limefort_sandbox.seed import iso

@@ -33,6 +33,8 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import click
+
 from limefort.clients.fortnox import (
     FortnoxClient,
     RefreshTokenTokens,
@@ -41,14 +43,24 @@ from limefort.clients.fortnox import (
     tenant_from_token,
 )
 from limefort.clients.http import REDACTOR
+from limefort.commands.common import App
 from limefort.config import Config
-from limefort.core.errors import EX_OK, AuthError, ConfigError, LimefortError, UserError
+from limefort.core.errors import (
+    EX_OK,
+    AuthError,
+    ConfigError,
+    LimefortError,
+    UserError,
+)
 from limefort.core.models import TokenRecord
 from limefort.core.privacy import printable
 from limefort.core.urls import is_loopback
+from limefort.engine.runner import open_store
 from limefort.state.files import check_private_dir
 from limefort.state.lock import RunLock
 from limefort.state.store import Store
+
+log = logging.getLogger("limefort")
 
 log = logging.getLogger("limefort.auth")
 
@@ -143,7 +155,6 @@ def consent(
         echo(f"Waiting for the running limefort ({who}) to finish before storing the tokens ...")
 
     # Imported here: runner imports the sync, which this module is not otherwise tied to.
-    from limefort.engine.runner import open_store
 
     lock = RunLock(cfg.state.path).acquire(lock_wait, on_wait=waiting)
     try:
@@ -477,3 +488,21 @@ def _report(
                 "in Fortnox and set [fortnox] tenant_id to it",
                 err=True,
             )
+
+
+def auth_command(
+    app: App, service_account: bool, code: str | None, open_browser: bool, timeout: int
+) -> int:
+    from limefort.commands.auth import consent
+
+    # The lock is taken inside, around the exchange and the store only.
+    return consent(
+        # Consent needs only the Fortnox half: the Lime Go half may be filled in later.
+        app.config(allow_placeholders=("limego",)),
+        # Interactive: --quiet must not hide the consent URL the user has to open.
+        echo=click.echo,
+        service_account=service_account,
+        code=code,
+        open_browser=open_browser,
+        timeout=timeout,
+    )

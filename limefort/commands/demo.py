@@ -6,6 +6,7 @@ deal and signs a new customer in Lime Go, and pass 2 does only what those change
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
@@ -13,12 +14,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
+
 from limefort import config as config_mod
+from limefort.commands.common import App, sandbox_installed
+from limefort.core.errors import (
+    EX_OK,
+)
 from limefort.core.privacy import shown
 from limefort.engine.runner import one_pass, summarise
 from limefort.engine.sync import PassResult, Syncer
 from limefort.state.store import Store
 from limefort_sandbox import Sandbox
+
+log = logging.getLogger("limefort")
 
 Echo = Callable[[str], None]
 
@@ -181,3 +190,48 @@ def _won_ids(sb: Sandbox) -> set[str]:
 def _cut(v: Any, n: int) -> str:
     s = "" if v is None else str(v)
     return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def serve_sandbox(
+    app: App,
+    companies: int,
+    deals: int,
+    seed: int,
+    port_limego: int,
+    port_fortnox: int,
+    no_rate_limit: bool,
+    write_config: Path | None,
+    state: str,
+) -> int:
+    from limefort.commands.init import write_new_private
+
+    sandbox_installed()
+    from limefort_sandbox import Sandbox
+
+    if write_config and write_config.exists():  # before starting anything
+        write_new_private(write_config, "", what="--write-config")
+    sb = Sandbox(
+        seed=seed,
+        companies=companies,
+        deals=deals,
+        port_limego=port_limego,
+        port_fortnox=port_fortnox,
+        fortnox_rate_limit=None if no_rate_limit else 25,
+    )
+    sb.start()
+    try:
+        text = sb.config_toml(state)
+        if write_config:
+            write_new_private(write_config, text, what="--write-config")
+            click.echo(f"# config written to {write_config}", err=True)
+        click.echo(text)
+        click.echo(
+            f"# Lime Go sandbox on {sb.limego_url}, Fortnox sandbox on {sb.fortnox_url}. Ctrl-C stops.",
+            err=True,
+        )
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return EX_OK
+    finally:
+        sb.stop()

@@ -13,15 +13,22 @@ are pure and take what the readers found.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import click
+
 from limefort import config as config_mod
+from limefort.commands import fleet as fleet_mod
 from limefort.core.errors import EX_OK, EX_PARTIAL, LimefortError, UserError
+from limefort.core.privacy import lines_shown, mask_personnummer
 from limefort.state.readonly import Run, StateFacts, read_state
+
+log = logging.getLogger("limefort")
 
 DEFAULT_DIR = Path("/etc/limefort")
 
@@ -248,3 +255,13 @@ def status_rows(directory: Path) -> list[dict[str, Any]]:
                 error = str(exc)
         rows.append(build_row(tenant, facts, error))
     return mark_shared_state(rows)
+
+
+def fleet_command(directory: Path, as_json: bool) -> int:
+    rows = fleet_mod.status_rows(directory)
+    click.echo(
+        mask_personnummer(fleet_mod.to_json(rows))
+        if as_json
+        else lines_shown(fleet_mod.render_table(rows))
+    )
+    return fleet_mod.exit_code(rows)

@@ -5,14 +5,24 @@ writes them into the template's lines, comments kept."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
+
 from limefort import config as config_mod
-from limefort.core.errors import ConfigError
+from limefort.commands.common import App
+from limefort.core.errors import (
+    EX_OK,
+    ConfigError,
+)
+
+log = logging.getLogger("limefort")
 
 
 @dataclass(frozen=True)
@@ -135,3 +145,36 @@ def remaining_placeholders(path: Path) -> list[str]:
     except ConfigError as exc:
         return [exc.key]
     return []
+
+
+def init_command(app: App, no_input: bool) -> int:
+    from limefort.commands.init import run_init
+
+    path = app.config_path or config_mod.DEFAULT_PATH
+
+    def ask(q: Question) -> str:
+        while True:
+            value: str = click.prompt(
+                q.text,
+                default="" if q.optional else None,
+                show_default=False,
+                hide_input=q.secret,
+                err=True,
+            )
+            if q.check is None or not value.strip():
+                return value
+            try:
+                q.check(f"{q.section}.{q.key}", value.strip())
+                return value
+            except ConfigError as exc:
+                click.echo(f"  {exc}", err=True)
+
+    left = run_init(path, ask=None if no_input or not sys.stdin.isatty() else ask)
+    click.echo(f"Wrote {path.absolute()} (mode 0600).")
+    if left:
+        click.echo(f"Still to fill in there (or in LIMEFORT_<SECTION>_<KEY>): {', '.join(left)}.")
+    click.echo(
+        "Next: `limefort check`, then `limefort auth fortnox --service-account` if the "
+        "Fortnox tenant id is not set yet (README: Credentials)."
+    )
+    return EX_OK
