@@ -67,7 +67,8 @@ def replay() -> None:
     """In the floors venv: the bomb is refused by limefort's HTTP client within the cap."""
     import urllib3
 
-    from limefort.clients.http import HttpClient, RetrySettings
+    from limefort.clients.http import HttpClient
+    from limefort.clients.retries import RetrySettings
     from limefort.core.errors import TransientError
 
     print(f"urllib3 {urllib3.__version__}", flush=True)

@@ -1,5 +1,7 @@
-"""The `limefort` command: glue only (github-to-sqlite style). Parse options, build the
-pieces, call them, turn errors into exit codes. Nothing imports this module."""
+"""The `limefort` command: glue only (github-to-sqlite style). Each command's options and help
+live here; its work lives in `limefort.commands`, imported when the command runs (an idle
+`sync` loads no audit, check or sandbox code). Errors become exit codes in `main`. Nothing
+imports this module."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import click
 
 from limefort import __version__
 from limefort import config as config_mod
-from limefort.clients.http import REDACTOR
+from limefort.clients.redaction import REDACTOR
 from limefort.commands import fleet as fleet_mod
 from limefort.commands.common import App, hoist_global_options, sandbox_installed, say
 from limefort.core.errors import (
@@ -25,16 +27,6 @@ from limefort.core.errors import (
 from limefort.ops import logs
 
 log = logging.getLogger("limefort")
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared plumbing
-# ---------------------------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------------------------
-# Commands
-# ---------------------------------------------------------------------------------------------
 
 
 class _Cli(click.Group):

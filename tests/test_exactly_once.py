@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 from conftest import Lf
 
-from limefort.clients.http import HttpClient, RetrySettings
+from limefort.clients.http import HttpClient
+from limefort.clients.retries import RetrySettings
 from limefort.core.errors import UnknownOutcome
 from limefort_sandbox import FaultRule, Sandbox
 

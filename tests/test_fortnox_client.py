@@ -23,7 +23,7 @@ from limefort.clients.fortnox import (
     explain,
     tenant_from_token,
 )
-from limefort.clients.http import SlidingWindowLimiter
+from limefort.clients.limiter import SlidingWindowLimiter
 from limefort.config import FortnoxConfig, HttpConfig
 from limefort.core.errors import ApiError, AuthError, NotFound, TransientError, UnknownOutcome
 from limefort.core.models import TokenRecord

@@ -12,19 +12,10 @@ import requests
 import responses
 import urllib3.exceptions
 
-from limefort.clients.http import (
-    REDACTOR,
-    USER_AGENT,
-    HttpClient,
-    RedactingFilter,
-    Redactor,
-    RetrySettings,
-    SlidingWindowLimiter,
-    certainly_not_sent,
-    make_session,
-    parse_retry_after,
-    refuse_plain_http,
-)
+from limefort.clients.http import USER_AGENT, HttpClient, make_session, refuse_plain_http
+from limefort.clients.limiter import SlidingWindowLimiter
+from limefort.clients.redaction import REDACTOR, RedactingFilter, Redactor
+from limefort.clients.retries import RetrySettings, certainly_not_sent, parse_retry_after
 from limefort.core.errors import AuthError, ConfigError, TransientError, UnknownOutcome
 
 BASE = "https://api.example.test"

@@ -17,7 +17,7 @@ from itertools import count
 
 import pytest
 
-from limefort.clients.http import MARGIN, SlidingWindowLimiter
+from limefort.clients.limiter import MARGIN, SlidingWindowLimiter
 
 LIMIT, WINDOW = 25, 5.0
 

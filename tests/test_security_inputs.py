@@ -13,7 +13,8 @@ import pytest
 from conftest import Lf, Recorder
 
 from limefort.clients import http as http_mod
-from limefort.clients.http import HttpClient, RetrySettings, capped_pages, parse_retry_after
+from limefort.clients.http import HttpClient, capped_pages
+from limefort.clients.retries import MAX_RETRY_AFTER, RetrySettings, parse_retry_after
 from limefort.core.errors import TransientError, UnknownOutcome
 from limefort_sandbox import Sandbox
 from limefort_sandbox.http import Response
@@ -46,7 +47,7 @@ def test_retry_after_that_is_usable_still_counts() -> None:
     assert parse_retry_after("0") == 0.0
     assert parse_retry_after("2.5") == 2.5
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
-    assert parse_retry_after("100000") == http_mod.MAX_RETRY_AFTER
+    assert parse_retry_after("100000") == MAX_RETRY_AFTER
 
 
 @pytest.mark.parametrize("value", ["nan", "-5", "Wed, 21 Oct 2015 07:28:00 GMT", "garbage"])

@@ -22,16 +22,11 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from limefort.clients.http import (
-    MAX_PAGES,
-    REDACTOR,
-    HttpClient,
-    RetrySettings,
-    SlidingWindowLimiter,
-    TokenCache,
-    capped_pages,
-)
-from limefort.clients.tokens import record_from_answer
+from limefort.clients.http import MAX_PAGES, HttpClient, capped_pages
+from limefort.clients.limiter import SlidingWindowLimiter
+from limefort.clients.redaction import REDACTOR
+from limefort.clients.retries import RetrySettings
+from limefort.clients.tokens import TokenCache, record_from_answer
 from limefort.config import FortnoxConfig, HttpConfig
 from limefort.core.errors import (
     ApiError,

@@ -5,23 +5,20 @@ Rule 6 (transient is retried) and rule 3 (exactly once for documents) meet here:
 retried on any transport failure, but a POST is re-sent only when the server certainly never
 applied it (429, 503, or a connection that was never established). Any other lost answer to a
 POST is an `UnknownOutcome`, which the sync reconciles by searching for the idempotency key.
+
+Around it: `redaction` (secrets out of logs and messages), `limiter` (Fortnox's sliding
+window), `retries` (what a failure means and how long to wait), `tokens` (the token cache).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import random
-import re
-import ssl
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -31,20 +28,24 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from limefort import __version__
+from limefort.clients.limiter import SlidingWindowLimiter
+from limefort.clients.retries import (
+    _TRANSPORT_ERRORS,
+    RetrySettings,
+    _Retry,
+    certainly_not_sent,
+    describe_failure,
+    exception_chain,
+    parse_retry_after,
+)
 from limefort.core.errors import AuthError, ConfigError, TransientError, UnknownOutcome
-from limefort.core.models import TokenRecord
 from limefort.core.urls import authority_problem, origin
 from limefort.core.urls import is_loopback as is_loopback  # re-exported: the one loopback check
 from limefort.core.urls import refuse_plain_http as refuse_plain_http
 
-if TYPE_CHECKING:  # config may import this module (refuse_plain_http): no import cycle
-    from limefort.config import HttpConfig
-
 log = logging.getLogger("limefort.http")
 
 USER_AGENT = f"limefort/{__version__}"
-# A hostile or buggy Retry-After must not park a batch job for hours.
-MAX_RETRY_AFTER = 300.0
 # Statuses worth another try for a request that may safely be repeated.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Statuses after which the server certainly did not apply the request: safe even for a POST.
@@ -55,109 +56,6 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 # The most pages one listing may follow: 10 000 pages of 100 is a million records, far past
 # any CRM limefort serves, and a server that keeps handing out new cursors stops here.
 MAX_PAGES = 10_000
-
-
-class TokenCache(Protocol):
-    """Where token providers keep tokens between runs (implemented by the store).
-
-    Lives here rather than in a client module so both clients import it without a cycle.
-    """
-
-    def load(self, name: str) -> TokenRecord | None: ...
-
-    def save(self, name: str, record: TokenRecord) -> None:
-        """Must be durable (committed) when it returns: a rotated refresh token depends on it."""
-        ...
-
-
-# ---------------------------------------------------------------------------------------------
-# Redaction
-# ---------------------------------------------------------------------------------------------
-
-_SECRET_NAMES = r"access_token|refresh_token|id_token|client_secret|client_assertion|password"
-_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    # Authorization: Bearer abc / "Authorization": "Basic abc" / 'Authorization': 'go-api:abc'
-    (re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)[^\"'\r\n,}]+"), r"\1***"),
-    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9\-._~+/]+=*"), r"\1\2***"),
-    # form bodies and query strings: access_token=abc&...
-    (re.compile(rf"(?i)\b((?:{_SECRET_NAMES})=)[^&\s\"',;]+"), r"\1***"),
-    # JSON and Python reprs: "access_token": "abc" / 'refresh_token': 'abc'
-    (
-        re.compile(rf"(?i)([\"'](?:{_SECRET_NAMES})[\"']\s*:\s*[\"'])[^\"']*"),
-        r"\1***",
-    ),
-    # Anything that looks like a JWT (Fortnox access tokens are JWTs).
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), "***"),
-]
-
-
-class Redactor:
-    """Replaces known secrets and secret-shaped text with `***`.
-
-    Patterns catch the usual shapes; registered strings catch a secret wherever it turns up
-    (an exception message, a URL, a repr), which no pattern can promise.
-    """
-
-    def __init__(self) -> None:
-        self._secrets: set[str] = set()
-        self._lock = threading.Lock()
-
-    def add(self, secret: str | None) -> None:
-        # Very short strings would blank out ordinary words in every log line.
-        if secret and len(secret) >= 6:
-            with self._lock:
-                self._secrets.add(secret)
-
-    def redact(self, text: str) -> str:
-        with self._lock:
-            secrets = sorted(self._secrets, key=len, reverse=True)
-        for secret in secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        for pattern, repl in _PATTERNS:
-            text = pattern.sub(repl, text)
-        return text
-
-
-REDACTOR = Redactor()
-
-
-class RedactingFilter(logging.Filter):
-    """Redacts the formatted message, exception text and stack of every record it sees.
-
-    Attach it to handlers (the CLI does) so records from every logger pass through it; the
-    limefort client loggers also carry one so tests and library users are covered too.
-    """
-
-    def __init__(self, redactor: Redactor | None = None) -> None:
-        super().__init__()
-        self.redactor = redactor or REDACTOR
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string is the logger's bug, not ours to hide
-            message = str(record.msg)
-        redacted = self.redactor.redact(message)
-        if redacted != message or record.args:
-            record.msg = redacted
-            record.args = None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self.redactor.redact(record.exc_text)
-        if record.stack_info:
-            record.stack_info = self.redactor.redact(record.stack_info)
-        return True
-
-
-for _name in ("limefort.http", "limefort.limego", "limefort.fortnox"):
-    logging.getLogger(_name).addFilter(RedactingFilter())
-
-
-# ---------------------------------------------------------------------------------------------
-# URLs
-# ---------------------------------------------------------------------------------------------
 
 
 def redirect_target(url: str, location: str) -> str:
@@ -171,290 +69,6 @@ def redirect_target(url: str, location: str) -> str:
         return "an address that cannot be parsed"
     shown = host if port == {"http": 80, "https": 443}.get(scheme) else f"{host}:{port}"
     return f"{scheme}://{shown}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Rate limiting
-# ---------------------------------------------------------------------------------------------
-
-
-# The limiter's safety margin past Fortnox's window, in seconds. Each request is counted from
-# the latest moment Fortnox may have counted it (its answer's arrival) until `window + MARGIN`
-# later, and the next request is counted by Fortnox no earlier than it is sent: so the two are
-# always at least `window + MARGIN` apart on our clock. The margin only has to cover what our
-# clock cannot see: a window that counts both ends (25 in any 5.000 s, inclusive), Fortnox
-# stamping requests to the millisecond, and the rate difference of two clocks over 5 s (well
-# under 1 ms for NTP-kept ones). 5 ms covers all three with room, and costs 0.1 % of the rate
-# where the old 0.2 s cost 4 % (tests/test_limiter_margin.py).
-MARGIN = 0.005
-
-
-@dataclass(order=True, slots=True)
-class _Slot:
-    """One request the limiter let go: `at` is its send time until its answer arrives (`done`),
-    then the answer's arrival time."""
-
-    at: float
-    done: bool = False
-
-
-class SlidingWindowLimiter:
-    """At most `limit` requests that Fortnox may count in any `window + margin` seconds.
-
-    Fortnox counts 25 requests in a sliding 5-second window, at some moment between our send
-    and its answer. So a request occupies a slot here from the moment it is sent (`reserve`)
-    until `window + margin` after its answer arrived (`release`): while it is in flight, Fortnox
-    may count it at any moment, so it holds its slot for as long as it takes. A new request goes
-    when fewer than `limit` slots are held, and otherwise waits for the earliest one to expire
-    (or, when too many are still in flight, for an answer). With several requests in flight
-    (the executor's small pool) this still never lets Fortnox see more than `limit` in a window.
-    """
-
-    def __init__(
-        self,
-        limit: int | None = 25,
-        window: float = 5.0,
-        margin: float = MARGIN,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.limit = limit or 0
-        self.window = window
-        self.margin = margin
-        self._clock = clock
-        self._sleep = sleep
-        # Slots that may still be inside Fortnox's window: in flight, or answered less than
-        # `window + margin` ago. Never more than `limit` of them.
-        self._sent: list[_Slot] = []
-        # One reserver at a time, held while it sleeps on purpose: the others would have to
-        # wait just as long. The slots have their own lock, so answers are recorded meanwhile.
-        self._turn = threading.Lock()
-        self._cond = threading.Condition(threading.Lock())
-        # The round trips of the last answers (seconds), for `credit`.
-        self._trips: deque[float] = deque(maxlen=25)
-        self.waits = 0
-        self.waited = 0.0
-
-    @property
-    def enabled(self) -> bool:
-        return self.limit > 0
-
-    def acquire(self) -> float:
-        """Block until a send is allowed, record it as sent and answered now, and return the
-        seconds waited (for a caller that does not report the answer)."""
-        slot, waited = self.reserve()
-        self.release(slot)
-        return waited
-
-    def reserve(self) -> tuple[_Slot, float]:
-        """Block until a send is allowed; the slot to `release` when the answer is in (or the
-        attempt failed), and the seconds waited."""
-        if not self.enabled:
-            return _Slot(0.0, True), 0.0
-        span = self.window + self.margin
-        waited = 0.0
-        with self._turn:
-            while True:
-                with self._cond:
-                    now = self._clock()
-                    self._sent = [s for s in self._sent if not (s.done and s.at + span <= now)]
-                    if len(self._sent) < self.limit:
-                        slot = _Slot(now)
-                        self._sent.append(slot)
-                        break
-                    if waited == 0.0:
-                        self.waits += 1
-                    need = len(self._sent) - self.limit + 1
-                    answered = sorted(s.at for s in self._sent if s.done)
-                    if len(answered) < need:
-                        # Too many still in flight: only an answer frees a slot (or starts
-                        # its countdown). Re-checked at least once a window.
-                        self._cond.wait(timeout=span)
-                        after = self._clock()
-                        waited += max(after - now, 0.0)
-                        continue
-                    delay = answered[need - 1] + span - now
-                self._sleep(delay)
-                waited += delay
-        with self._cond:
-            self.waited += waited
-        return slot, waited
-
-    def release(self, slot: _Slot, round_trip: float | None = None) -> None:
-        """The attempt ended: Fortnox counted the request by now. With the `round_trip` of an
-        answer that arrived, it counted it earlier still: the answer spent at least part of
-        that trip on its way back, and the slot is dated back by half of the fastest recent
-        round trip (see `credit`), so each window no longer loses a whole round trip."""
-        with self._cond:
-            now = self._clock()
-            if round_trip is not None:
-                self._trips.append(round_trip)
-            back = self.credit() if round_trip is not None else 0.0
-            slot.at = max(slot.at, now - back)
-            slot.done = True
-            self._cond.notify_all()
-
-    def credit(self) -> float:
-        """How much earlier than its answer an answered request is taken to have been counted:
-        half the fastest of the last round trips. Safe as long as Fortnox spends no more than
-        half of its fastest round trip working on a request (the rest is the network, which a
-        request crosses before Fortnox counts it and an answer after): over a 150 ms network
-        that is 75 ms a window regained; on loopback (a trip of a millisecond or two) it is
-        below the 5 ms margin."""
-        return min(self._trips) / 2 if self._trips else 0.0
-
-
-# ---------------------------------------------------------------------------------------------
-# Retry settings and failure classification
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RetrySettings:
-    attempts: int = 6
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
-    timeout: float = 30.0
-    # Tests pass a recorder here so no test ever really sleeps.
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
-
-    @classmethod
-    def from_config(
-        cls, cfg: HttpConfig, *, sleep: Callable[[float], None] = time.sleep
-    ) -> RetrySettings:
-        return cls(
-            attempts=cfg.attempts,
-            backoff_initial=cfg.backoff_initial,
-            backoff_max=cfg.backoff_max,
-            timeout=cfg.timeout,
-            sleep=sleep,
-        )
-
-    def backoff(self, attempt: int) -> float:
-        """Exponential with jitter: initial * 2**(attempt-1) + U(0, initial), capped."""
-        base = self.backoff_initial * (2 ** max(attempt - 1, 0))
-        return min(self.backoff_max, base + random.uniform(0, self.backoff_initial))
-
-
-class _Retry(Exception):
-    """One attempt failed in a way that another attempt may fix."""
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        status: int | None = None,
-        retry_after: float | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.retry_after = retry_after
-        self.request_id = request_id
-
-
-def exception_chain(exc: BaseException) -> Iterator[BaseException]:
-    """The exception and everything it wraps: causes, contexts, and the exceptions requests
-    and urllib3 tuck into `args` and `MaxRetryError.reason` instead of chaining them."""
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        e = stack.pop()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        yield e
-        linked = [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args]
-        stack.extend(x for x in linked if isinstance(x, BaseException))
-
-
-def certainly_not_sent(exc: BaseException) -> bool:
-    """True when the request never reached the server: no connection, no DNS, no handshake.
-
-    urllib3 wraps refused connections and DNS failures in NewConnectionError and connect
-    timeouts in ConnectTimeoutError (its parent); a failed certificate check happens in the
-    handshake, before any byte of the request is written.
-    """
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    return any(
-        isinstance(
-            e,
-            urllib3.exceptions.ConnectTimeoutError
-            | urllib3.exceptions.NewConnectionError
-            | ssl.SSLCertVerificationError,
-        )
-        for e in exception_chain(exc)
-    )
-
-
-def describe_failure(exc: BaseException) -> str:
-    """A short reason for logs and messages. Never `str(exc)`: requests puts the full URL,
-    query string included, into its messages."""
-    chain = list(exception_chain(exc))
-
-    def has(kind: type[BaseException] | tuple[type[BaseException], ...]) -> bool:
-        return any(isinstance(e, kind) for e in chain)
-
-    if has(urllib3.exceptions.NameResolutionError):
-        return "DNS lookup failed"
-    if has(urllib3.exceptions.NewConnectionError) or has(ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return "connect timeout"
-    if has(ssl.SSLCertVerificationError):
-        return "TLS certificate verification failed"
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return "read timeout"
-    if has(ConnectionResetError):
-        return "connection reset"
-    if has(ConnectionAbortedError):
-        return "connection aborted"
-    if (
-        has(urllib3.exceptions.ProtocolError)
-        or has(ConnectionError)
-        or isinstance(exc, requests.exceptions.ConnectionError)
-    ):
-        return "connection lost"
-    return type(exc).__name__
-
-
-_TRANSPORT_ERRORS = (
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), capped.
-
-    Anything that is not a usable wait is treated as absent, so the usual backoff applies:
-    `nan` and `inf` (float() takes them, sleep() does not), a negative number, a date in the
-    past, garbage.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-            seconds = when.timestamp() - (time.time() if now is None else now)
-        except (TypeError, ValueError, OverflowError, IndexError):
-            return None
-    if not math.isfinite(seconds) or seconds < 0:
-        return None
-    return min(seconds, MAX_RETRY_AFTER)
-
-
-# ---------------------------------------------------------------------------------------------
-# The client
-# ---------------------------------------------------------------------------------------------
 
 
 def parse_http_date(value: str | None) -> datetime | None:
@@ -883,11 +497,6 @@ class HttpClient:
             if status in RETRYABLE_STATUSES:
                 raise _Retry(f"HTTP {status}", status=status, request_id=request_id)
         return resp
-
-
-# ---------------------------------------------------------------------------------------------
-# Listings
-# ---------------------------------------------------------------------------------------------
 
 
 T = TypeVar("T")

@@ -17,15 +17,10 @@ from urllib.parse import quote, urljoin
 
 import requests
 
-from limefort.clients.http import (
-    MAX_PAGES,
-    REDACTOR,
-    HttpClient,
-    RetrySettings,
-    TokenCache,
-    capped_pages,
-)
-from limefort.clients.tokens import record_from_answer
+from limefort.clients.http import MAX_PAGES, HttpClient, capped_pages
+from limefort.clients.redaction import REDACTOR
+from limefort.clients.retries import RetrySettings
+from limefort.clients.tokens import TokenCache, record_from_answer
 from limefort.config import HttpConfig, LimeGoConfig
 from limefort.core.errors import ApiError, AuthError, NotFound, TransientError
 from limefort.core.models import (

@@ -8,9 +8,9 @@ single-use `refresh_token`. Every token is handed to the redactor the moment it 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from limefort.clients.http import REDACTOR
+from limefort.clients.redaction import REDACTOR
 from limefort.core.errors import TransientError
 from limefort.core.models import TokenRecord
 
@@ -48,3 +48,16 @@ def record_from_answer(
         tenant_id=tenant_id or (previous.tenant_id if previous else None),
         obtained_at=now,
     )
+
+
+class TokenCache(Protocol):
+    """Where token providers keep tokens between runs (implemented by the store).
+
+    Lives beside the token record, below both clients, so both import it without a cycle.
+    """
+
+    def load(self, name: str) -> TokenRecord | None: ...
+
+    def save(self, name: str, record: TokenRecord) -> None:
+        """Must be durable (committed) when it returns: a rotated refresh token depends on it."""
+        ...

@@ -42,7 +42,7 @@ from limefort.clients.fortnox import (
     exchange_code,
     tenant_from_token,
 )
-from limefort.clients.http import REDACTOR
+from limefort.clients.redaction import REDACTOR
 from limefort.commands.common import App
 from limefort.config import Config
 from limefort.core.errors import (

@@ -32,8 +32,8 @@ from limefort.clients.fortnox import (
     explain,
     tenant_from_token,
 )
-from limefort.clients.http import REDACTOR
 from limefort.clients.limego import LimeGoClient
+from limefort.clients.redaction import REDACTOR
 from limefort.config import Config
 from limefort.core.errors import (
     EX_AUTH,

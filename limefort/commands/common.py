@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from limefort import config as config_mod
-from limefort.clients.http import REDACTOR
+from limefort.clients.redaction import REDACTOR
 from limefort.config import Config
 from limefort.core.errors import (
     ConfigError,

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 from limefort.bookkeeping.payments import owed_by_currency, payment_of
 from limefort.clients.fortnox import FortnoxClient, RefreshTokenTokens, ServiceAccountTokens
-from limefort.clients.http import REDACTOR
 from limefort.clients.limego import LimeGoClient
+from limefort.clients.redaction import REDACTOR
 from limefort.config import Config
 from limefort.core.errors import EX_OK, EX_PARTIAL, AuthError, ConfigError, LimefortError, UserError
 from limefort.core.models import TokenRecord

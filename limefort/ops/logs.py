@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from limefort.clients.http import REDACTOR, RedactingFilter
+from limefort.clients.redaction import REDACTOR, RedactingFilter
 from limefort.core.privacy import mask_personnummer, printable
 
 # A query string in a URL: up to whitespace or a quote (urllib3 quotes its request line).

@@ -22,7 +22,7 @@ import requests
 if TYPE_CHECKING:  # imported where the textfile is made: a pass without one never loads it
     from prometheus_client import CollectorRegistry
 
-from limefort.clients.http import REDACTOR
+from limefort.clients.redaction import REDACTOR
 
 log = logging.getLogger("limefort.metrics")
 

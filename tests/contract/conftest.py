@@ -12,8 +12,8 @@ import pytest
 from fakes import inprocess
 
 from limefort.clients.fortnox import FortnoxClient, ServiceAccountTokens
-from limefort.clients.http import SlidingWindowLimiter
 from limefort.clients.limego import LimeGoClient
+from limefort.clients.limiter import SlidingWindowLimiter
 from limefort.config import FortnoxConfig, HttpConfig, LimeGoConfig
 from limefort.core.models import TokenRecord
 from limefort_sandbox import Sandbox
