@@ -267,7 +267,8 @@ def test_progress_learns_the_pages_from_fortnox(
     """The bar's total is Fortnox's page count (its ETA is then held to the rate limit)."""
     from fakes import inprocess  # noqa: F401 (the sandbox fixture routes the sessions)
 
-    from limefort.clients.fortnox import FortnoxClient, ServiceAccountTokens
+    from limefort.clients.fortnox import FortnoxClient
+    from limefort.clients.fortnox_tokens import ServiceAccountTokens
     from limefort.clients.limego import LimeGoClient
     from limefort.config import load
 

@@ -20,7 +20,7 @@ import requests
 from conftest import Lf
 
 from limefort import config as config_mod
-from limefort.clients.fortnox import consent_url
+from limefort.clients.fortnox_tokens import consent_url
 from limefort.core.models import TokenRecord
 from limefort.state.store import Store
 from limefort_sandbox import FaultRule, Sandbox

@@ -14,18 +14,18 @@ import requests
 import responses
 import urllib3.exceptions
 
-from limefort.clients.fortnox import (
-    FortnoxClient,
+from limefort.clients.fortnox import FortnoxClient
+from limefort.clients.fortnox_tokens import (
     RefreshTokenTokens,
     ServiceAccountTokens,
     consent_url,
     exchange_code,
-    explain,
     tenant_from_token,
 )
 from limefort.clients.limiter import SlidingWindowLimiter
 from limefort.config import FortnoxConfig, HttpConfig
 from limefort.core.errors import ApiError, AuthError, NotFound, TransientError, UnknownOutcome
+from limefort.core.explain import explain
 from limefort.core.models import TokenRecord
 
 API = "https://api.fortnox.test/3"

@@ -21,7 +21,7 @@ from conftest import DEADLINE, Lf, wait_for
 from test_auth import free_port, set_key, spawn_auth, stored
 
 from limefort import config as config_mod
-from limefort.clients.fortnox import consent_url
+from limefort.clients.fortnox_tokens import consent_url
 from limefort.commands.auth import (
     Callback,
     CallbackServer,

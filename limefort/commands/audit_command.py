@@ -35,7 +35,8 @@ def _audit_clients(cfg: Config) -> Iterator[tuple[Any, Any]]:
     is single-use and rotates: then the audit holds the run lock and keeps the rotated token
     in the state file (as `check` does), and that is all it writes there."""
     if cfg.fortnox.tenant_id:
-        from limefort.clients.fortnox import FortnoxClient, ServiceAccountTokens
+        from limefort.clients.fortnox import FortnoxClient
+        from limefort.clients.fortnox_tokens import ServiceAccountTokens
         from limefort.clients.limego import LimeGoClient
 
         yield (

@@ -35,8 +35,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import click
 
-from limefort.clients.fortnox import (
-    FortnoxClient,
+from limefort.clients.fortnox import FortnoxClient
+from limefort.clients.fortnox_tokens import (
     RefreshTokenTokens,
     consent_url,
     exchange_code,

@@ -23,13 +23,11 @@ from typing import Any
 
 from limefort import config as config_mod
 from limefort.bookkeeping.booking import booking_lines
-from limefort.clients.fortnox import (
-    DOCUMENTS,
-    NO_REFRESH_TOKEN,
-    FortnoxClient,
+from limefort.clients.fortnox import DOCUMENTS, FortnoxClient
+from limefort.clients.fortnox_errors import NO_REFRESH_TOKEN
+from limefort.clients.fortnox_tokens import (
     RefreshTokenTokens,
     ServiceAccountTokens,
-    explain,
     tenant_from_token,
 )
 from limefort.clients.limego import LimeGoClient
@@ -47,6 +45,7 @@ from limefort.core.errors import (
     ServiceError,
     UserError,
 )
+from limefort.core.explain import explain
 from limefort.core.models import Stage, TokenRecord
 from limefort.engine.runner import locked, open_store
 from limefort.engine.token_binding import token_cache

@@ -14,7 +14,8 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from limefort.bookkeeping.payments import owed_by_currency, payment_of
-from limefort.clients.fortnox import FortnoxClient, RefreshTokenTokens, ServiceAccountTokens
+from limefort.clients.fortnox import FortnoxClient
+from limefort.clients.fortnox_tokens import RefreshTokenTokens, ServiceAccountTokens
 from limefort.clients.limego import LimeGoClient
 from limefort.clients.redaction import REDACTOR
 from limefort.config import Config

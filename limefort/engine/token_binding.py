@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 
-from limefort.clients.fortnox import TOKEN_NAME as FORTNOX_TOKEN
+from limefort.clients.fortnox_tokens import TOKEN_NAME as FORTNOX_TOKEN
 from limefort.clients.limego import TOKEN_NAME as LIMEGO_TOKEN
 from limefort.config import Config
 from limefort.core.models import TokenRecord

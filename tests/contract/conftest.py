@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from fakes import inprocess
 
-from limefort.clients.fortnox import FortnoxClient, ServiceAccountTokens
+from limefort.clients.fortnox import FortnoxClient
+from limefort.clients.fortnox_tokens import ServiceAccountTokens
 from limefort.clients.limego import LimeGoClient
 from limefort.clients.limiter import SlidingWindowLimiter
 from limefort.config import FortnoxConfig, HttpConfig, LimeGoConfig
