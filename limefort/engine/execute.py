@@ -36,8 +36,6 @@ log = logging.getLogger("limefort.sync")
 
 Replan = Callable[[str], None]
 
-# Actions that write to Fortnox: the units of a pass's progress.
-WRITES = (plan.CreateCustomer, plan.AdoptCustomer, plan.UpdateCustomer, plan.CreateDocument)
 
 
 class _Afterwards:
@@ -254,7 +252,7 @@ class Executor(_Afterwards):
                     for a in historical
                 )
             self.state.count("skipped_historical", len(historical))
-        writes = sum(1 for a in actions if isinstance(a, WRITES))
+        writes = sum(1 for a in actions if plan.writes(a))
         if writes and self.writes_are_work:
             self.progress.total(writes)
         with Flights(self._write_pool, self._width, self._land) as flights:
@@ -276,7 +274,7 @@ class Executor(_Afterwards):
                     continue
                 # Any other write lands after those in flight, and so does anything at all
                 # while customers are in flight (it may read or change a company's link).
-                if isinstance(a, WRITES) or self._customers_in(flights):
+                if plan.writes(a) or self._customers_in(flights):
                     flights.drain()
                 if plan.writes(a):
                     self._before_write(a, flights)
@@ -368,7 +366,7 @@ class Executor(_Afterwards):
     def _done(self, a: plan.Action, what: str) -> None:
         key = plan.key_of(a)
         self.state.count(plan.count_name(a))
-        if isinstance(a, WRITES):
+        if plan.writes(a):
             self.progress.advance(0, written=1)
         log.info("%s: %s", key, what, extra={"key": key})
 
@@ -547,7 +545,7 @@ class Executor(_Afterwards):
 
     def _wrote(self, a: plan.Action) -> None:
         """One write of the plan is behind us, whatever came of it (the progress's unit)."""
-        if isinstance(a, WRITES) and self.writes_are_work:
+        if plan.writes(a) and self.writes_are_work:
             self.progress.advance(1)
 
     def close(self) -> None:

@@ -197,7 +197,8 @@ def key_of(a: Action) -> str:
 
 
 def writes(a: Action) -> bool:
-    """Whether the action writes to Fortnox (the writer guard looks before the first)."""
+    """Whether the action writes to Fortnox: the writer guard looks before the first, the
+    executor lands what is in flight before it, and it is the unit of a pass's progress."""
     return isinstance(
         a, CreateCustomer | AdoptCustomer | UpdateCustomer | CreateDocument | UpdateDocument
     )
