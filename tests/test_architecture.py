@@ -87,6 +87,12 @@ def test_every_module_lives_in_a_subpackage_named_for_its_role() -> None:
         assert len(doc) > 80, f"limefort/{name}/__init__.py needs its paragraph"
 
 
+@pytest.mark.parametrize("path", MODULES, ids=_name)
+def test_no_product_file_over_600_lines(path: Path) -> None:
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= 600, f"{_name(path)} has {lines} lines"
+
+
 @pytest.mark.parametrize(
     "path", [p for p in MODULES if p.name not in TOP_LEVEL or p.parent != PKG], ids=_name
 )
