@@ -1,5 +1,5 @@
 """Can this Fortnox company book what limefort sends? Said by `limefort check`, before the
-first document, instead of learnt from the first failure (issue 23).
+first document, instead of learnt from the first failure.
 
 Each finding is a line (`ok`, `warn` or `fail`) that says what to set and where in Fortnox:
 - the sales account a deal's row is booked on: `sync.account_number`, else the company's

@@ -97,6 +97,15 @@ class FortnoxClient:
         out["token_requests"] = self.tokens.stats["requests"]
         return out
 
+    def fresh_token(self) -> None:
+        """Renew the access token now if it is due, on this thread: renewing writes the token
+        cache (the state file), which only the pass's own thread may do."""
+        self.tokens.access_token()
+
+    @property
+    def round_trip(self) -> float:
+        return self.http.round_trip
+
     # --- Fortnox's clock (DESIGN rule 13) ---------------------------------------------------
 
     def date_here(self) -> datetime | None:

@@ -268,7 +268,7 @@ def status_data(store: Store, *, lock_held: bool = False) -> dict[str, Any]:
 
 
 def warnings_data(store: Store) -> list[dict[str, str | None]]:
-    """Persistent warnings on records (issue 13): what a person should know about a record
+    """Persistent warnings on records (design rule 15): what a person should know about a record
     that is in Fortnox, e.g. a customer it shares with another company."""
     out: list[dict[str, str | None]] = []
     for w in store.all_warnings():

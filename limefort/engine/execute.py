@@ -21,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from limefort import mapping, plan
-from limefort.clients.fortnox import FortnoxClient
 from limefort.core.errors import ServiceError
 from limefort.core.keys import customer_ref
 from limefort.core.models import Company
+from limefort.core.services import Sink
 from limefort.engine.inflight import MAX_IN_FLIGHT, Flights, width_for
 from limefort.engine.ledger import Ledger
 from limefort.engine.outcomes import Outcomes, Replan
@@ -42,7 +42,7 @@ class Executor(Outcomes):
     def __init__(
         self,
         store: Store,
-        fortnox: FortnoxClient,
+        fortnox: Sink,
         ledger: Ledger,
         state: PassState,
         *,
@@ -353,13 +353,10 @@ class Executor(Outcomes):
         if self._width() > 1:
             # A token that would expire soon is renewed here, on this thread (the token cache
             # is the store), not by the first POST on the pool that finds it stale.
-            tokens = getattr(self.fortnox, "tokens", None)
-            if tokens is not None:
-                tokens.access_token()
+            self.fortnox.fresh_token()
 
     def _width(self) -> int:
-        http = getattr(self.fortnox, "http", None)
-        return width_for(getattr(http, "round_trip", 0.0), most=self.in_flight)
+        return width_for(self.fortnox.round_trip, most=self.in_flight)
 
     def _write_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:

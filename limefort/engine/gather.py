@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from limefort import plan
-from limefort.clients.limego import LimeGoClient
 from limefort.config import Config
 from limefort.core.errors import TransientError
 from limefort.core.keys import company_key, document_ref
@@ -28,6 +27,7 @@ from limefort.core.models import (
     LedgerDocument,
     Person,
 )
+from limefort.core.services import Source
 from limefort.engine.ledger import Ledger
 from limefort.engine.passstate import PassAborted, PassState
 from limefort.engine.prefetch import both_ends, prefetch
@@ -48,7 +48,7 @@ AHEAD_CAP = 200
 
 class Gatherer:
     def __init__(
-        self, cfg: Config, store: Store, limego: LimeGoClient, ledger: Ledger, state: PassState
+        self, cfg: Config, store: Store, limego: Source, ledger: Ledger, state: PassState
     ) -> None:
         self.cfg = cfg
         self.store = store

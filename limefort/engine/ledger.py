@@ -17,8 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from limefort.clients.fortnox import STOCKHOLM, FortnoxClient
+from limefort.clients.fortnox import STOCKHOLM
 from limefort.core.models import DocumentKind
+from limefort.core.services import Sink
 from limefort.mapping.normalise import orgnr_key
 from limefort.plan import cursor
 from limefort.state.store import LedgerDocument, Store
@@ -33,7 +34,7 @@ class Ledger:
     def __init__(
         self,
         store: Store,
-        fortnox: FortnoxClient,
+        fortnox: Sink,
         *,
         guard: Callable[[Iterable[Any]], Iterator[Any]] = iter,
         persist: bool = True,
@@ -116,9 +117,7 @@ class Ledger:
         item tagged with which it is, so the planner can prefer the active one. The inactive
         listing is read beside the active one (a round trip saved at the start of a pass);
         the token is made fresh on this thread first, since renewing it writes the store."""
-        tokens = getattr(self.fortnox, "tokens", None)
-        if tokens is not None:
-            tokens.access_token()
+        self.fortnox.fresh_token()
         with ThreadPoolExecutor(1, thread_name_prefix="limefort-index") as pool:
             # Few customers are inactive: their pages are held until the active ones are done.
             inactive = pool.submit(lambda: list(self._flagged(since, "inactive")))

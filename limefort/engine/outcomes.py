@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from limefort import plan
-from limefort.clients.fortnox import FortnoxClient
 from limefort.core.models import Company
+from limefort.core.services import Sink
 from limefort.engine.ledger import Ledger
 from limefort.engine.passstate import PassAborted, PassState
 from limefort.mapping import payload_hash, to_json
@@ -27,7 +27,7 @@ class Outcomes:
     kept in the store. The running half (`Executor`) supplies the four hooks below."""
 
     store: Store
-    fortnox: FortnoxClient
+    fortnox: Sink
     ledger: Ledger
     state: PassState
     replan: Replan | None
@@ -154,7 +154,7 @@ class Outcomes:
         else:
             self.state.incomplete = True
 
-    # --- real-world data (issue 13): shared customers, warnings kept on records -----------
+    # --- shared customers and warnings kept on records -------------------------------------
 
     def _share_customer(self, a: plan.ShareCustomer) -> None:
         number = self._resolve(a.customer)

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from datetime import datetime
 
 from limefort import plan
-from limefort.clients.fortnox import FortnoxClient
 from limefort.core.errors import ServiceError, UnknownOutcome
 from limefort.core.keys import company_key, customer_ref, deal_key, number_order
 from limefort.core.models import DocumentKind
+from limefort.core.services import Sink
 from limefort.engine.passstate import PassState
 from limefort.mapping import from_json, payload_hash, to_json
 from limefort.mapping.normalise import orgnr_key
@@ -34,7 +34,7 @@ class Reconciler:
     def __init__(
         self,
         store: Store,
-        fortnox: FortnoxClient,
+        fortnox: Sink,
         state: PassState,
         replan: Replan,
         *,

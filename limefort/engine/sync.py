@@ -21,11 +21,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from limefort import plan
-from limefort.clients.fortnox import FortnoxClient
-from limefort.clients.limego import LimeGoClient
 from limefort.config import Config, resolve_start
 from limefort.core.keys import parse_key
 from limefort.core.models import Company, Deal
+from limefort.core.services import Sink, Source
 from limefort.engine.execute import Executor
 from limefort.engine.gather import Gatherer
 from limefort.engine.ledger import Ledger
@@ -58,8 +57,8 @@ class Syncer:
         self,
         cfg: Config,
         store: Store,
-        limego: LimeGoClient,
-        fortnox: FortnoxClient,
+        limego: Source,
+        fortnox: Sink,
         *,
         dry_run: bool = False,
         echo: Callable[[str], None] = print,
@@ -333,7 +332,7 @@ class Syncer:
                 self.store.set_meta("start", now.isoformat())
         return now
 
-    # --- Lime Go's clock (DESIGN rule 10) and records deleted there (issue 13) -----------------
+    # --- Lime Go's clock (design rule 10) and records deleted there ----------------------------
 
     def source_now(self, local_now: datetime) -> datetime:
         """Now on Lime Go's clock (its latest `Date` header); this machine's clock only when

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from limefort import plan
-from limefort.clients.fortnox import FortnoxClient
 from limefort.config import Config
 from limefort.core.keys import stamp_text
 from limefort.core.models import DocumentKind
+from limefort.core.services import Sink
 from limefort.engine.inflight import MAX_IN_FLIGHT
 from limefort.engine.ledger import Ledger
 from limefort.engine.passstate import AnotherWriter, PassState
@@ -41,7 +41,7 @@ class WriterGuard:
         self,
         store: Store,
         ledger: Ledger,
-        fortnox: FortnoxClient,
+        fortnox: Sink,
         state: PassState,
         *,
         kind: DocumentKind | None,
@@ -74,7 +74,7 @@ class WriterGuard:
         cfg: Config,
         store: Store,
         ledger: Ledger,
-        fortnox: FortnoxClient,
+        fortnox: Sink,
         state: PassState,
         installation: str | None,
         *,

@@ -108,7 +108,7 @@ def map_deal(
             continue
         rule = DOCUMENT_FIELDS[name]
         if name == "Remarks":
-            # Nothing silently dropped (issue 13): what Remarks cannot hold goes on in rows.
+            # Nothing silently dropped (design rule 15): what Remarks cannot hold goes on in rows.
             got, text_rows, lost = _remarks_with_rows(rule, _resolve_deal(ctx, src))
             warnings += got.warnings
             if got.value is not None:

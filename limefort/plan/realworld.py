@@ -28,7 +28,7 @@ from limefort.plan.actions import (
 )
 from limefort.plan.snapshot import Rules, Snapshot, source_hash
 
-# --- real-world data (issue 13): rules for what a year of use throws at the sync --------------
+# --- one organisation number, gutted names, erased identifiers --------------------------------
 
 
 def shared_link_moved(link: CustomerLink, orgnr: str | None) -> bool:

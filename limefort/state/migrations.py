@@ -187,13 +187,13 @@ def _m006_ledger_under_real_conditions(db: Database) -> None:
 
 
 def _m007_run_reasons(db: Database) -> None:
-    # Why a run ended other than 0, in one line (issue 24): `status` shows it beside the exit
+    # Why a run ended other than 0, in one line: `status` shows it beside the exit
     # code, so "exit 3" says which credential and "exit 1" which record, without the logs.
     db.table("runs").add_column("reason", str)
 
 
 def _m008_invoice_payments(db: Database) -> None:
-    # Payments at a glance, read-only (issue 24): invoice list items carry Balance and
+    # Payments at a glance, read-only: invoice list items carry Balance and
     # DueDate, which the index now keeps, so each pass's metrics say what is owed and overdue
     # without a request per invoice. Rows read before get theirs from the next full read:
     # the invoices' mark is forgotten, as 005 and 006 did.
@@ -203,7 +203,7 @@ def _m008_invoice_payments(db: Database) -> None:
 
 
 def _m009_field_warnings(db: Database) -> None:
-    # Nothing cut in silence (DESIGN rule 15, issue 23): a value Fortnox got other than Lime
+    # Nothing cut in silence (design rule 15): a value Fortnox got other than Lime
     # Go holds it is a warning on the record naming the field, what Lime Go holds and what
     # Fortnox got, kept until the record is written again.
     db.table("warnings").add_column("field", str)
