@@ -22,7 +22,6 @@ from limefort.commands.progress import (
     PassProgress,
     Progress,
     choose_mode,
-    observe_clients,
 )
 from limefort_sandbox import Sandbox
 
@@ -213,45 +212,6 @@ def test_off_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
 )
 def test_choose_mode(kw: dict[str, bool], mode: str) -> None:
     assert choose_mode(**kw) == mode
-
-
-def test_observed_clients_count_reads_and_writes() -> None:
-    class Page:
-        def __init__(self, n: int) -> None:
-            self.deals = list(range(n))
-
-    class LimeGo:
-        def iter_companies(self, **kw: Any) -> Any:
-            yield [1, 2, 3]
-            yield [4]
-
-        def iter_deals(self, **kw: Any) -> Any:
-            yield Page(5)
-
-    class Fortnox:
-        def create_customer(self, payload: Any) -> dict[str, str]:
-            return {"CustomerNumber": "1"}
-
-        def update_customer(self, number: str, fields: Any) -> dict[str, str]:
-            return {}
-
-        def create_document(self, kind: str, payload: Any) -> dict[str, str]:
-            return {"DocumentNumber": "7"}
-
-    lg, fx = LimeGo(), Fortnox()
-    p = PassProgress("sync", limit=25, window=5.0, mode="off")
-    observe_clients(lg, fx, p, writes_are_work=True)
-    assert [len(x) for x in lg.iter_companies(status="customer")] == [3, 1]
-    assert [len(x.deals) for x in lg.iter_deals(updated_since=None)] == [5]
-    assert fx.create_customer({}) == {"CustomerNumber": "1"}
-    fx.update_customer("1", {})
-    fx.create_document("invoice", {})
-    assert (p.read_n, p.written_n, p.done_n) == (9, 3, 3)
-
-    q = PassProgress("backfill", limit=25, window=5.0, mode="off", total=1)
-    observe_clients(LimeGo(), fx2 := Fortnox(), q, writes_are_work=False)
-    fx2.create_document("invoice", {})
-    assert (q.written_n, q.done_n) == (1, 0)  # a backfill's units are its deals
 
 
 def test_null_progress_is_a_progress() -> None:

@@ -10,11 +10,10 @@ line when it stops.
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, TextIO
 
@@ -210,41 +209,3 @@ class PassProgress:
             for h in self._swapped:
                 h.setStream(real)
             self._swapped.clear()
-
-
-def observe_clients(
-    limego: Any, fortnox: Any, progress: Progress, *, writes_are_work: bool
-) -> None:
-    """Count records read from Lime Go and writes to Fortnox by wrapping the clients' public
-    methods on these two instances (glue for the CLI, until the sync core calls `progress`
-    itself; then drop this). `writes_are_work`: a write is a unit of the progress's work
-    (sync) rather than a side figure (backfill, whose units are deals)."""
-
-    def pages(name: str, size: Callable[[Any], int]) -> None:
-        orig = getattr(limego, name)
-
-        @functools.wraps(orig)
-        def wrapped(*args: Any, **kw: Any) -> Iterator[Any]:
-            for page in orig(*args, **kw):
-                progress.read(size(page))
-                yield page
-
-        setattr(limego, name, wrapped)
-
-    def writes(name: str) -> None:
-        orig = getattr(fortnox, name, None)
-        if orig is None:  # a stand-in client without this write
-            return
-
-        @functools.wraps(orig)
-        def wrapped(*args: Any, **kw: Any) -> Any:
-            out = orig(*args, **kw)
-            progress.advance(1 if writes_are_work else 0, written=1)
-            return out
-
-        setattr(fortnox, name, wrapped)
-
-    pages("iter_companies", len)
-    pages("iter_deals", lambda page: len(page.deals))
-    for name in ("create_customer", "update_customer", "create_document", "update_document"):
-        writes(name)
