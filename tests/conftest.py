@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import responses
 
 from limefort.engine import token_binding
 from limefort_sandbox import Sandbox
@@ -367,3 +368,16 @@ def recorder() -> Iterator[Recorder]:
     rec = Recorder()
     yield rec
     rec.stop()
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    """`responses` in strict-enough mode for the client tests (shared by three modules)."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as r:
+        yield r
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    """The waits a client was asked for, instead of waiting."""
+    return []

@@ -13,6 +13,7 @@ import pytest
 import requests
 import responses
 import urllib3.exceptions
+from doubles import MemoryTokens
 
 from limefort.clients.fortnox import FortnoxClient
 from limefort.clients.fortnox_tokens import (
@@ -41,35 +42,9 @@ def jwt(claims: dict) -> str:
     return f"{part({'alg': 'RS256'})}.{part(claims)}.c2lnbmF0dXJl"
 
 
-class RecordingCache:
-    """A TokenCache that writes every load/save into a shared event log."""
-
-    def __init__(self, events: list[str], record: TokenRecord | None = None) -> None:
-        self.events = events
-        self.record = record
-        self.saved: list[TokenRecord] = []
-
-    def load(self, name: str) -> TokenRecord | None:
-        assert name == "fortnox"
-        self.events.append("load")
-        return self.record
-
-    def save(self, name: str, record: TokenRecord) -> None:
-        assert name == "fortnox"
-        self.events.append(f"save:{record.refresh_token}")
-        self.record = record
-        self.saved.append(record)
-
-
-@pytest.fixture
-def rsps():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as r:
-        yield r
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
+def recording_cache(events: list[str], record: TokenRecord | None = None) -> MemoryTokens:
+    """A token cache that writes every load and save into a shared event log."""
+    return MemoryTokens({"fortnox": record} if record else None, events)
 
 
 @pytest.fixture
@@ -90,8 +65,8 @@ def events() -> list[str]:
 
 
 @pytest.fixture
-def cache(events) -> RecordingCache:
-    return RecordingCache(events)
+def cache(events) -> MemoryTokens:
+    return recording_cache(events)
 
 
 @pytest.fixture
@@ -149,20 +124,20 @@ def test_service_account_token_request(rsps, client, cache):
         assert call.request.headers["Authorization"] == "Bearer fx-access-1"
         assert call.request.headers["Accept"] == "application/json"
         assert call.request.headers["Content-Type"] == "application/json"
-    (saved,) = cache.saved
+    ((_, saved),) = cache.saved
     assert saved.access_token == "fx-access-1" and saved.expires_at == NOW + 3600
     assert saved.tenant_id == "987654" and saved.refresh_token is None
 
 
 def test_service_account_uses_a_cached_token_of_the_same_tenant(rsps, cfg, events):
     good = TokenRecord(access_token="cached", expires_at=NOW + 600, tenant_id="987654")
-    t = ServiceAccountTokens(cfg, RecordingCache(events, good), clock=lambda: NOW)
+    t = ServiceAccountTokens(cfg, recording_cache(events, good), clock=lambda: NOW)
     assert t.access_token() == "cached"
     assert token_calls(rsps) == []
 
     other = TokenRecord(access_token="other-tenant", expires_at=NOW + 600, tenant_id="111")
     add_token(rsps, "mine")
-    t2 = ServiceAccountTokens(cfg, RecordingCache([], other), clock=lambda: NOW)
+    t2 = ServiceAccountTokens(cfg, recording_cache([], other), clock=lambda: NOW)
     assert t2.access_token() == "mine"
 
 
@@ -205,7 +180,7 @@ def refresh_cfg(cfg: FortnoxConfig) -> FortnoxConfig:
 def test_refresh_rotation_saves_the_new_refresh_token_before_the_api_call(
     rsps, cfg, events, sleeps
 ):
-    cache = RecordingCache(
+    cache = recording_cache(
         events, TokenRecord(refresh_token="rt-old", refresh_issued_at=NOW - 86400)
     )
     tokens = RefreshTokenTokens(refresh_cfg(cfg), cache, clock=lambda: NOW)
@@ -231,7 +206,7 @@ def test_refresh_rotation_saves_the_new_refresh_token_before_the_api_call(
     assert events == ["load", "save:rt-new", "api"]
     form = parse_qs(token_calls(rsps)[0].request.body)
     assert form == {"grant_type": ["refresh_token"], "refresh_token": ["rt-old"]}
-    saved = cache.saved[0]
+    _, saved = cache.saved[0]
     assert saved.access_token == access and saved.refresh_token == "rt-new"
     assert saved.refresh_issued_at == NOW and saved.tenant_id == "4242"
     assert saved.scope == "customer invoice"
@@ -239,14 +214,14 @@ def test_refresh_rotation_saves_the_new_refresh_token_before_the_api_call(
 
 def test_refresh_uses_the_stored_access_token_while_valid(rsps, cfg, events):
     rec = TokenRecord(access_token="still-good", expires_at=NOW + 1000, refresh_token="rt")
-    tokens = RefreshTokenTokens(refresh_cfg(cfg), RecordingCache(events, rec), clock=lambda: NOW)
+    tokens = RefreshTokenTokens(refresh_cfg(cfg), recording_cache(events, rec), clock=lambda: NOW)
     assert tokens.access_token() == "still-good"
     assert token_calls(rsps) == []
 
 
 def test_refresh_forced_after_a_401_even_if_the_token_looks_valid(rsps, cfg, events, sleeps):
     rec = TokenRecord(access_token="looks-valid", expires_at=NOW + 1000, refresh_token="rt-1")
-    cache = RecordingCache(events, rec)
+    cache = recording_cache(events, rec)
     tokens = RefreshTokenTokens(refresh_cfg(cfg), cache, clock=lambda: NOW)
     client = FortnoxClient(refresh_cfg(cfg), tokens, sleep=sleeps.append)
     rsps.post(
@@ -256,7 +231,7 @@ def test_refresh_forced_after_a_401_even_if_the_token_looks_valid(rsps, cfg, eve
     rsps.get(f"{API}/customers/1", json={"Customer": {"CustomerNumber": "1"}})
     client.get_customer("1")
     assert parse_qs(token_calls(rsps)[0].request.body)["refresh_token"] == ["rt-1"]
-    assert cache.record is not None and cache.record.refresh_token == "rt-2"
+    assert cache.records["fortnox"].refresh_token == "rt-2"
     assert api_calls(rsps)[1].request.headers["Authorization"] == "Bearer new-access"
 
 
@@ -265,7 +240,7 @@ def test_refresh_forced_after_a_401_even_if_the_token_looks_valid(rsps, cfg, eve
     [(400, {"error": "invalid_grant", "error_description": "Invalid refresh token"}), (401, {})],
 )
 def test_spent_refresh_token_is_auth_error(rsps, cfg, events, status, body):
-    cache = RecordingCache(events, TokenRecord(refresh_token="rt-spent"))
+    cache = recording_cache(events, TokenRecord(refresh_token="rt-spent"))
     tokens = RefreshTokenTokens(refresh_cfg(cfg), cache, clock=lambda: NOW)
     rsps.post(TOKEN_URL, status=status, json=body)
     with pytest.raises(AuthError) as exc:
@@ -276,7 +251,7 @@ def test_spent_refresh_token_is_auth_error(rsps, cfg, events, status, body):
 
 
 def test_no_refresh_token_anywhere(cfg, events):
-    tokens = RefreshTokenTokens(refresh_cfg(cfg), RecordingCache(events, None), clock=lambda: NOW)
+    tokens = RefreshTokenTokens(refresh_cfg(cfg), recording_cache(events, None), clock=lambda: NOW)
     with pytest.raises(AuthError, match="limefort auth fortnox"):
         tokens.access_token()
 
@@ -644,7 +619,7 @@ def test_default_limiter_follows_the_config(cfg, tokens):
 
 
 def test_tokens_never_reach_the_logs(rsps, cfg, events, sleeps, caplog):
-    cache = RecordingCache(events, TokenRecord(refresh_token="rt-secret-old-1"))
+    cache = recording_cache(events, TokenRecord(refresh_token="rt-secret-old-1"))
     tokens = RefreshTokenTokens(refresh_cfg(cfg), cache, sleep=sleeps.append, clock=lambda: NOW)
     client = FortnoxClient(refresh_cfg(cfg), tokens, sleep=sleeps.append)
     access = jwt({"tenantId": 1, "n": "access-secret"})

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 import requests
-import responses
 import urllib3.exceptions
+from doubles import ManualClock
 
 from limefort.clients.http import USER_AGENT, HttpClient, make_session, refuse_plain_http
 from limefort.clients.limiter import SlidingWindowLimiter
@@ -19,19 +19,6 @@ from limefort.clients.retries import RetrySettings, certainly_not_sent, parse_re
 from limefort.core.errors import AuthError, ConfigError, TransientError, UnknownOutcome
 
 BASE = "https://api.example.test"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += seconds
 
 
 def refused() -> requests.exceptions.ConnectionError:
@@ -60,26 +47,15 @@ def remote_disconnected() -> requests.exceptions.ConnectionError:
 
 
 @pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-@pytest.fixture
 def client(sleeps: list[float]) -> HttpClient:
     return HttpClient(BASE, "Test", settings=RetrySettings(attempts=4, sleep=sleeps.append))
-
-
-@pytest.fixture
-def rsps():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as r:
-        yield r
 
 
 # --- limiter ---------------------------------------------------------------------------------
 
 
 def test_limiter_lets_25_through_and_makes_the_26th_wait_for_the_window():
-    clock = FakeClock()
+    clock = ManualClock()
     lim = SlidingWindowLimiter(25, 5.0, margin=0.2, clock=clock, sleep=clock.sleep)
     for _ in range(25):
         assert lim.acquire() == 0.0
@@ -90,7 +66,7 @@ def test_limiter_lets_25_through_and_makes_the_26th_wait_for_the_window():
 
 
 def test_limiter_slides_the_window_over_spread_sends():
-    clock = FakeClock()
+    clock = ManualClock()
     lim = SlidingWindowLimiter(25, 5.0, margin=0.2, clock=clock, sleep=clock.sleep)
     for i in range(25):
         clock.t = i * 0.1
@@ -105,7 +81,7 @@ def test_limiter_slides_the_window_over_spread_sends():
 
 
 def test_limiter_after_a_quiet_spell_does_not_wait():
-    clock = FakeClock()
+    clock = ManualClock()
     lim = SlidingWindowLimiter(3, 1.0, margin=0.0, clock=clock, sleep=clock.sleep)
     for _ in range(3):
         lim.acquire()
@@ -116,7 +92,7 @@ def test_limiter_after_a_quiet_spell_does_not_wait():
 
 @pytest.mark.parametrize("limit", [None, 0])
 def test_limiter_disabled(limit):
-    clock = FakeClock()
+    clock = ManualClock()
     lim = SlidingWindowLimiter(limit, clock=clock, sleep=clock.sleep)
     for _ in range(100):
         lim.acquire()
@@ -124,7 +100,7 @@ def test_limiter_disabled(limit):
 
 
 def test_limiter_is_thread_safe():
-    clock = FakeClock()
+    clock = ManualClock()
     lock = threading.Lock()
 
     def sleep(s: float) -> None:
@@ -318,7 +294,7 @@ def test_decimal_goes_out_as_written_and_comes_back_as_decimal(rsps, client):
 
 
 def test_every_attempt_asks_the_limiter(rsps, sleeps):
-    clock = FakeClock()
+    clock = ManualClock()
     lim = SlidingWindowLimiter(2, 5.0, margin=0.0, clock=clock, sleep=clock.sleep)
     c = HttpClient(BASE, "T", settings=RetrySettings(sleep=sleeps.append), limiter=lim)
     rsps.get(f"{BASE}/x", status=503)
@@ -450,7 +426,7 @@ def test_retry_warnings_carry_no_secret_and_name_path_attempt_reason_wait(rsps, 
 
 
 def test_limiter_counts_a_slow_request_from_when_its_answer_arrived():
-    clock = FakeClock()
+    clock = ManualClock()
     lim = SlidingWindowLimiter(25, 5.0, margin=0.2, clock=clock, sleep=clock.sleep)
     slow, _ = lim.reserve()  # sent at t=0, answered at t=1: Fortnox may have counted it at 1
     clock.t = 1.0
@@ -462,7 +438,7 @@ def test_limiter_counts_a_slow_request_from_when_its_answer_arrived():
 
 
 def test_every_attempt_releases_its_slot_even_when_the_connection_fails(rsps):
-    clock = FakeClock()
+    clock = ManualClock()
     lim = SlidingWindowLimiter(25, 5.0, margin=0.2, clock=clock, sleep=clock.sleep)
     settings = RetrySettings(attempts=4, sleep=lambda s: None)
     client = HttpClient(BASE, "Fortnox", settings=settings, limiter=lim)

@@ -7,7 +7,7 @@ from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import responses
+from doubles import ManualClock, MemoryTokens
 
 from limefort.clients.limego import LimeGoClient
 from limefort.config import HttpConfig, LimeGoConfig
@@ -18,27 +18,6 @@ HOST = "https://limego.test"
 API = f"{HOST}/api/v1"
 TOKEN_URL = f"{HOST}/oauth/token"
 SCOPE = "companies:read deals:read contacts:read reference:read"
-
-
-class Clock:
-    def __init__(self, t: float = 1_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class MemoryCache:
-    def __init__(self, records: dict[str, TokenRecord] | None = None) -> None:
-        self.records = dict(records or {})
-        self.saved: list[tuple[str, TokenRecord]] = []
-
-    def load(self, name: str) -> TokenRecord | None:
-        return self.records.get(name)
-
-    def save(self, name: str, record: TokenRecord) -> None:
-        self.records[name] = record
-        self.saved.append((name, record))
 
 
 def company(id: str, **attrs) -> dict:
@@ -66,19 +45,8 @@ def query(call) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def rsps():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as r:
-        yield r
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock(1_000_000.0)
 
 
 @pytest.fixture
@@ -130,7 +98,7 @@ def test_token_is_fetched_with_client_credentials_and_cached(rsps, client, clock
 
 
 def test_token_goes_through_the_token_cache(rsps, cfg, clock):
-    cache = MemoryCache(
+    cache = MemoryTokens(
         {"limego": TokenRecord(access_token="cached-tok", expires_at=clock.t + 600)}
     )
     c = LimeGoClient(cfg, tokens=cache, clock=clock)
@@ -139,7 +107,7 @@ def test_token_goes_through_the_token_cache(rsps, cfg, clock):
     assert token_calls(rsps) == []
     assert rsps.calls[0].request.headers["Authorization"] == "Bearer cached-tok"
 
-    stale = MemoryCache({"limego": TokenRecord(access_token="old", expires_at=clock.t + 30)})
+    stale = MemoryTokens({"limego": TokenRecord(access_token="old", expires_at=clock.t + 30)})
     c2 = LimeGoClient(cfg, tokens=stale, clock=clock)
     add_token(rsps, "fresh-tok")
     c2.get_company("c1")

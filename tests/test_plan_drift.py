@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from test_plan import rules as plan_rules
 
 from limefort import plan as P
 from limefort.core.errors import ApiError, TransientError, UnknownOutcome
@@ -18,7 +19,6 @@ from limefort.core.models import (
     DriftEntry,
     LedgerDocument,
 )
-from limefort.mapping import DEFAULT_CUSTOMER_MAPPING, DEFAULT_DOCUMENT_MAPPING
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 WON, LOST, OPEN = "s-won", "s-lost", "s-open"
@@ -48,16 +48,8 @@ def intent(state: str = "done", currency: str | None = "SEK", **kw: Any) -> Docu
 
 
 def rules(**kw: Any) -> P.Rules:
-    base: dict[str, Any] = dict(
-        customer_map=DEFAULT_CUSTOMER_MAPPING,
-        document_map=DEFAULT_DOCUMENT_MAPPING,
-        statuses=frozenset({"customer"}),
-        kind="invoice",
-        won=frozenset({WON}),
-        lost=frozenset({LOST}),
-        start=T0,
-    )
-    return P.Rules(**{**base, **kw})
+    """test_plan's rules with this module's stage ids."""
+    return plan_rules(**{"won": frozenset({WON}), "lost": frozenset({LOST}), **kw})
 
 
 def ledger(**flags: bool) -> LedgerDocument:

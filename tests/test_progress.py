@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import Lf
+from doubles import ManualClock
 from ptyterm import Terminal, run_in_pty
 
 from limefort.commands.progress import (
@@ -137,16 +138,8 @@ def test_sync_not_on_a_terminal_shows_no_progress(lf: Lf) -> None:
 # --- the pieces -------------------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def test_plain_lines_once_a_second_with_count_rate_and_eta() -> None:
-    out, clock = io.StringIO(), Clock()
+    out, clock = io.StringIO(), ManualClock(1000.0)
     p = PassProgress(
         "backfill", limit=25, window=5.0, mode="lines", total=150, stream=out, clock=clock
     )
@@ -160,7 +153,7 @@ def test_plain_lines_once_a_second_with_count_rate_and_eta() -> None:
 
 
 def test_the_eta_never_promises_more_than_fortnox_allows() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     p = PassProgress("b", limit=25, window=5.0, mode="off", total=100, clock=clock)
     p.__enter__()
     clock.t += 1.0
@@ -171,7 +164,7 @@ def test_the_eta_never_promises_more_than_fortnox_allows() -> None:
 
 
 def test_without_a_total_there_is_no_eta_and_the_rate_is_reads() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     p = PassProgress("sync", limit=25, window=5.0, mode="off", clock=clock)
     p.__enter__()
     clock.t += 2.0
@@ -182,7 +175,7 @@ def test_without_a_total_there_is_no_eta_and_the_rate_is_reads() -> None:
 
 
 def test_json_mode_logs_a_record(caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     p = PassProgress("backfill", limit=25, window=5.0, mode="json", total=4, clock=clock)
     with caplog.at_level(logging.INFO, logger="limefort"), p:
         for _ in range(4):

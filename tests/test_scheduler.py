@@ -16,6 +16,7 @@ import pytest
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from conftest import wait_for
 
 from limefort.core.errors import ConfigError
 from limefort.ops.scheduler import (
@@ -70,14 +71,6 @@ class Recorder:
             with self.lock:
                 self.active -= 1
             self.spans.append((start, time.monotonic()))
-
-
-def wait_for(cond: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 class DaemonThread:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from doubles import MemoryTokens
 from fakes import inprocess
 
 from limefort.clients.fortnox import FortnoxClient
@@ -16,24 +17,10 @@ from limefort.clients.fortnox_tokens import ServiceAccountTokens
 from limefort.clients.limego import LimeGoClient
 from limefort.clients.limiter import SlidingWindowLimiter
 from limefort.config import FortnoxConfig, HttpConfig, LimeGoConfig
-from limefort.core.models import TokenRecord
 from limefort_sandbox import Sandbox
 
 TRANSPORTS = ["inprocess", "http"]
 FAST_HTTP = HttpConfig(timeout=2.0, attempts=3, backoff_initial=0.0, backoff_max=0.0)
-
-
-class MemoryTokens:
-    """A TokenCache in memory."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, TokenRecord] = {}
-
-    def load(self, name: str) -> TokenRecord | None:
-        return self.records.get(name)
-
-    def save(self, name: str, record: TokenRecord) -> None:
-        self.records[name] = record
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import wait_for
 
 from limefort.core.errors import ApiError, NotFound, TransientError, UnknownOutcome
 from limefort_sandbox import FaultRule
@@ -22,15 +23,6 @@ def _invoice(customer_number: str, ref: str) -> dict:
         "ExternalInvoiceReference1": ref,
         "InvoiceRows": [{"Description": "Licens", "Price": 1200, "DeliveredQuantity": "2"}],
     }
-
-
-def _wait_until(cond, seconds: float = 10.0) -> bool:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 def test_limego_pages_follow_links_next(env: Env) -> None:
@@ -134,7 +126,7 @@ def test_a_slow_answer_times_out_and_the_write_lands(env: Env) -> None:
     with pytest.raises(UnknownOutcome) as err:
         short.create_customer(CUSTOMER)
     assert err.value.in_flight and "read timeout" in err.value.message
-    assert _wait_until(lambda: len(env.sb.fortnox.customers) == 1)
+    wait_for(lambda: len(env.sb.fortnox.customers) == 1, what="the customer")
     assert client.get_customer("1") is not None
 
 
