@@ -141,3 +141,26 @@ def test_a_document_made_twice_by_hand_is_named_and_a_cancelled_one_is_not_recre
     assert [c["key"] for c in status["cancelled"]] == [ckey]
     text = lf.run("status")
     assert key in text.out and ckey in text.out and "cancelled" in text.out
+
+
+def test_a_dry_run_with_a_lost_state_file_finds_in_fortnox_what_it_would_have_made(
+    make_sandbox: Any, tmp_path: Path
+) -> None:
+    """A dry run writes no state: what it reads of Fortnox goes into a scratch index in memory,
+    and its plan is read against that. After the state file is lost, the dry run adopts every
+    customer and links every document Fortnox already holds: it plans to create nothing."""
+    sb = make_sandbox(seed=21, companies=12, deals=20)
+    lf = Lf(sb, tmp_path, start="2000-01-01")
+    orgless(sb, 1)  # found by limefort's ExternalReference, read one by one into the scratch
+    assert lf.run("sync").code == 0
+    made = writes(sb)
+    lf.state.unlink()
+    sb.fortnox.reset_log()
+    dry = lf.run("sync", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert "+ create" not in dry.out
+    assert dry.out.count("= link invoice") == made["POST /3/invoices"] > 0
+    assert "= adopt customer" in dry.out
+    assert writes(sb) == Counter()
+    status = lf.status()  # and the state file holds no link the dry run found
+    assert status["customers"] == 0 and sum(status["documents"].values()) == 0

@@ -20,7 +20,6 @@ from typing import Any
 from limefort.clients.fortnox import STOCKHOLM
 from limefort.core.models import DocumentKind
 from limefort.core.services import Sink
-from limefort.mapping.normalise import orgnr_key
 from limefort.plan import cursor
 from limefort.state.store import LedgerDocument, Store
 
@@ -47,14 +46,10 @@ class Ledger:
         self.guard = guard
         self.persist = persist
         self._fresh: set[str] = set()
-        self._mem_customers: dict[str, list[str]] = {}
-        self._mem_docs: dict[str, list[LedgerDocument]] = {}
-        self._mem_refs: dict[str, list[str]] = {}
-        self._mem_inactive: set[str] = set()
-        self._mem_stamps: dict[str, list[tuple[str, str, str]]] = {}
-        # Where each index's last read of this pass began, on Fortnox's clock (a dry run
-        # keeps it here: it writes no state).
-        self._mem_marks: dict[str, str] = {}
+        # Where what is read of Fortnox is written: the state file, or in a dry run (which
+        # writes no state) a scratch index in memory with the same tables and the same
+        # queries, read beside the state file's. One index, one set of rules, either way.
+        self.index = store if persist else Store.memory(clock=lambda: store.clock())
 
     # --- customers ---------------------------------------------------------------------------
 
@@ -65,7 +60,7 @@ class Ledger:
         self._refresh_customers()
         out: dict[str, list[str]] = {}
         for o in orgnrs:
-            found = self.store.index_by_orgnr(o) + self._mem_customers.get(orgnr_key(o) or "", [])
+            found = self._both(lambda idx, o=o: idx.index_by_orgnr(o))  # type: ignore[misc]
             if found:
                 out[o] = list(dict.fromkeys(found))
         return out
@@ -78,7 +73,7 @@ class Ledger:
         self._refresh_customers()
         out: dict[str, list[str]] = {}
         for ref, name in refs.items():
-            found = self.store.index_by_ext_ref(ref) + self._mem_refs.get(ref, [])
+            found = self._both(lambda idx, ref=ref: idx.index_by_ext_ref(ref))  # type: ignore[misc]
             if not found and name:
                 found = self._read_candidates(ref, name)
             if found:
@@ -87,22 +82,26 @@ class Ledger:
 
     def _read_candidates(self, ref: str, name: str) -> list[str]:
         found: list[str] = []
-        for number, known in self.store.index_by_name(name):
+        for number, known in self._both(lambda idx: idx.index_by_name(name)):
             if known is not None:
                 continue  # its ExternalReference is known already, and it is another one
             full = self.fortnox.get_customer(number)
             if full is None:
                 continue
             ext = full.get("ExternalReference") or ""
-            if self.persist:
-                with self.store.transaction():
-                    self.store.index_remember(
-                        number, orgnr=full.get("OrganisationNumber") or None, name=name, ext_ref=ext
-                    )
-            else:
-                self._mem_refs.setdefault(ext, []).append(number)
+            with self.index.transaction():
+                self.index.index_remember(
+                    number, orgnr=full.get("OrganisationNumber") or None, name=name, ext_ref=ext
+                )
             if ext == ref:
                 found.append(number)
+        return found
+
+    def _both(self, read: Callable[[Store], list[Any]]) -> list[Any]:
+        """What the state file's index says, and in a dry run what the scratch index adds."""
+        found = read(self.store)
+        if self.index is not self.store:
+            found = list(dict.fromkeys([*found, *read(self.index)]))
         return found
 
     def forget_customer(self, number: str) -> None:
@@ -134,25 +133,17 @@ class Ledger:
     def _save_customers(self, page: list[dict[str, Any]]) -> None:
         active = [str(i["CustomerNumber"]) for i in page if i.get(ACTIVE_TAG)]
         inactive = [str(i["CustomerNumber"]) for i in page if i.get(ACTIVE_TAG) is False]
-        if self.persist:
-            with self.store.transaction():
-                self.store.index_save(page)
-                self.store.index_set_active(active, True)
-                self.store.index_set_active(inactive, False)
-            return
-        self._mem_inactive.difference_update(active)
-        self._mem_inactive.update(inactive)
-        for item in page:
-            key = orgnr_key(item.get("OrganisationNumber"))
-            if key:
-                self._mem_customers.setdefault(key, []).append(str(item["CustomerNumber"]))
+        with self.index.transaction():
+            self.index.index_save(page)
+            self.index.index_set_active(active, True)
+            self.index.index_set_active(inactive, False)
 
     def inactive(self, numbers: Iterable[str]) -> set[str]:
         """Those of `numbers` that Fortnox's list shows as inactive."""
         numbers = list(numbers)
         if not numbers:
             return set()
-        return self.store.index_inactive(numbers) | (self._mem_inactive & set(numbers))
+        return set(self._both(lambda idx: sorted(idx.index_inactive(numbers))))
 
     # --- documents ---------------------------------------------------------------------------
 
@@ -164,9 +155,9 @@ class Ledger:
             return {}
         self.refresh_documents(kind)
         out = self.store.ledger_by_ref(refs)
-        for ref in refs:
-            if ref in self._mem_docs:
-                out.setdefault(ref, []).extend(self._mem_docs[ref])
+        if self.index is not self.store:
+            for ref, docs in self.index.ledger_by_ref(refs).items():
+                out.setdefault(ref, []).extend(docs)
         return out
 
     def refresh_documents(self, kind: DocumentKind, *, again: bool = False) -> None:
@@ -186,28 +177,11 @@ class Ledger:
     def stamps(self, kind: DocumentKind) -> list[tuple[str, str, str]]:
         """(stamp, document number, key) of the documents of `kind` the index holds with a
         limefort stamp in ExternalInvoiceReference2 (read by `refresh_documents`)."""
-        return self.store.ledger_stamps(kind) + self._mem_stamps.get(kind, [])
+        return self._both(lambda idx: idx.ledger_stamps(kind))
 
     def _save_documents(self, kind: DocumentKind, page: list[dict[str, Any]]) -> None:
-        if self.persist:
-            with self.store.transaction():
-                self.store.ledger_save(kind, page)
-            return
-        for i in page:
-            ref = i.get("ExternalInvoiceReference1")
-            stamp = i.get("ExternalInvoiceReference2") or ""
-            if stamp.startswith("limefort ") and i.get("DocumentNumber") is not None:
-                self._mem_stamps.setdefault(kind, []).append(
-                    (stamp, str(i["DocumentNumber"]), ref or "")
-                )
-            if ref and i.get("DocumentNumber") is not None:
-                self._mem_docs.setdefault(ref, []).append(
-                    LedgerDocument(
-                        kind, str(i["DocumentNumber"]), ref, str(i.get("CustomerNumber") or ""),
-                        bool(i.get("Cancelled")), bool(i.get("Booked")), bool(i.get("Sent")),
-                        None if i.get("Total") is None else str(i.get("Total")),
-                    )
-                )  # fmt: skip
+        with self.index.transaction():
+            self.index.ledger_save(kind, page)
 
     def remember_document(self, kind: DocumentKind, item: dict[str, Any]) -> None:
         """A document limefort just created or found: known to the ledger at once."""
@@ -231,7 +205,7 @@ class Ledger:
             return
         self._fresh.add(name)
         meta = "fortnox_index_at" if name == "customers" else f"fortnox_{name}_at"
-        last = self._mem_marks.get(meta) or self.store.get_meta(meta)
+        last = self.index.get_meta(meta) or self.store.get_meta(meta)
         since = cursor.fortnox_since(datetime.fromisoformat(last) if last else None, STOCKHOLM)
         n = 0
         mark: datetime | None = None
@@ -243,9 +217,6 @@ class Ledger:
         if mark is None:  # an empty answer yields no page: its Date is still the latest here
             mark = self.fortnox.date_here()
         stamp = cursor.fortnox_mark(mark, self.store.clock()).isoformat()
-        if self.persist:
-            with self.store.transaction():
-                self.store.set_meta(meta, stamp)
-        else:
-            self._mem_marks[meta] = stamp
+        with self.index.transaction():
+            self.index.set_meta(meta, stamp)
         log.info("Fortnox %s index: %d read (%s)", name, n, "changes" if last else "full")
