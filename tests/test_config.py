@@ -226,6 +226,23 @@ def test_example_config_documents_every_key_and_its_placeholders_are_named() -> 
     assert cfg.fortnox.tenant_id is None
 
 
+def test_the_template_shows_every_default_the_loader_uses() -> None:
+    """A default is written once (config.SCHEMA; the dataclasses take theirs from it) and the
+    template shows the same value, or leaves the key commented out."""
+    from limefort.config.schema import _REQUIRED
+
+    example = Path(__file__).parent.parent / "config.example.toml"
+    cfg = config.load(example, environ={}, explicit=True, allow_placeholders=("limego", "fortnox"))
+    for section, keys in config.SCHEMA.items():
+        for key, (raw, _) in keys.items():
+            if raw is _REQUIRED:
+                continue
+            got, want = getattr(getattr(cfg, section), key), config.default(section, key)
+            if isinstance(want, Path):  # a relative path is relative to the config's directory
+                got, want = got.name, want.name
+            assert got == want, f"{section}.{key}: the template says {got!r}, SCHEMA {want!r}"
+
+
 def test_the_example_is_the_template_shipped_in_the_package() -> None:
     example = Path(__file__).parent.parent / "config.example.toml"
     assert example.read_text(encoding="utf-8") == config.template_text()

@@ -26,6 +26,7 @@ from limefort.config.settings import (
     MetricsConfig,
     StateConfig,
     SyncConfig,
+    default,
 )
 from limefort.config.values import (
     COMPANY_STATUSES,
@@ -41,6 +42,7 @@ from limefort.config.values import (
 )
 
 __all__ = [
+    "default",
     "COMPANY_STATUSES",
     "Config",
     "ConfigErrors",

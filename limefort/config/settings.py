@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+from limefort.config.schema import SCHEMA
 from limefort.config.values import MAX_PROBLEMS
 from limefort.core.errors import ConfigError
 from limefort.core.models import DocumentKind
@@ -25,12 +27,20 @@ class ConfigErrors(ConfigError):
         Exception.__init__(self, "\n".join(lines))
 
 
+def default(section: str, key: str) -> Any:
+    """A key's default as the loader would parse it: written once, in `schema.SCHEMA` (the
+    dataclasses below take theirs from there; the template is checked against it)."""
+    raw, parse = SCHEMA[section][key]
+    return parse(f"{section}.{key}", raw)
+
+
 @dataclass(frozen=True)
 class HttpConfig:
-    timeout: float = 30.0  # seconds, per request
-    attempts: int = 6  # tries per request for retryable failures
-    backoff_initial: float = 0.5  # seconds; doubles each try, with jitter
-    backoff_max: float = 30.0
+    timeout: float = default("http", "timeout")  # seconds, per request
+    attempts: int = default("http", "attempts")  # tries per request for retryable failures
+    # seconds; doubles each try, with jitter
+    backoff_initial: float = default("http", "backoff_initial")
+    backoff_max: float = default("http", "backoff_max")
 
 
 @dataclass(frozen=True)
@@ -38,44 +48,52 @@ class LimeGoConfig:
     base_url: str
     client_id: str
     client_secret: str
-    customer_statuses: tuple[str, ...] = ("customer",)
-    won_stage_categories: tuple[str, ...] = ("won",)
-    won_stage_names: tuple[str, ...] = ()
-    scope: str = "companies:read deals:read contacts:read reference:read"
-    page_size: int = 100
+    customer_statuses: tuple[str, ...] = default("limego", "customer_statuses")
+    won_stage_categories: tuple[str, ...] = default("limego", "won_stage_categories")
+    won_stage_names: tuple[str, ...] = default("limego", "won_stage_names")
+    scope: str = default("limego", "scope")
+    page_size: int = default("limego", "page_size")
 
 
 @dataclass(frozen=True)
 class FortnoxConfig:
     client_id: str
     client_secret: str
-    api_url: str = "https://api.fortnox.se"
-    token_url: str = "https://apps.fortnox.se/oauth-v1/token"
-    auth_url: str = "https://apps.fortnox.se/oauth-v1/auth"
-    tenant_id: str | None = None  # service account (client credentials)
-    refresh_token: str | None = None  # authorization code flow: imported once into the store
-    scopes: tuple[str, ...] = ("customer", "invoice", "order", "companyinformation")
-    redirect_uri: str = "http://127.0.0.1:8765/callback"
-    rate_limit: int = 25  # requests per rate_window, per client id and tenant
-    rate_window: float = 5.0
+    api_url: str = default("fortnox", "api_url")
+    token_url: str = default("fortnox", "token_url")
+    auth_url: str = default("fortnox", "auth_url")
+    tenant_id: str | None = default("fortnox", "tenant_id")  # service account (client credentials)
+    refresh_token: str | None = default(
+        "fortnox", "refresh_token"
+    )  # authorization code flow: imported once into the store
+    scopes: tuple[str, ...] = default("fortnox", "scopes")
+    redirect_uri: str = default("fortnox", "redirect_uri")
+    rate_limit: int = default(
+        "fortnox", "rate_limit"
+    )  # requests per rate_window, per client id and tenant
+    rate_window: float = default("fortnox", "rate_window")
 
 
 @dataclass(frozen=True)
 class SyncConfig:
-    deal_target: str = "invoice"  # invoice | order | none
-    start: str = "now"  # ISO date/datetime, or "now" (resolved and stored on the first pass)
-    lookback: timedelta = timedelta(minutes=10)
-    interval: timedelta = timedelta(minutes=5)
-    cron: str | None = None
-    article_number: str = ""
-    account_number: str = ""
-    require_orgnr: bool = False
-    require_positive_value: bool = True
-    on_deal_change: str = "warn"  # warn | update-unbooked (DESIGN rule 12)
+    deal_target: str = default("sync", "deal_target")  # invoice | order | none
+    start: str = default(
+        "sync", "start"
+    )  # ISO date/datetime, or "now" (resolved and stored on the first pass)
+    lookback: timedelta = default("sync", "lookback")
+    interval: timedelta = default("sync", "interval")
+    cron: str | None = default("sync", "cron")
+    article_number: str = default("sync", "article_number")
+    account_number: str = default("sync", "account_number")
+    require_orgnr: bool = default("sync", "require_orgnr")
+    require_positive_value: bool = default("sync", "require_positive_value")
+    on_deal_change: str = default(
+        "sync", "on_deal_change"
+    )  # warn | update-unbooked (DESIGN rule 12)
     # What the dates a person types mean (sync.start, backfill, audit): days in this zone.
-    timezone: str = "Europe/Stockholm"
+    timezone: str = default("sync", "timezone")
     # Another installation's documents this recent stop a pass (DESIGN rule 14).
-    writer_lease: timedelta = timedelta(minutes=15)
+    writer_lease: timedelta = default("sync", "writer_lease")
 
     @property
     def document_kind(self) -> DocumentKind | None:
@@ -87,15 +105,19 @@ class SyncConfig:
 
 @dataclass(frozen=True)
 class StateConfig:
-    path: Path = Path("limefort.db")
-    busy_timeout: float = 10.0  # seconds to wait for another program writing the file
+    path: Path = default("state", "path")
+    busy_timeout: float = default(
+        "state", "busy_timeout"
+    )  # seconds to wait for another program writing the file
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    textfile: Path | None = None
-    ping_url: str | None = None
-    tenant: str | None = None  # a `tenant` label on every series; one fixed value per config
+    textfile: Path | None = default("metrics", "textfile")
+    ping_url: str | None = default("metrics", "ping_url")
+    tenant: str | None = default(
+        "metrics", "tenant"
+    )  # a `tenant` label on every series; one fixed value per config
 
 
 @dataclass(frozen=True)
