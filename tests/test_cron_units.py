@@ -417,11 +417,11 @@ def test_cron_line_with_the_real_limefort(tmp_path: Path) -> None:
     assert limefort.__version__ in (tmp_path / "sync.log").read_text()
 
 
-# --- a cron line per tenant (README, "Running many tenants") -------------------------------------
+# --- a cron line per tenant (docs/operations.md, "Running many tenants") -------------------------
 
 
 def _readme_tenant_cron_lines() -> list[str]:
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "operations.md").read_text()
     section = readme.split("## Running many tenants", 1)[1].split("\n## ", 1)[0]
     block = section.split("**A cron line per tenant**", 1)[1].split("```", 2)[1]
     return [line for line in block.splitlines() if line.strip()]

@@ -39,3 +39,13 @@ def test_the_code_cites_the_design_in_the_repository() -> None:
     for path in [*(root / "limefort").rglob("*.py"), *(root / "tests").rglob("*.py")]:
         text = path.read_text(encoding="utf-8").replace("docs/design.md", "")
         assert "DESIGN.md" not in text.replace('"DESIGN.md" not in', ""), path
+
+
+def test_every_subpackage_is_in_the_design_architecture() -> None:
+    """The layout the design draws is the layout on disk: a subpackage added (or renamed)
+    without its line in docs/design.md's Architecture fails here."""
+    block = DESIGN.split("## Architecture", 1)[1].split("```", 2)[1]
+    drawn = {line.split()[0] for line in block.splitlines() if line and not line.startswith(" ")}
+    pkg = Path(__file__).resolve().parent.parent / "limefort"
+    on_disk = {p.name for p in pkg.iterdir() if (p / "__init__.py").exists()}
+    assert on_disk <= drawn, on_disk - drawn

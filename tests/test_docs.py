@@ -3,6 +3,7 @@ README's commands table. A command added without either fails here."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -44,3 +45,17 @@ def test_every_command_has_help_with_an_example(name: str, cmd: click.Command) -
 def test_every_command_has_a_readme_row(name: str) -> None:
     rows = [line for line in README.splitlines() if line.startswith(f"| `limefort {name}")]
     assert rows, f"README's commands table has no row for `limefort {name}`"
+
+
+def test_the_readme_stays_what_a_user_needs() -> None:
+    """How it works, security, performance and operations live in docs/: the README is the
+    way in (getting started, credentials, configuration, commands, deployment,
+    troubleshooting), small enough to read, and every page it links to exists."""
+    root = Path(__file__).resolve().parent.parent
+    assert len(README.encode("utf-8")) <= 20_000, len(README.encode("utf-8"))
+    for heading in ("## Getting started", "## Credentials", "## Configuration", "## Commands",
+                    "## Deployment", "## Troubleshooting"):  # fmt: skip
+        assert f"\n{heading}" in README, heading
+    links = re.findall(r"\]\(((?:docs|cron)/[^)#]+)", README)
+    assert {"docs/how-it-works.md", "docs/security.md", "docs/performance.md"} <= set(links)
+    assert all((root / link).is_file() for link in links), links
