@@ -529,3 +529,13 @@ def test_another_user_gets_a_row_with_the_reason_not_a_traceback() -> None:
         assert rows["beta"]["running_since"] is not None
     finally:
         shutil.rmtree(base)
+
+
+def test_the_cli_default_directory_is_the_fleets() -> None:
+    """The CLI names fleet's default directory without importing the fleet module."""
+    from limefort.cli import cli
+    from limefort.commands.fleet import DEFAULT_DIR
+
+    fleet_status = cli.commands["fleet"].commands["status"]  # type: ignore[attr-defined]
+    directory = next(p for p in fleet_status.params if p.name == "directory")
+    assert directory.default == str(DEFAULT_DIR)

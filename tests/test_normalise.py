@@ -304,3 +304,12 @@ def test_country_names_in_any_language_map_through_cldr(name: str, code: str) ->
 def test_a_country_nobody_recognises_is_invalid_with_its_reason() -> None:
     got = normalise_country("Atlantis")
     assert isinstance(got, Invalid) and "'Atlantis' is not a country" in got.reason
+
+
+def test_the_swedish_shortcut_agrees_with_the_country_table() -> None:
+    """normalise_country answers Sweden's usual spellings before loading pycountry (an idle
+    pass's cost): the shortcut says nothing the table would not."""
+    from limefort.mapping.normalise import SWEDEN_SPELLINGS, _country_table
+
+    for key, code in SWEDEN_SPELLINGS.items():
+        assert _country_table()[key] == code, key

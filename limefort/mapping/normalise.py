@@ -344,6 +344,9 @@ _COUNTRY_ALIASES = {
 }
 
 
+SWEDEN_SPELLINGS = {"se": "SE", "swe": "SE", "sverige": "SE", "sweden": "SE"}
+
+
 def _country_key(name: str) -> str:
     return " ".join(name.casefold().split())
 
@@ -430,7 +433,10 @@ def normalise_country(raw: str, house: Mapping[str, str] | None = None) -> str |
         mine = {_country_key(k): v for k, v in house.items()}.get(key)
         if mine is not None:
             return mine
-    code = _country_table().get(key) or _cldr_table().get(key)
+    # Most customers are Swedish: their usual spellings are answered without loading the
+    # tables (pycountry's database is most of an idle pass's mapping time). A test holds this
+    # shortcut to what the table says.
+    code = SWEDEN_SPELLINGS.get(key) or _country_table().get(key) or _cldr_table().get(key)
     if code is None:
         return Invalid(
             f"country {quote(text)} is not a country Fortnox knows; use an ISO code like SE"
