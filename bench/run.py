@@ -372,7 +372,7 @@ def idle_fleet(n: int) -> tuple[list[list[str]], bool]:
     """`n` idle `sync` passes (nothing changed since the last), each a new process, against
     `python -c "import requests, sqlite3"` measured in the same run. Target (issue 26): an idle
     pass at most twice that CPU, and no Fortnox request beyond the one read of what changed
-    among its documents that rule 14 needs (see the README)."""
+    among its documents that rule 14 needs (see docs/performance.md)."""
     say(f"6/6 {n} idle passes...")
     with Sandbox(seed=6, companies=20, deals=20) as sb:
         lf = Lf(sb, rate_limit=0)

@@ -42,6 +42,21 @@ def most_at_once(spans: list[tuple[float, float]]) -> int:
     return max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
 
 
+def answer_times(monkeypatch: pytest.MonkeyPatch) -> dict[int, float]:
+    """When each in-process request's answer was complete, by its request record's id."""
+    answered: dict[int, float] = {}
+    real_complete = fakes.complete
+
+    def complete(app: Any, req: Any, record: Any, rule: Any) -> Any:
+        try:
+            return real_complete(app, req, record, rule)
+        finally:
+            answered[id(record)] = time.time()
+
+    monkeypatch.setattr(fakes, "complete", complete)
+    return answered
+
+
 def test_documents_in_flight_never_exceed_the_window(
     make_inprocess_sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -55,16 +70,7 @@ def test_documents_in_flight_never_exceed_the_window(
         fortnox_rate_window=WINDOW,
         latency=0.1,
     )
-    answered: dict[int, float] = {}
-    real_complete = fakes.complete
-
-    def complete(app: Any, req: Any, record: Any, rule: Any) -> Any:
-        try:
-            return real_complete(app, req, record, rule)
-        finally:
-            answered[id(record)] = time.time()
-
-    monkeypatch.setattr(fakes, "complete", complete)
+    answered = answer_times(monkeypatch)
     lf = Lf(sb, tmp_path, rate_limit=LIMIT, start="2000-01-01", require_positive_value=False)
     lf.edit("fortnox", rate_window="1s")
     deals, companies = expected(sb, lf)
@@ -99,16 +105,7 @@ def test_customers_and_the_tail_go_in_flight_too(
     what overlaps is the executor's doing alone (the window: the test above and
     test_rate_limit.py)."""
     sb: Sandbox = make_inprocess_sandbox(seed=6, companies=0, deals=0, latency=0.1)
-    answered: dict[int, float] = {}
-    real_complete = fakes.complete
-
-    def complete(app: Any, req: Any, record: Any, rule: Any) -> Any:
-        try:
-            return real_complete(app, req, record, rule)
-        finally:
-            answered[id(record)] = time.time()
-
-    monkeypatch.setattr(fakes, "complete", complete)
+    answered = answer_times(monkeypatch)
     # Half are customers already (made by the companies phase), half become customers by
     # their won deal (made in the deals phase, each just before its document).
     ids = [
