@@ -106,3 +106,22 @@ def test_help_mentions_options_after_the_command_and_init() -> None:
     assert code == 0
     assert "may also follow the command" in out
     assert "init" in out
+
+
+@pytest.mark.parametrize("command", [["demo"], ["sandbox"]])
+def test_without_the_sandbox_package_demo_and_sandbox_say_how_to_get_it(
+    command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container image leaves limefort_sandbox out: `demo` and `sandbox` there are one
+    line and exit 2, not a traceback."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "limefort_sandbox" else real(name, *a),
+    )
+    code, out, err = run(*command)
+    assert code == 2 and "Traceback" not in err
+    assert "sandbox servers are not installed here" in err and "make demo" in err
