@@ -15,11 +15,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from limefort.core.errors import ConfigError
 from limefort.core.urls import refuse_plain_http
 
-# ---------------------------------------------------------------------------------------------
-# Loading and validation
-# ---------------------------------------------------------------------------------------------
-
-
 DEFAULT_PATH = Path("limefort.toml")
 # At most this many problems are listed, one line each; past that, fixing those comes first.
 MAX_PROBLEMS = 10

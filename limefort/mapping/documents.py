@@ -34,8 +34,6 @@ from limefort.mapping.normalise import (
 from limefort.mapping.results import DealContext, FieldNote, Mapped, Rejected
 from limefort.mapping.sources import _checked_source, _Field, _key_value, _resolve_deal, apply_rule
 
-# --- deals ------------------------------------------------------------------------------------
-
 
 @_no_deeper
 def map_deal(

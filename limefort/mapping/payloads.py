@@ -10,8 +10,6 @@ from typing import Any
 
 import simplejson
 
-# --- diffing and storage ----------------------------------------------------------------------
-
 
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, datetime | date):

@@ -9,8 +9,6 @@ from typing import Any
 
 from limefort.core.models import Company, CustomFieldDef, Deal, Person
 
-# --- results ----------------------------------------------------------------------------------
-
 
 class FieldNote(str):
     """A value Fortnox got other than Lime Go holds it (DESIGN rule 15): shortened, cleaned

@@ -13,8 +13,6 @@ from limefort.core.models import (
     LedgerDocument,
 )
 
-# --- actions ----------------------------------------------------------------------------------
-
 
 @dataclass(frozen=True)
 class CustomerOf:

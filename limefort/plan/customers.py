@@ -38,8 +38,6 @@ from limefort.plan.realworld import (
 )
 from limefort.plan.snapshot import Rules, Snapshot, source_hash
 
-# --- companies --------------------------------------------------------------------------------
-
 
 def company_in_scope(company: Company, statuses: Iterable[str], link: CustomerLink | None) -> bool:
     """A customer by status, or one limefort already put in Fortnox (its changes still flow)."""

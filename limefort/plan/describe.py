@@ -21,8 +21,6 @@ from limefort.plan.actions import (
 )
 from limefort.plan.drift import _fmt, drift_text
 
-# --- dry-run output ---------------------------------------------------------------------------
-
 
 def _customer_text(ref: CustomerRef) -> str:
     return f"Fortnox customer {ref}" if isinstance(ref, str) else "the customer linked above"

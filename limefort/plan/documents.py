@@ -43,8 +43,6 @@ from limefort.plan.drift import plan_drift
 from limefort.plan.realworld import orgnr_of
 from limefort.plan.snapshot import Rules, Snapshot, source_hash
 
-# --- deals ------------------------------------------------------------------------------------
-
 
 @dataclass
 class Triage:

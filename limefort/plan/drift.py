@@ -25,8 +25,6 @@ from limefort.mapping import (
 from limefort.plan.actions import Action, Change, ClearDrift, RecordDrift, UpdateDocument
 from limefort.plan.snapshot import Rules, Snapshot
 
-# --- drift (DESIGN rule 12) -------------------------------------------------------------------
-
 DRIFT_KINDS = ("value", "currency", "company", "name", "lost", "reopened")
 ON_DEAL_CHANGE = ("warn", "update-unbooked")
 # What `update-unbooked` may change on a document: the row's price and description, the customer.

@@ -28,8 +28,6 @@ from limefort.plan.actions import (
 )
 from limefort.plan.snapshot import Rules, Snapshot, source_hash
 
-# --- one organisation number, gutted names, erased identifiers --------------------------------
-
 
 def shared_link_moved(link: CustomerLink, orgnr: str | None) -> bool:
     """A shared link whose company now has another valid organisation number: it is no longer

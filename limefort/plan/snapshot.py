@@ -23,8 +23,6 @@ from limefort.mapping import (
     payload_hash,
 )
 
-# --- what a pass knows ------------------------------------------------------------------------
-
 
 @dataclass(frozen=True)
 class Rules:

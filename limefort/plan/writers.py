@@ -12,8 +12,6 @@ from limefort.core.models import (
     LedgerDocument,
 )
 
-# --- one writer per tenant (DESIGN rule 14) ------------------------------------------------------
-
 # After the first writes of a pass (as many as are in flight at once) and then every this many
 # writes, the pass reads Fortnox's changes again to see whether another installation writes too.
 WRITER_CHECK_EVERY = 50
