@@ -14,7 +14,7 @@ import click
 from limefort import __version__
 from limefort import config as config_mod
 from limefort.clients.redaction import REDACTOR
-from limefort.commands.common import App, hoist_global_options, sandbox_installed, say
+from limefort.commands.common import App, sandbox_installed, say
 from limefort.core.errors import (
     EX_OK,
     EX_PARTIAL,
@@ -26,6 +26,56 @@ from limefort.core.errors import (
 from limefort.ops import logs
 
 log = logging.getLogger("limefort")
+
+
+# Global options a person may also type after the command name (`limefort sync --config x`):
+# option -> whether it takes a value.
+GLOBAL_OPTIONS = {
+    "--config": True,
+    "--log-format": True,
+    "-v": False,
+    "-vv": False,
+    "-vvv": False,
+    "--verbose": False,
+    "-q": False,
+    "--quiet": False,
+}
+
+
+def _global_option(arg: str) -> tuple[bool, bool]:
+    """(is a global option, its value is the next argument)."""
+    name, eq, _ = arg.partition("=")
+    if name in GLOBAL_OPTIONS and (not eq or GLOBAL_OPTIONS[name]):
+        return True, GLOBAL_OPTIONS[name] and not eq
+    return False, False
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move the global options found after the command name to the front, where click parses
+    them, keeping their order. Stops at `--`. A pure function, tested on its own."""
+    i = 0
+    while i < len(args):  # the global options already in front, then the command name
+        is_global, takes_value = _global_option(args[i])
+        if not is_global:
+            break
+        i += 2 if takes_value else 1
+    front, rest, moved = list(args[:i]), [], []
+    j = i
+    while j < len(args):
+        arg = args[j]
+        if arg == "--":
+            rest.extend(args[j:])
+            break
+        is_global, takes_value = _global_option(arg)
+        if is_global and j > i:  # never the command name itself
+            moved.append(arg)
+            if takes_value and j + 1 < len(args):
+                moved.append(args[j + 1])
+                j += 1
+        else:
+            rest.append(arg)
+        j += 1
+    return front + moved + rest
 
 
 class _Cli(click.Group):

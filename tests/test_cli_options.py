@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import Lf
 
-from limefort.cli import main
-from limefort.commands.common import hoist_global_options
+from limefort.cli import hoist_global_options, main
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """What the commands share: the `App` (global options and the config, read once), one line for the
-operator on stderr (`say`), a pass run and reported the same way by every command, dates a
-person types, and the global options a person may type after the command name."""
+operator on stderr (`say`), a pass run and reported the same way by every command, and dates
+a person types."""
 
 from __future__ import annotations
 
@@ -161,56 +161,6 @@ def date_window(cfg: Config, from_: str | None, to: str | None) -> tuple[datetim
     end = parse_date(to, "--to", cfg)
     assert end is not None
     return start, end
-
-
-# Global options a person may also type after the command name (`limefort sync --config x`):
-# option -> whether it takes a value.
-GLOBAL_OPTIONS = {
-    "--config": True,
-    "--log-format": True,
-    "-v": False,
-    "-vv": False,
-    "-vvv": False,
-    "--verbose": False,
-    "-q": False,
-    "--quiet": False,
-}
-
-
-def _global_option(arg: str) -> tuple[bool, bool]:
-    """(is a global option, its value is the next argument)."""
-    name, eq, _ = arg.partition("=")
-    if name in GLOBAL_OPTIONS and (not eq or GLOBAL_OPTIONS[name]):
-        return True, GLOBAL_OPTIONS[name] and not eq
-    return False, False
-
-
-def hoist_global_options(args: list[str]) -> list[str]:
-    """Move the global options found after the command name to the front, where click parses
-    them, keeping their order. Stops at `--`. A pure function, tested on its own."""
-    i = 0
-    while i < len(args):  # the global options already in front, then the command name
-        is_global, takes_value = _global_option(args[i])
-        if not is_global:
-            break
-        i += 2 if takes_value else 1
-    front, rest, moved = list(args[:i]), [], []
-    j = i
-    while j < len(args):
-        arg = args[j]
-        if arg == "--":
-            rest.extend(args[j:])
-            break
-        is_global, takes_value = _global_option(arg)
-        if is_global and j > i:  # never the command name itself
-            moved.append(arg)
-            if takes_value and j + 1 < len(args):
-                moved.append(args[j + 1])
-                j += 1
-        else:
-            rest.append(arg)
-        j += 1
-    return front + moved + rest
 
 
 def sandbox_installed() -> None:

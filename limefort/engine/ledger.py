@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from limefort.clients.fortnox import STOCKHOLM
 from limefort.core.models import DocumentKind
@@ -24,6 +24,9 @@ from limefort.plan import cursor
 from limefort.state.store import LedgerDocument, Store
 
 log = logging.getLogger("limefort.ledger")
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # Which list (filter=active or filter=inactive) an item came from: list items lack Active.
 ACTIVE_TAG = "_limefort_active"
@@ -60,7 +63,7 @@ class Ledger:
         self._refresh_customers()
         out: dict[str, list[str]] = {}
         for o in orgnrs:
-            found = self._both(lambda idx, o=o: idx.index_by_orgnr(o))  # type: ignore[misc]
+            found = self._both(Store.index_by_orgnr, o)
             if found:
                 out[o] = list(dict.fromkeys(found))
         return out
@@ -73,7 +76,7 @@ class Ledger:
         self._refresh_customers()
         out: dict[str, list[str]] = {}
         for ref, name in refs.items():
-            found = self._both(lambda idx, ref=ref: idx.index_by_ext_ref(ref))  # type: ignore[misc]
+            found = self._both(Store.index_by_ext_ref, ref)
             if not found and name:
                 found = self._read_candidates(ref, name)
             if found:
@@ -82,7 +85,7 @@ class Ledger:
 
     def _read_candidates(self, ref: str, name: str) -> list[str]:
         found: list[str] = []
-        for number, known in self._both(lambda idx: idx.index_by_name(name)):
+        for number, known in self._both(Store.index_by_name, name):
             if known is not None:
                 continue  # its ExternalReference is known already, and it is another one
             full = self.fortnox.get_customer(number)
@@ -97,11 +100,11 @@ class Ledger:
                 found.append(number)
         return found
 
-    def _both(self, read: Callable[[Store], list[Any]]) -> list[Any]:
+    def _both(self, read: Callable[[Store, T], Iterable[R]], arg: T) -> list[R]:
         """What the state file's index says, and in a dry run what the scratch index adds."""
-        found = read(self.store)
+        found = list(read(self.store, arg))
         if self.index is not self.store:
-            found = list(dict.fromkeys([*found, *read(self.index)]))
+            found = list(dict.fromkeys([*found, *read(self.index, arg)]))
         return found
 
     def forget_customer(self, number: str) -> None:
@@ -143,7 +146,7 @@ class Ledger:
         numbers = list(numbers)
         if not numbers:
             return set()
-        return set(self._both(lambda idx: sorted(idx.index_inactive(numbers))))
+        return set(self._both(Store.index_inactive, numbers))
 
     # --- documents ---------------------------------------------------------------------------
 
@@ -177,7 +180,7 @@ class Ledger:
     def stamps(self, kind: DocumentKind) -> list[tuple[str, str, str]]:
         """(stamp, document number, key) of the documents of `kind` the index holds with a
         limefort stamp in ExternalInvoiceReference2 (read by `refresh_documents`)."""
-        return self._both(lambda idx: idx.ledger_stamps(kind))
+        return self._both(Store.ledger_stamps, kind)
 
     def _save_documents(self, kind: DocumentKind, page: list[dict[str, Any]]) -> None:
         with self.index.transaction():
