@@ -9,7 +9,6 @@ Its tokens are `fortnox_tokens`'s, what its refusals mean `fortnox_errors`'s."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime
@@ -33,8 +32,6 @@ from limefort.core.errors import (
 )
 from limefort.core.explain import int_code
 from limefort.core.models import DocumentKind
-
-log = logging.getLogger("limefort.fortnox")
 
 MAX_LIMIT = 500
 STOCKHOLM = ZoneInfo("Europe/Stockholm")

@@ -3,7 +3,6 @@ words (with the scope a path needs), and the messages for credentials it rejects
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,9 +15,6 @@ from limefort.core.errors import (
     NotFound,
 )
 from limefort.core.explain import explain, int_code
-
-log = logging.getLogger("limefort.fortnox")
-
 
 SERVICE = "Fortnox"
 # First path segment -> the OAuth scope (and licensed module) it needs.

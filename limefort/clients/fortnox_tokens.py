@@ -30,9 +30,7 @@ from limefort.clients.redaction import REDACTOR
 from limefort.clients.retries import RetrySettings
 from limefort.clients.tokens import TokenCache, record_from_answer
 from limefort.config import FortnoxConfig, HttpConfig
-from limefort.core.errors import (
-    AuthError,
-)
+from limefort.core.errors import AuthError
 from limefort.core.models import TokenRecord
 
 log = logging.getLogger("limefort.fortnox")

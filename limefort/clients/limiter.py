@@ -3,7 +3,6 @@ held from when a request can reach Fortnox (`tests/test_limiter_margin.py`)."""
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import deque
@@ -16,8 +15,6 @@ from limefort.core.urls import refuse_plain_http as refuse_plain_http
 
 if TYPE_CHECKING:  # config may import this module (refuse_plain_http): no import cycle
     pass
-
-log = logging.getLogger("limefort.http")
 
 
 # The limiter's safety margin past Fortnox's window, in seconds. Each request is counted from

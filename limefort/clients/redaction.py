@@ -14,8 +14,6 @@ from limefort.core.urls import refuse_plain_http as refuse_plain_http
 if TYPE_CHECKING:  # config may import this module (refuse_plain_http): no import cycle
     pass
 
-log = logging.getLogger("limefort.http")
-
 
 _SECRET_NAMES = r"access_token|refresh_token|id_token|client_secret|client_assertion|password"
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [

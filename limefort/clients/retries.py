@@ -3,7 +3,6 @@ failure into retryable, certainly-not-sent, unknown outcome and permanent, and R
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import ssl
@@ -21,8 +20,6 @@ from limefort.core.urls import refuse_plain_http as refuse_plain_http
 
 if TYPE_CHECKING:  # config may import this module (refuse_plain_http): no import cycle
     from limefort.config import HttpConfig
-
-log = logging.getLogger("limefort.http")
 
 # A hostile or buggy Retry-After must not park a batch job for hours.
 MAX_RETRY_AFTER = 300.0

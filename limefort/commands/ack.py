@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from limefort.commands.common import App, say
@@ -15,8 +13,6 @@ from limefort.core.errors import (
 from limefort.core.keys import parse_key
 from limefort.engine.sync import duplicates as sync_duplicates
 from limefort.state.store import Store
-
-log = logging.getLogger("limefort")
 
 
 def ack(app: App, keys: tuple[str, ...], all_: bool) -> int:

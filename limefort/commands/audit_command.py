@@ -3,7 +3,6 @@ themselves are `audit`'s."""
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,8 +24,6 @@ from limefort.core.models import DocumentKind
 from limefort.core.privacy import lines_shown
 from limefort.engine.runner import build_clients, locked, open_store
 from limefort.state.files import check_new_file, write_new_file
-
-log = logging.getLogger("limefort")
 
 
 @contextmanager

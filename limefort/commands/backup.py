@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from limefort.commands.common import App
-from limefort.core.errors import (
-    EX_OK,
-)
-
-log = logging.getLogger("limefort")
+from limefort.core.errors import EX_OK
 
 
 def backup(app: App, path: Path, force: bool) -> int:

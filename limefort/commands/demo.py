@@ -6,7 +6,6 @@ deal and signs a new customer in Lime Go, and pass 2 does only what those change
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tempfile
 import time
@@ -18,16 +17,12 @@ import click
 
 from limefort import config as config_mod
 from limefort.commands.common import App, sandbox_installed
-from limefort.core.errors import (
-    EX_OK,
-)
+from limefort.core.errors import EX_OK
 from limefort.core.privacy import shown
 from limefort.engine.runner import one_pass, summarise
 from limefort.engine.sync import PassResult, Syncer
 from limefort.state.store import Store
 from limefort_sandbox import Sandbox
-
-log = logging.getLogger("limefort")
 
 Echo = Callable[[str], None]
 

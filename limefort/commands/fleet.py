@@ -13,7 +13,6 @@ are pure and take what the readers found.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,8 +26,6 @@ from limefort.commands import fleet as fleet_mod
 from limefort.core.errors import EX_OK, EX_PARTIAL, LimefortError, UserError
 from limefort.core.privacy import lines_shown, mask_personnummer
 from limefort.state.readonly import Run, StateFacts, read_state
-
-log = logging.getLogger("limefort")
 
 DEFAULT_DIR = Path("/etc/limefort")
 

@@ -5,7 +5,6 @@ writes them into the template's lines, comments kept."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import sys
@@ -21,8 +20,6 @@ from limefort.core.errors import (
     EX_OK,
     ConfigError,
 )
-
-log = logging.getLogger("limefort")
 
 
 @dataclass(frozen=True)

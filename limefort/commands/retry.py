@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from limefort.commands.common import App, stoppable_pass
-from limefort.core.errors import (
-    EX_OK,
-)
+from limefort.core.errors import EX_OK
 from limefort.core.keys import parse_key
 from limefort.engine.sync import PassResult, Syncer
 from limefort.state.store import quarantined_keys_read_only
-
-log = logging.getLogger("limefort")
 
 
 def retry_todo(keys: tuple[str, ...], quarantined: set[str]) -> tuple[list[str], list[str]]:

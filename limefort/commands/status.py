@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,8 +25,6 @@ from limefort.engine.sync import duplicates as sync_duplicates
 from limefort.state import installation
 from limefort.state.lock import lock_path
 from limefort.state.store import Store
-
-log = logging.getLogger("limefort")
 
 
 def _iso(t: datetime | None) -> str | None:

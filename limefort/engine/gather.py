@@ -8,7 +8,6 @@ planner's pure helpers.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -33,8 +32,6 @@ from limefort.engine.passstate import PassAborted, PassState
 from limefort.engine.prefetch import both_ends, prefetch
 from limefort.mapping import build_mappings
 from limefort.state.store import QuarantineEntry, Store
-
-log = logging.getLogger("limefort.sync")
 
 T = TypeVar("T")
 

@@ -43,9 +43,7 @@ from limefort.plan.customers import (
     plan_companies,
     plan_company,
 )
-from limefort.plan.describe import (
-    describe,
-)
+from limefort.plan.describe import describe
 from limefort.plan.documents import (
     CONTACTS_TRIED,
     Triage,

@@ -19,9 +19,7 @@ from limefort.core.models import (
     QuarantineEntry,
     Stage,
 )
-from limefort.mapping import (
-    payload_hash,
-)
+from limefort.mapping import payload_hash
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from limefort.core.keys import deal_id_of_ref, parse_stamp
-from limefort.core.models import (
-    LedgerDocument,
-)
+from limefort.core.models import LedgerDocument
 
 # After the first writes of a pass (as many as are in flight at once) and then every this many
 # writes, the pass reads Fortnox's changes again to see whether another installation writes too.

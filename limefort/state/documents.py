@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from limefort.core.models import (
-    DocumentIntent,
-)
+from limefort.core.models import DocumentIntent
 from limefort.state.rows import (
     CUSTOMERS,
     DOCUMENTS,

@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 
-from limefort.core.models import (
-    DriftEntry,
-)
+from limefort.core.models import DriftEntry
 from limefort.state.rows import (
     Tables,
     _drift,

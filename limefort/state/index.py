@@ -8,9 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from limefort.core.keys import company_key, deal_id_of_ref, deal_key, number_order
-from limefort.core.models import (
-    LedgerDocument,
-)
+from limefort.core.models import LedgerDocument
 from limefort.mapping.normalise import orgnr_key
 from limefort.state.rows import (
     Tables,

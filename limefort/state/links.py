@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from limefort.core.models import (
-    CustomerLink,
-)
+from limefort.core.models import CustomerLink
 from limefort.state.index import FortnoxIndex
 from limefort.state.rows import (
     CUSTOMERS,

@@ -9,12 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from limefort.core.errors import StateError, UserError
-from limefort.core.models import (
-    DocumentIntent,
-)
-from limefort.state.rows import (
-    _intent,
-)
+from limefort.core.models import DocumentIntent
+from limefort.state.rows import _intent
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from limefort.core.models import (
-    TokenRecord,
-)
+from limefort.core.models import TokenRecord
 from limefort.state.rows import (
     Tables,
     _rows_where_in,
