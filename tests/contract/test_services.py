@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -114,9 +114,12 @@ def test_updated_since_leaves_out_what_changed_before(services: Services) -> Non
     if services.seeded():
         old = services.crm.add_company(name="Gammal AB", status="customer")
         services.crm.add_company(name="Ny AB", status="customer")
+    if not services.seeded():  # a live CRM is not read whole: what changed this last week
+        bound = datetime.now(UTC) - timedelta(days=7)
+        since = _all(services.source.iter_companies(updated_since=bound))
+        assert all(c.updated_at >= bound.replace(microsecond=0) for c in since)
+        return
     everything = _all(services.source.iter_companies())
-    if not everything:
-        pytest.skip(f"{services.kind}: no companies to compare")
     bound = max(c.updated_at for c in everything)
     since = _all(services.source.iter_companies(updated_since=bound))
     # Everything changed at or after the bound is there; nothing from before its whole second
@@ -135,7 +138,8 @@ def test_a_status_filter_gives_only_that_status(services: Services) -> None:
     if services.seeded():
         services.crm.add_company(name="Kund AB", status="customer")
         services.crm.add_company(name="Lead AB", status="lead")
-    customers = _all(services.source.iter_companies(status="customer"))
+    pages = services.source.iter_companies(status="customer")
+    customers = _all(pages) if services.seeded() else next(pages, [])  # live: one page
     assert all(c.status == "customer" for c in customers)
     if services.seeded():
         assert [c.name for c in customers] == ["Kund AB"]
