@@ -409,7 +409,7 @@ def backup(app: App, path: Path, force: bool) -> int:
 
 @cli.group()
 def fleet() -> None:
-    """Many tenants, one config each: see README, "Running many tenants"."""
+    """Many tenants, one config each: see docs/operations.md, "Running many tenants"."""
 
 
 @fleet.command("status")

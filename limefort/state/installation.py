@@ -8,7 +8,7 @@ never comes from the host: a Kubernetes CronJob's pod has a new hostname every r
 
 Resolution: the id file; else the state file's id (a restored backup); else a new random one.
 Whatever was missing is written, so both agree afterwards. A copied VM copies the file too:
-limefort then cannot tell the copy from the original (README: delete `limefort.id` on a clone).
+limefort then cannot tell the copy from the original (docs/operations.md: delete `limefort.id` on a clone).
 """
 
 from __future__ import annotations
