@@ -14,7 +14,7 @@ import click
 from limefort import __version__
 from limefort import config as config_mod
 from limefort.clients.redaction import REDACTOR
-from limefort.commands.common import App, sandbox_installed, say
+from limefort.commands.common import App, say
 from limefort.core.errors import (
     EX_OK,
     EX_PARTIAL,
@@ -76,6 +76,17 @@ def hoist_global_options(args: list[str]) -> list[str]:
             rest.append(arg)
         j += 1
     return front + moved + rest
+
+
+def sandbox_installed() -> None:
+    """The sandbox servers are a package of their own, kept out of the container image."""
+    import importlib.util
+
+    if importlib.util.find_spec("limefort_sandbox") is None:
+        raise UserError(
+            "the sandbox servers are not installed here (the container image leaves them out): "
+            "run `make demo` from a clone of the repository"
+        )
 
 
 class _Cli(click.Group):

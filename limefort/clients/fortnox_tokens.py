@@ -38,6 +38,8 @@ log = logging.getLogger("limefort.fortnox")
 TOKEN_NAME = "fortnox"
 TOKEN_LIFETIME = 3600.0
 TOKEN_MARGIN = 60.0
+# Fortnox: a refresh token is single-use and lives 45 days unused.
+REFRESH_TOKEN_DAYS = 45
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ import click
 
 from limefort.clients.fortnox import FortnoxClient
 from limefort.clients.fortnox_tokens import (
+    REFRESH_TOKEN_DAYS,
     RefreshTokenTokens,
     consent_url,
     exchange_code,
@@ -67,7 +68,6 @@ log = logging.getLogger("limefort.auth")
 Echo = Callable[..., None]
 
 TOKEN_NAME = "fortnox"
-REFRESH_TOKEN_DAYS = 45  # Fortnox: a refresh token is single-use and lives 45 days
 # The meta key runner._import_refresh_token uses to remember which config token it imported.
 IMPORTED_META = "imported_refresh_token"
 # How long one connection to the callback server may take to send its request: a browser

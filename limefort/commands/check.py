@@ -26,6 +26,7 @@ from limefort.bookkeeping.booking import booking_lines
 from limefort.clients.fortnox import DOCUMENTS, FortnoxClient
 from limefort.clients.fortnox_errors import NO_REFRESH_TOKEN
 from limefort.clients.fortnox_tokens import (
+    REFRESH_TOKEN_DAYS,
     RefreshTokenTokens,
     ServiceAccountTokens,
     tenant_from_token,
@@ -58,7 +59,6 @@ from limefort.state.store import Store, token_age_days
 Echo = Callable[..., None]
 
 LIMEGO_SCOPES = ("companies:read", "deals:read", "contacts:read", "reference:read")
-REFRESH_TOKEN_DAYS = 45
 WARN_DAYS_LEFT = 7
 # A check is interactive: one retry is enough to tell "down" from "a blip".
 CHECK_ATTEMPTS = 2

@@ -19,7 +19,6 @@ from limefort.clients.redaction import REDACTOR
 from limefort.config import Config
 from limefort.core.errors import (
     ConfigError,
-    UserError,
 )
 from limefort.core.privacy import lines_shown, shown
 from limefort.engine.runner import one_pass, summarise
@@ -161,14 +160,3 @@ def date_window(cfg: Config, from_: str | None, to: str | None) -> tuple[datetim
     end = parse_date(to, "--to", cfg)
     assert end is not None
     return start, end
-
-
-def sandbox_installed() -> None:
-    """The sandbox servers are a package of their own, kept out of the container image."""
-    import importlib.util
-
-    if importlib.util.find_spec("limefort_sandbox") is None:
-        raise UserError(
-            "the sandbox servers are not installed here (the container image leaves them out): "
-            "run `make demo` from a clone of the repository"
-        )

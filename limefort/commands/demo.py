@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from limefort import config as config_mod
-from limefort.commands.common import App, sandbox_installed
+from limefort.commands.common import App
 from limefort.core.errors import EX_OK
 from limefort.core.privacy import shown
 from limefort.engine.runner import one_pass, summarise
@@ -199,9 +199,6 @@ def serve_sandbox(
     state: str,
 ) -> int:
     from limefort.commands.init import write_new_private
-
-    sandbox_installed()
-    from limefort_sandbox import Sandbox
 
     if write_config and write_config.exists():  # before starting anything
         write_new_private(write_config, "", what="--write-config")

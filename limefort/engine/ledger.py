@@ -42,12 +42,11 @@ class Ledger:
         persist: bool = True,
     ) -> None:
         """`guard` wraps page iterators (a read retries could not cure stops the pass);
-        `persist=False` (a dry run) reads Fortnox the same way but keeps what it read in
-        this object instead of the state file, which a dry run never writes."""
+        `persist=False` (a dry run) reads Fortnox the same way but keeps what it read in a
+        scratch index instead of the state file, which a dry run never writes."""
         self.store = store
         self.fortnox = fortnox
         self.guard = guard
-        self.persist = persist
         self._fresh: set[str] = set()
         # Where what is read of Fortnox is written: the state file, or in a dry run (which
         # writes no state) a scratch index in memory with the same tables and the same
