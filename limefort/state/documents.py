@@ -23,7 +23,7 @@ class DocumentIntents(Tables):
     def intents(self, deal_ids: Iterable[str]) -> dict[str, DocumentIntent]:
         return {
             r["deal_id"]: _intent(r)
-            for r in _rows_where_in(self.db, "documents", "deal_id", deal_ids)
+            for r in _rows_where_in(self.conn, "documents", "deal_id", deal_ids)
         }
 
     def document(self, deal_id: str) -> DocumentIntent | None:
@@ -43,7 +43,7 @@ class DocumentIntents(Tables):
     ) -> None:
         """Committed before the POST (rule 3): from here on the outcome is tracked."""
         _upsert(
-            self.db,
+            self.conn,
             "documents",
             {
                 "deal_id": deal_id, "kind": kind, "state": "pending", "idem_key": idem_key,
@@ -57,7 +57,7 @@ class DocumentIntents(Tables):
     def document_done(
         self, deal_id: str, *, document_number: str, customer_number: str | None = None
     ) -> None:
-        self.db.execute(
+        self.conn.execute(
             "UPDATE documents SET state = 'done', document_number = ?, done_at = ?, "
             "customer_number = coalesce(?, customer_number) WHERE deal_id = ?",
             [str(document_number), self.now_iso(), customer_number, deal_id],
@@ -79,7 +79,7 @@ class DocumentIntents(Tables):
         """A document Fortnox already holds for this deal, linked without a POST."""
         now = self.now_iso()
         _upsert(
-            self.db,
+            self.conn,
             "documents",
             {
                 "deal_id": deal_id, "kind": kind, "state": "done", "idem_key": idem_key,
@@ -91,7 +91,7 @@ class DocumentIntents(Tables):
         )  # fmt: skip
 
     def drop_document_intent(self, deal_id: str) -> None:
-        DOCUMENTS.drop_pending(self.db, deal_id)
+        DOCUMENTS.drop_pending(self.conn, deal_id)
 
     def documents_skipped(self, rows: Iterable[tuple[str, str, str | None, str]]) -> None:
         """Deals already won before `sync.start` (deal id, kind, name, won_at): never invoiced
@@ -102,14 +102,18 @@ class DocumentIntents(Tables):
             for d, k, n, w in rows
         ]
         if items:
-            self.db.table("documents").insert_all(items, pk="deal_id", ignore=True)
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO documents (deal_id, kind, state, name, won_at, since) "
+                "VALUES (:deal_id, :kind, :state, :name, :won_at, :since)",
+                items,
+            )
 
     def pending_documents(self) -> list[DocumentIntent]:
-        return [_intent(r) for r in DOCUMENTS.pending(self.db)]
+        return [_intent(r) for r in DOCUMENTS.pending(self.conn)]
 
     def count_documents(self) -> dict[str, int]:
         counts = {"invoice": 0, "order": 0}
-        for kind, n in self.db.execute(
+        for kind, n in self.conn.execute(
             "SELECT kind, count(*) FROM documents WHERE state = 'done' GROUP BY kind"
         ):
             counts[kind] = n
@@ -117,9 +121,9 @@ class DocumentIntents(Tables):
 
     def count_skipped(self) -> int:
         sql = "SELECT count(*) FROM documents WHERE state = 'skipped'"
-        return int(self.db.execute(sql).fetchone()[0])
+        return int(self.conn.execute(sql).fetchone()[0])
 
     def mark_outcome(self, key_kind: str, record_id: str, outcome: str) -> None:
         """How a pending POST ended, when that is known: `lost` (Fortnox finished, answer
         lost) or `not_sent` (certainly not applied)."""
-        (CUSTOMERS if key_kind == "company" else DOCUMENTS).mark(self.db, record_id, outcome)
+        (CUSTOMERS if key_kind == "company" else DOCUMENTS).mark(self.conn, record_id, outcome)

@@ -11,6 +11,7 @@ from limefort.state.rows import (
     Tables,
     _drift,
     _rows_where_in,
+    _select,
     _upsert,
 )
 
@@ -20,14 +21,16 @@ class DriftTables(Tables):
 
     def document_baseline(self, deal_id: str, *, currency: str | None) -> None:
         """The deal's currency beside the value, name and company a document row keeps."""
-        self.db.execute("UPDATE documents SET currency = ? WHERE deal_id = ?", [currency, deal_id])
+        self.conn.execute(
+            "UPDATE documents SET currency = ? WHERE deal_id = ?", [currency, deal_id]
+        )
 
     def known_currencies(self) -> set[str]:
         """The currencies of the deals limefort made documents for (`check` asks Fortnox
         about each: automatic rates)."""
         return {
             r[0]
-            for r in self.db.execute(
+            for r in self.conn.execute(
                 "SELECT DISTINCT currency FROM documents WHERE currency IS NOT NULL"
             )
         }
@@ -36,7 +39,7 @@ class DriftTables(Tables):
         """Company id -> the CountryCode last sent for its customer."""
         return {
             r[0]: r[1]
-            for r in self.db.execute(
+            for r in self.conn.execute(
                 "SELECT company_id, json_extract(payload, '$.CountryCode') FROM customers "
                 "WHERE state = 'done' AND json_valid(payload)"
             )
@@ -53,14 +56,14 @@ class DriftTables(Tables):
         customer_number: str | None,
     ) -> None:
         """limefort updated the document in Fortnox to follow its deal: the new baseline."""
-        self.db.execute(
+        self.conn.execute(
             "UPDATE documents SET value = ?, name = ?, company_id = ?, "
             "customer_number = coalesce(?, customer_number), revised_at = ? WHERE deal_id = ?",
             [value, name, company_id, customer_number, self.now_iso(), deal_id],
         )
 
     def drift_entries(self, keys: Iterable[str]) -> dict[str, DriftEntry]:
-        return {r["key"]: _drift(r) for r in _rows_where_in(self.db, "drift", "key", keys)}
+        return {r["key"]: _drift(r) for r in _rows_where_in(self.conn, "drift", "key", keys)}
 
     def record_drift(
         self, key: str, *, document: str, changes: Mapping[str, tuple[str | None, str | None]]
@@ -70,7 +73,7 @@ class DriftTables(Tables):
         old = self.drift_entries([key]).get(key)
         since = old.since if old is not None and not old.acked else now
         _upsert(
-            self.db,
+            self.conn,
             "drift",
             {
                 "key": key, "document": document,
@@ -81,12 +84,12 @@ class DriftTables(Tables):
         )  # fmt: skip
 
     def clear_drift(self, key: str) -> None:
-        self.db.execute("DELETE FROM drift WHERE key = ?", [key])
+        self.conn.execute("DELETE FROM drift WHERE key = ?", [key])
 
     def unacked_drift(self) -> list[DriftEntry]:
         return [
             _drift(r)
-            for r in self.db.table("drift").rows_where("acked_at IS NULL", order_by="since, key")
+            for r in _select(self.conn, "drift", "acked_at IS NULL", order_by="since, key")
         ]
 
     def ack_drift(self, keys: Iterable[str] | None) -> list[str]:
@@ -98,7 +101,7 @@ class DriftTables(Tables):
         )
         now = self.now_iso()
         for e in entries:
-            self.db.execute(
+            self.conn.execute(
                 "UPDATE drift SET acked_at = ?, updated_at = ? WHERE key = ?", [now, now, e.key]
             )
         return [e.key for e in entries]

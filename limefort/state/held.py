@@ -13,6 +13,7 @@ from limefort.state.rows import (
     Tables,
     _entry,
     _rows_where_in,
+    _select,
     _upsert,
 )
 
@@ -21,7 +22,7 @@ class HeldRecords(Tables):
     """The quarantine and the warnings kept on records."""
 
     def quarantined(self, keys: Iterable[str]) -> dict[str, QuarantineEntry]:
-        return {r["key"]: _entry(r) for r in _rows_where_in(self.db, "quarantine", "key", keys)}
+        return {r["key"]: _entry(r) for r in _rows_where_in(self.conn, "quarantine", "key", keys)}
 
     def quarantine(
         self,
@@ -37,7 +38,7 @@ class HeldRecords(Tables):
         existing = self.quarantined([key]).get(key)
         now = self.now_iso()
         _upsert(
-            self.db,
+            self.conn,
             "quarantine",
             {
                 "key": key, "name": name, "reason": reason, "hint": hint,
@@ -53,7 +54,7 @@ class HeldRecords(Tables):
         """Quarantined records whose company they waited for is now in Fortnox."""
         return [
             r[0]
-            for r in self.db.execute(
+            for r in self.conn.execute(
                 "SELECT q.key FROM quarantine q JOIN customers c "
                 "ON q.waits_for = 'company:' || c.company_id "
                 "WHERE c.state = 'done' ORDER BY q.first_seen, q.key"
@@ -61,12 +62,10 @@ class HeldRecords(Tables):
         ]
 
     def release(self, key: str) -> None:
-        self.db.execute("DELETE FROM quarantine WHERE key = ?", [key])
+        self.conn.execute("DELETE FROM quarantine WHERE key = ?", [key])
 
     def all_quarantined(self) -> list[QuarantineEntry]:
-        return [
-            _entry(r) for r in self.db.table("quarantine").rows_where(order_by="first_seen, key")
-        ]
+        return [_entry(r) for r in _select(self.conn, "quarantine", order_by="first_seen, key")]
 
     def set_warning(
         self,
@@ -79,12 +78,12 @@ class HeldRecords(Tables):
         sent: str | None = None,
     ) -> None:
         """Keeps `since` while the text stays the same."""
-        row = self.db.execute(
+        row = self.conn.execute(
             "SELECT text, since FROM warnings WHERE key = ? AND kind = ?", [key, kind]
         ).fetchone()
         since = row[1] if row is not None and row[0] == text else self.now_iso()
         _upsert(
-            self.db,
+            self.conn,
             "warnings",
             {
                 "key": key, "kind": kind, "text": text, "since": since,
@@ -102,7 +101,7 @@ class HeldRecords(Tables):
         notes = list(notes)
         keep = [f"field:{field}" for field, *_ in notes]
         marks = ",".join("?" * len(keep))
-        self.db.execute(
+        self.conn.execute(
             "DELETE FROM warnings WHERE key = ? AND kind LIKE 'field:%'"
             + (f" AND kind NOT IN ({marks})" if keep else ""),
             [key, *keep],
@@ -113,16 +112,16 @@ class HeldRecords(Tables):
     def records_with_warnings(self, kind: str = "") -> int:
         """Records with a warning (of kinds starting `kind`: "field:" for values cut)."""
         return int(
-            self.db.execute(
+            self.conn.execute(
                 "SELECT count(DISTINCT key) FROM warnings WHERE kind LIKE ?", [kind + "%"]
             ).fetchone()[0]
         )
 
     def clear_warning(self, key: str, kind: str | None = None) -> None:
         if kind is None:
-            self.db.execute("DELETE FROM warnings WHERE key = ?", [key])
+            self.conn.execute("DELETE FROM warnings WHERE key = ?", [key])
         else:
-            self.db.execute("DELETE FROM warnings WHERE key = ? AND kind = ?", [key, kind])
+            self.conn.execute("DELETE FROM warnings WHERE key = ? AND kind = ?", [key, kind])
 
     def all_warnings(self) -> list[RecordWarning]:
         return [
@@ -135,5 +134,5 @@ class HeldRecords(Tables):
                 r.get("held"),
                 r.get("sent"),
             )
-            for r in self.db.table("warnings").rows_where(order_by="since, key, kind")
+            for r in _select(self.conn, "warnings", order_by="since, key, kind")
         ]

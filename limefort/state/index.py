@@ -16,6 +16,7 @@ from limefort.state.rows import (
     _flag,
     _ledger,
     _rows_where_in,
+    _select,
     _upsert,
 )
 
@@ -36,7 +37,7 @@ class FortnoxIndex(Tables):
         if rows:
             # Not upsert_all: that would blank an ext_ref learnt earlier (list items lack it).
             for row in rows:
-                _upsert(self.db, "fortnox_customers", row, pk="customer_number")
+                _upsert(self.conn, "fortnox_customers", row, pk="customer_number")
         return len(rows)
 
     def index_remember(
@@ -50,7 +51,7 @@ class FortnoxIndex(Tables):
         }
         if ext_ref is not None:
             row["ext_ref"] = ext_ref
-        _upsert(self.db, "fortnox_customers", row, pk="customer_number")
+        _upsert(self.conn, "fortnox_customers", row, pk="customer_number")
 
     def index_by_orgnr(self, orgnr: str) -> list[str]:
         """Fortnox customers holding this organisation number in any format it was stored in
@@ -65,7 +66,7 @@ class FortnoxIndex(Tables):
         """(customer number, ExternalReference if known) of customers with exactly this name."""
         return [
             (r[0], r[1])
-            for r in self.db.execute(
+            for r in self.conn.execute(
                 "SELECT customer_number, ext_ref FROM fortnox_customers WHERE name = ? "
                 "ORDER BY length(customer_number), customer_number",
                 [name],
@@ -75,7 +76,7 @@ class FortnoxIndex(Tables):
     def _numbers(self, where: str, args: list[Any]) -> list[str]:
         return [
             r[0]
-            for r in self.db.execute(
+            for r in self.conn.execute(
                 f"SELECT customer_number FROM fortnox_customers WHERE {where} "
                 "ORDER BY length(customer_number), customer_number",
                 args,
@@ -83,14 +84,14 @@ class FortnoxIndex(Tables):
         ]
 
     def index_forget(self, customer_number: str) -> None:
-        self.db.execute(
+        self.conn.execute(
             "DELETE FROM fortnox_customers WHERE customer_number = ?", [customer_number]
         )
 
     def index_set_active(self, numbers: Iterable[str], active: bool) -> None:
         for chunk in _chunks(list(numbers)):
             marks = ",".join("?" * len(chunk))
-            self.db.execute(
+            self.conn.execute(
                 f"UPDATE fortnox_customers SET active = ? WHERE customer_number IN ({marks})",
                 [1 if active else 0, *chunk],
             )
@@ -99,7 +100,7 @@ class FortnoxIndex(Tables):
         """Those of `numbers` Fortnox's list shows as inactive."""
         return {
             r["customer_number"]
-            for r in _rows_where_in(self.db, "fortnox_customers", "customer_number", numbers)
+            for r in _rows_where_in(self.conn, "fortnox_customers", "customer_number", numbers)
             if r.get("active") == 0
         }
 
@@ -123,12 +124,12 @@ class FortnoxIndex(Tables):
             if i.get("DocumentNumber") is not None
         ]
         for row in rows:
-            _upsert(self.db, "fortnox_documents", row, pk="kind, document_number")
+            _upsert(self.conn, "fortnox_documents", row, pk="kind, document_number")
         return len(rows)
 
     def ledger_by_ref(self, refs: Iterable[str]) -> dict[str, list[LedgerDocument]]:
         out: dict[str, list[LedgerDocument]] = {}
-        for r in _rows_where_in(self.db, "fortnox_documents", "ext_ref", refs):
+        for r in _rows_where_in(self.conn, "fortnox_documents", "ext_ref", refs):
             out.setdefault(r["ext_ref"], []).append(_ledger(r))
         for docs in out.values():
             docs.sort(key=lambda d: (d.kind, number_order(d.document_number)))
@@ -140,7 +141,7 @@ class FortnoxIndex(Tables):
         document resolves it: only documents not cancelled are listed."""
         refs = [
             r[0]
-            for r in self.db.execute(
+            for r in self.conn.execute(
                 "SELECT ext_ref FROM fortnox_documents WHERE ext_ref LIKE 'limego:deal:%' "
                 "AND cancelled = 0 GROUP BY ext_ref HAVING count(*) > 1 ORDER BY ext_ref"
             )
@@ -155,7 +156,7 @@ class FortnoxIndex(Tables):
         ExternalInvoiceReference2 (limefort's `limefort <installation> <time>` among them)."""
         return [
             (r[0], r[1], r[2] or "")
-            for r in self.db.execute(
+            for r in self.conn.execute(
                 "SELECT stamp, document_number, ext_ref FROM fortnox_documents "
                 "WHERE kind = ? AND stamp LIKE 'limefort %'",
                 [kind],
@@ -170,7 +171,7 @@ class FortnoxIndex(Tables):
         out: dict[str, list[str]] = {}
         links = [
             (r[0], r[1])
-            for r in self.db.execute(
+            for r in self.conn.execute(
                 "SELECT company_id, orgnr FROM customers WHERE state = 'done' AND orgnr IS NOT "
                 "NULL AND (shared_with IS NULL OR shared_with = '') ORDER BY company_id"
             )
@@ -188,11 +189,11 @@ class FortnoxIndex(Tables):
 
     def duplicate_acks(self) -> dict[str, str]:
         """key -> the members (document or customer numbers, comma-separated) acknowledged."""
-        return {r[0]: r[1] for r in self.db.execute("SELECT key, members FROM duplicate_acks")}
+        return {r[0]: r[1] for r in self.conn.execute("SELECT key, members FROM duplicate_acks")}
 
     def ack_duplicate(self, key: str, members: Iterable[str]) -> None:
         _upsert(
-            self.db,
+            self.conn,
             "duplicate_acks",
             {"key": key, "members": ",".join(members), "acked_at": self.now_iso()},
             pk="key",
@@ -213,7 +214,7 @@ class FortnoxIndex(Tables):
                 "due": r[6],
                 "currency": r[7],
             }
-            for r in self.db.execute(
+            for r in self.conn.execute(
                 "SELECT ext_ref, document_number, cancelled, booked, balance, total, due_date, "
                 "currency FROM fortnox_documents WHERE kind = 'invoice' "
                 "AND ext_ref LIKE 'limego:deal:%' ORDER BY ext_ref, document_number"
@@ -223,7 +224,10 @@ class FortnoxIndex(Tables):
     def ledger_cancelled(self) -> list[LedgerDocument]:
         return [
             _ledger(r)
-            for r in self.db.table("fortnox_documents").rows_where(
-                "cancelled = 1 AND ext_ref LIKE 'limego:deal:%'", order_by="ext_ref"
+            for r in _select(
+                self.conn,
+                "fortnox_documents",
+                "cancelled = 1 AND ext_ref LIKE 'limego:deal:%'",
+                order_by="ext_ref",
             )
         ]

@@ -30,7 +30,7 @@ class CustomerLinks(FortnoxIndex):
     ) -> None:
         """A company linked to its Fortnox customer (shared: another company owns it)."""
         _upsert(
-            self.db,
+            self.conn,
             "customers",
             {
                 "company_id": company_id, "state": "done", "customer_number": customer_number,
@@ -43,7 +43,7 @@ class CustomerLinks(FortnoxIndex):
     def links(self, company_ids: Iterable[str]) -> dict[str, CustomerLink]:
         return {
             r["company_id"]: _link(r)
-            for r in _rows_where_in(self.db, "customers", "company_id", company_ids)
+            for r in _rows_where_in(self.conn, "customers", "company_id", company_ids)
         }
 
     def link(self, company_id: str) -> CustomerLink | None:
@@ -55,7 +55,7 @@ class CustomerLinks(FortnoxIndex):
         """Recorded before a customer POST: a crash after it leaves a pending row to reconcile."""
         now = self.now_iso()
         _upsert(
-            self.db,
+            self.conn,
             "customers",
             {
                 "company_id": company_id, "state": "pending", "customer_number": None,
@@ -80,19 +80,19 @@ class CustomerLinks(FortnoxIndex):
         self.index_remember(customer_number, orgnr=orgnr, name=name, ext_ref=ext_ref)
 
     def drop_customer_intent(self, company_id: str) -> None:
-        CUSTOMERS.drop_pending(self.db, company_id)
+        CUSTOMERS.drop_pending(self.conn, company_id)
 
     def forget_link(self, company_id: str) -> None:
         """The Fortnox customer behind a link is gone: the company is linked afresh."""
-        self.db.execute("DELETE FROM customers WHERE company_id = ?", [company_id])
+        self.conn.execute("DELETE FROM customers WHERE company_id = ?", [company_id])
 
     def pending_customers(self) -> list[CustomerLink]:
-        return [_link(r) for r in CUSTOMERS.pending(self.db)]
+        return [_link(r) for r in CUSTOMERS.pending(self.conn)]
 
     def count_customers(self) -> int:
         # A shared link is a second company on a customer already counted.
         sql = "SELECT count(*) FROM customers WHERE state = 'done' AND shared_with IS NULL"
-        return int(self.db.execute(sql).fetchone()[0])
+        return int(self.conn.execute(sql).fetchone()[0])
 
     def customer_shared(
         self,
@@ -113,7 +113,7 @@ class CustomerLinks(FortnoxIndex):
         """Customer number -> (company id, name) of the company that owns it (linked, done,
         not shared)."""
         out: dict[str, tuple[str, str]] = {}
-        for r in _rows_where_in(self.db, "customers", "customer_number", customer_numbers):
+        for r in _rows_where_in(self.conn, "customers", "customer_number", customer_numbers):
             if r["state"] == "done" and not r.get("shared_with"):
                 out.setdefault(r["customer_number"], (r["company_id"], r["name"] or ""))
         return out

@@ -1,14 +1,17 @@
 """The state file's schema, changed only by these named migrations, applied in order.
 
 Append only: a released migration is never edited; add a new one. `Store.migrate` applies
-what a file lacks and records each name in `_migrations`.
+what a file lacks and records each name in `_migrations`. Each one is handed sqlite-utils'
+`Database` over the store's connection (`Tables.db`), imported only when one runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from sqlite_utils import Database
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 
 def _m001_initial(db: Database) -> None:

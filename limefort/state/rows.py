@@ -1,5 +1,8 @@
 """Typed rows from the state file's tables, the small SQL helpers they share, and `Tables`, the
-base every table family builds on (database, clock, transaction)."""
+base every table family builds on (connection, clock, transaction).
+
+The queries are plain SQL on the standard library's connection; sqlite-utils makes and changes
+the schema (`migrations.py`) and is imported only when a migration runs (see `Tables.db`)."""
 
 from __future__ import annotations
 
@@ -10,9 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from limefort.core.errors import StateError
 from limefort.core.models import (
@@ -22,6 +23,9 @@ from limefort.core.models import (
     LedgerDocument,
     QuarantineEntry,
 )
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 Clock = Callable[[], datetime]
 
@@ -78,7 +82,7 @@ def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
         yield items[i : i + size]
 
 
-def _upsert(db: Database, table: str, row: Mapping[str, Any], *, pk: str) -> None:
+def _upsert(db: sqlite3.Connection, table: str, row: Mapping[str, Any], *, pk: str) -> None:
     """Insert the row, or update just these columns of the existing one: sqlite-utils'
     `upsert` as one statement (it spends a dozen introspection queries on each call, most of
     the store's time per record in a first pass)."""
@@ -94,17 +98,38 @@ def _upsert(db: Database, table: str, row: Mapping[str, Any], *, pk: str) -> Non
 
 
 def _rows_where_in(
-    db: Database, table: str, column: str, keys: Iterable[str]
+    db: sqlite3.Connection, table: str, column: str, keys: Iterable[str]
 ) -> Iterator[dict[str, Any]]:
     """Lookups in batches (one query per 500 keys, not one per record)."""
     keys = list(dict.fromkeys(keys))
     for i in range(0, len(keys), 500):
         chunk = keys[i : i + 500]
         marks = ",".join("?" * len(chunk))
-        cur = db.execute(f"SELECT * FROM [{table}] WHERE [{column}] IN ({marks})", chunk)
-        cols = [c[0] for c in cur.description]
-        for row in cur:
-            yield dict(zip(cols, row, strict=True))
+        yield from _dicts(
+            db.execute(f"SELECT * FROM [{table}] WHERE [{column}] IN ({marks})", chunk)
+        )
+
+
+def _dicts(cur: sqlite3.Cursor) -> Iterator[dict[str, Any]]:
+    """A query's rows as dicts of column name to value (what the typed rows are built from)."""
+    cols = [c[0] for c in cur.description]
+    for row in cur:
+        yield dict(zip(cols, row, strict=True))
+
+
+def _select(
+    db: sqlite3.Connection,
+    table: str,
+    where: str = "",
+    order_by: str = "",
+    limit: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """`SELECT *` of one table as dicts; the clauses are limefort's own constants."""
+    sql = f"SELECT * FROM [{table}]"
+    sql += f" WHERE {where}" if where else ""
+    sql += f" ORDER BY {order_by}" if order_by else ""
+    sql += f" LIMIT {int(limit)}" if limit is not None else ""
+    return _dicts(db.execute(sql))
 
 
 def _state_trouble(exc: sqlite3.DatabaseError) -> bool:
@@ -127,11 +152,25 @@ def _explain_sqlite(path: Path | None, exc: sqlite3.DatabaseError) -> str:
 
 
 class Tables:
-    """What every table family shares: the database, the injected clock, the file's path."""
+    """What every table family shares: the connection, the injected clock, the file's path."""
 
-    db: Database
+    conn: sqlite3.Connection
     clock: Clock
     path: Path | None
+    _db: Database | None = None
+
+    @property
+    def db(self) -> Database:
+        """sqlite-utils over the same connection, for the migrations. Imported on first use:
+        it costs a third of an idle pass's CPU above Python's own start (sqlite-utils, dateutil,
+        pluggy, and a scan of the installed packages for its plugins), and an idle pass runs
+        none (docs/performance.md). No plugins: an unattended tool's state file is changed by
+        its own migrations only, not by whatever else is installed beside it."""
+        if self._db is None:
+            from sqlite_utils import Database
+
+            self._db = Database(self.conn, execute_plugins=False)
+        return self._db
 
     def now_iso(self) -> str:
         return self.clock().astimezone(UTC).isoformat(timespec="seconds")
@@ -139,24 +178,38 @@ class Tables:
     @contextmanager
     def transaction(self) -> Iterator[Tables]:
         try:
-            if self.db.conn.in_transaction:
-                with self.db.atomic():  # nested: a savepoint
+            if self.conn.in_transaction:
+                with self._savepoint():  # nested
                     yield self
                 return
             # IMMEDIATE takes the write lock up front, so another program writing the file makes
             # this wait (busy_timeout) instead of failing at the first write of a transaction
             # that began as a read: SQLite refuses that upgrade at once to avoid a deadlock.
-            self.db.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self
-                self.db.conn.execute("COMMIT")
+                self.conn.execute("COMMIT")
             except BaseException:
-                self.db.conn.rollback()  # a no-op if the error already ended the transaction
+                self.conn.rollback()  # a no-op if the error already ended the transaction
                 raise
         except sqlite3.OperationalError as exc:
             if not _state_trouble(exc):
                 raise  # a bug in limefort, not the file: keep the traceback
             raise StateError(_explain_sqlite(self.path, exc)) from None
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        """A transaction inside a transaction: undone alone if its block raises."""
+        self.conn.execute("SAVEPOINT limefort_nested")
+        try:
+            yield
+        except BaseException:
+            if self.conn.in_transaction:  # an error may have ended the whole transaction
+                self.conn.execute("ROLLBACK TO SAVEPOINT limefort_nested")
+                self.conn.execute("RELEASE SAVEPOINT limefort_nested")
+            raise
+        else:
+            self.conn.execute("RELEASE SAVEPOINT limefort_nested")
 
 
 @dataclass(frozen=True)
@@ -169,15 +222,15 @@ class Lifecycle:
     pk: str
     since: str  # the column holding when the intent was written
 
-    def drop_pending(self, db: Database, record_id: str) -> None:
+    def drop_pending(self, db: sqlite3.Connection, record_id: str) -> None:
         db.execute(
             f"DELETE FROM {self.table} WHERE {self.pk} = ? AND state = 'pending'", [record_id]
         )
 
-    def pending(self, db: Database) -> Iterator[dict[str, Any]]:
-        return db.table(self.table).rows_where("state = 'pending'", order_by=self.since)
+    def pending(self, db: sqlite3.Connection) -> Iterator[dict[str, Any]]:
+        return _select(db, self.table, "state = 'pending'", order_by=self.since)
 
-    def mark(self, db: Database, record_id: str, outcome: str) -> None:
+    def mark(self, db: sqlite3.Connection, record_id: str, outcome: str) -> None:
         db.execute(
             f"UPDATE {self.table} SET outcome = ? WHERE {self.pk} = ? AND state = 'pending'",
             [outcome, record_id],

@@ -10,6 +10,7 @@ from limefort.core.models import TokenRecord
 from limefort.state.rows import (
     Tables,
     _rows_where_in,
+    _select,
     _upsert,
 )
 
@@ -18,61 +19,58 @@ class RunLog(Tables):
     """Passes and where they stopped: the run log, the cursors, and the small key/value meta table."""
 
     def start_run(self, command: str) -> int:
-        runs = self.db.table("runs")
         with self.transaction():
-            runs.insert({"command": command, "started_at": self.now_iso()})
-        return int(runs.last_pk or 0)
+            cur = self.conn.execute(
+                "INSERT INTO runs (command, started_at) VALUES (?, ?)", [command, self.now_iso()]
+            )
+        return int(cur.lastrowid or 0)
 
     def finish_run(
         self, run_id: int, exit_code: int, counts: dict[str, int], reason: str | None = None
     ) -> None:
         with self.transaction():
-            self.db.table("runs").update(
-                run_id,
-                {
-                    "finished_at": self.now_iso(),
-                    "exit_code": exit_code,
-                    "counts": json.dumps(counts),
-                    "reason": reason,
-                },
+            self.conn.execute(
+                "UPDATE runs SET finished_at = ?, exit_code = ?, counts = ?, reason = ? "
+                "WHERE id = ?",
+                [self.now_iso(), exit_code, json.dumps(counts), reason, run_id],
             )
 
     def runs(self, limit: int = 10) -> list[dict[str, Any]]:
-        rows = list(self.db.table("runs").rows_where(order_by="id desc", limit=limit))
+        rows = list(_select(self.conn, "runs", order_by="id desc", limit=limit))
         for r in rows:
             r["counts"] = json.loads(r["counts"]) if r.get("counts") else {}
         return rows
 
     def last_success(self) -> str | None:
-        row = self.db.execute(
+        row = self.conn.execute(
             "SELECT finished_at FROM runs WHERE exit_code = 0 ORDER BY id DESC LIMIT 1"
         ).fetchone()
         return row[0] if row else None
 
     def cursors(self) -> dict[str, str]:
-        return {r["name"]: r["value"] for r in self.db.table("cursors").rows}
+        return dict(self.conn.execute("SELECT name, value FROM cursors").fetchall())
 
     def get_cursor(self, name: str) -> datetime | None:
-        row = self.db.execute("SELECT value FROM cursors WHERE name = ?", [name]).fetchone()
+        row = self.conn.execute("SELECT value FROM cursors WHERE name = ?", [name]).fetchone()
         return datetime.fromisoformat(row[0]) if row else None
 
     def set_cursor(self, name: str, value: datetime) -> None:
         _upsert(
-            self.db,
+            self.conn,
             "cursors",
             {"name": name, "value": value.isoformat(), "updated_at": self.now_iso()},
             pk="name",
         )
 
     def get_meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        _upsert(self.db, "meta", {"key": key, "value": value}, pk="key")
+        _upsert(self.conn, "meta", {"key": key, "value": value}, pk="key")
 
     def load(self, name: str) -> TokenRecord | None:
-        row = next(_rows_where_in(self.db, "tokens", "name", [name]), None)
+        row = next(_rows_where_in(self.conn, "tokens", "name", [name]), None)
         if not row:
             return None
         return TokenRecord(
@@ -86,11 +84,13 @@ class RunLog(Tables):
 
     def save(self, name: str, record: TokenRecord) -> None:
         """Committed when it returns: a rotated refresh token must be durable before use."""
-        if self.db.conn.in_transaction:
+        if self.conn.in_transaction:
             # Inside an open transaction this would only be a savepoint, lost on a crash.
             raise RuntimeError("tokens must be saved outside any store transaction")
         with self.transaction():
-            self.db.table("tokens").upsert(
+            _upsert(
+                self.conn,
+                "tokens",
                 {
                     "name": name,
                     "access_token": record.access_token,

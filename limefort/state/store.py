@@ -17,8 +17,6 @@ import sqlite3
 import time
 from pathlib import Path
 
-from sqlite_utils import Database
-
 from limefort.core.errors import StateError
 from limefort.core.models import (
     CustomerLink,
@@ -53,8 +51,10 @@ __all__ = [
 
 
 class Store(CustomerLinks, DocumentIntents, FortnoxIndex, DriftTables, RunLog, HeldRecords):
-    def __init__(self, db: Database, path: Path | None = None, clock: Clock = _utcnow) -> None:
-        self.db = db
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path | None = None, clock: Clock = _utcnow
+    ) -> None:
+        self.conn = conn
         self.path = path
         self.clock = clock
 
@@ -74,9 +74,8 @@ class Store(CustomerLinks, DocumentIntents, FortnoxIndex, DriftTables, RunLog, H
             ) from None
         old_umask = os.umask(0o077)
         try:
-            conn = sqlite3.connect(str(path), timeout=busy_timeout)
-            db = Database(conn)
-            store = cls(db, path)
+            conn = _connect(str(path), timeout=busy_timeout)
+            store = cls(conn, path)
             store._configure(busy_timeout)
             store.migrate()
         except sqlite3.DatabaseError as exc:
@@ -91,41 +90,46 @@ class Store(CustomerLinks, DocumentIntents, FortnoxIndex, DriftTables, RunLog, H
         return open_read_only(cls, Path(path), busy_timeout)
 
     def _applied(self) -> list[str]:
-        if "_migrations" not in self.db.table_names():
+        if not _has_table(self.conn, "_migrations"):
             return []
-        return [r["name"] for r in self.db.table("_migrations").rows]
+        return [r[0] for r in self.conn.execute("SELECT name FROM _migrations")]
 
     @classmethod
     def memory(cls, clock: Clock = _utcnow) -> Store:
-        store = cls(Database(memory=True), clock=clock)
+        store = cls(_connect(":memory:"), clock=clock)
         store.migrate()
         return store
 
     def _configure(self, busy_timeout: float) -> None:
-        with self.db.ensure_autocommit_on():
-            mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StateError(f"state.path: cannot switch {self.path} to WAL mode (got {mode})")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
 
     def migrate(self) -> list[str]:
-        if "_migrations" not in self.db.table_names():
-            self.db.table("_migrations").create({"name": str, "applied_at": str}, pk="name")
+        """Apply the named migrations the file lacks. A file that has them all (every pass
+        but the first after an upgrade) is read with two queries and sqlite-utils, which
+        makes the schema, is not even imported (`Tables.db`)."""
         applied = set(self._applied())
         _refuse_newer(self.path, applied)
         done = []
         for name, fn in MIGRATIONS:
             if name in applied:
                 continue
-            with self.db.atomic():
+            with self.transaction():
+                if not _has_table(self.conn, "_migrations"):
+                    self.db.table("_migrations").create({"name": str, "applied_at": str}, pk="name")
                 fn(self.db)
-                self.db.table("_migrations").insert({"name": name, "applied_at": self.now_iso()})
+                self.conn.execute(
+                    "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                    [name, self.now_iso()],
+                )
             done.append(name)
         return done
 
     def close(self) -> None:
-        self.db.close()
+        self.conn.close()
 
 
 def quarantined_keys_read_only(path: Path) -> set[str]:
@@ -160,7 +164,7 @@ def open_read_only(cls: type[Store], path: Path, busy_timeout: float) -> Store:
         ) from None
     try:
         conn = connect_read_only(path, timeout=busy_timeout)
-        store = cls(Database(conn), path)
+        store = cls(conn, path)
         applied = set(store._applied())
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc):
@@ -168,7 +172,7 @@ def open_read_only(cls: type[Store], path: Path, busy_timeout: float) -> Store:
         # WAL left a -wal file behind, and this mount cannot take the -shm beside it: the
         # main file alone (what the last checkpoint holds) is still the file's state.
         conn = sqlite3.connect(read_only_uri(path, wal_exists=False), uri=True, timeout=5)
-        store = cls(Database(conn), path)
+        store = cls(conn, path)
         try:
             applied = set(store._applied())
         except sqlite3.DatabaseError as exc:
@@ -190,6 +194,14 @@ def open_read_only(cls: type[Store], path: Path, busy_timeout: float) -> Store:
             "make (it only reads): the next `limefort sync` applies them"
         )
     return store
+
+
+def _connect(database: str, timeout: float = 5.0) -> sqlite3.Connection:
+    """The store's connection. `isolation_level=None`: SQLite's own autocommit, so a statement
+    outside `Store.transaction()` is committed at once (as sqlite-utils' `execute` does) and a
+    transaction is always the explicit BEGIN IMMEDIATE ... COMMIT of `Tables.transaction`,
+    never one the sqlite3 module opens by itself and leaves open."""
+    return sqlite3.connect(database, timeout=timeout, isolation_level=None)
 
 
 def _refuse_newer(path: Path | None, applied: set[str]) -> None:
