@@ -10,12 +10,15 @@ from typing import Any
 from conftest import Lf
 
 from limefort.core.models import TokenRecord
+from limefort.engine import token_binding
 from limefort.engine.token_binding import (
+    META_ALL,
     META_PREFIX,
     BoundTokenCache,
     fingerprint,
     legacy_fingerprint,
     matches,
+    matches_all,
 )
 from limefort.state.store import Store
 from limefort_sandbox import Sandbox
@@ -123,14 +126,84 @@ def test_an_old_unsalted_fingerprint_is_migrated_without_asking() -> None:
     record = TokenRecord(access_token="a", expires_at=9e12, refresh_token="r")
     store.save("fortnox", record)
     store.set_meta(META_PREFIX + "fortnox", legacy_fingerprint("id", "secret"))  # version 1
-    assert BoundTokenCache(store, {"fortnox": ("id", "secret")}).load("fortnox") == record
+    bindings = {"fortnox": ("id", "secret")}
+    assert BoundTokenCache(store, bindings).load("fortnox") == record
     stored = store.get_meta(META_PREFIX + "fortnox")
-    assert stored is not None and stored.startswith("scrypt$") and matches(stored, "id", "secret")
+    assert stored is not None and stored == store.get_meta(META_ALL)
+    assert stored.startswith("scrypt$") and matches_all(stored, bindings)
     # An old fingerprint of other credentials is no match, and is not rewritten.
     store.set_meta(META_PREFIX + "fortnox", legacy_fingerprint("id", "old"))
-    loaded = BoundTokenCache(store, {"fortnox": ("id", "secret")}).load("fortnox")
+    loaded = BoundTokenCache(store, bindings).load("fortnox")
     assert loaded is not None and loaded.access_token is None
     assert store.get_meta(META_PREFIX + "fortnox") == legacy_fingerprint("id", "old")
+
+
+BOTH = {"limego": ("lg-id", "lg-secret"), "fortnox": ("fx-id", "fx-secret")}
+RECORD = TokenRecord(access_token="a", expires_at=9e12, refresh_token="r")
+
+
+def counted_scrypt(monkeypatch: Any) -> list[int]:
+    calls: list[int] = []
+    real = token_binding._scrypt
+
+    def counting(credentials: bytes, salt: bytes) -> str:
+        calls.append(1)
+        return real(credentials, salt)
+
+    monkeypatch.setattr(token_binding, "_scrypt", counting)
+    return calls
+
+
+def test_a_pass_checks_both_services_credentials_with_one_scrypt(monkeypatch: Any) -> None:
+    """Issue 26: the scrypt check is a third of an idle pass's CPU; one covers both services."""
+    store = Store.memory()
+    first = BoundTokenCache(store, BOTH)
+    for name in BOTH:
+        store.save(name, RECORD)
+        first.save(name, RECORD)
+    calls = counted_scrypt(monkeypatch)
+    later = BoundTokenCache(store, BOTH)  # the next process
+    assert not later.unverified("limego") and not later.unverified("fortnox")
+    assert later.load("limego") == RECORD and later.load("fortnox") == RECORD
+    assert len(calls) == 1
+
+
+def test_a_per_token_fingerprint_of_the_last_release_moves_to_the_shared_one(
+    monkeypatch: Any,
+) -> None:
+    store = Store.memory()
+    for name, pair in BOTH.items():
+        store.save(name, RECORD)
+        store.set_meta(META_PREFIX + name, fingerprint(*pair))  # as the last release wrote it
+    cache = BoundTokenCache(store, BOTH)
+    assert cache.load("limego") == RECORD and cache.load("fortnox") == RECORD
+    shared = store.get_meta(META_ALL)
+    assert matches_all(shared, BOTH)
+    assert all(store.get_meta(META_PREFIX + name) == shared for name in BOTH)
+    calls = counted_scrypt(monkeypatch)
+    assert BoundTokenCache(store, BOTH).load("fortnox") == RECORD and len(calls) == 1
+
+
+def test_one_changed_secret_unbinds_both_tokens_and_a_wrong_one_is_never_bound() -> None:
+    store = Store.memory()
+    cache = BoundTokenCache(store, BOTH)
+    for name in BOTH:
+        store.save(name, RECORD)
+        cache.save(name, RECORD)
+    wrong = {**BOTH, "limego": ("lg-id", "typo")}
+    after = BoundTokenCache(store, wrong)
+    assert after.unverified("limego") and after.unverified("fortnox")
+    got = after.load("fortnox")  # the refresh token stays: the way back without a consent
+    assert got is not None and got.access_token is None and got.refresh_token == "r"
+    # Fortnox's refresh proves its secret and is saved under the configured credentials...
+    after.save("fortnox", RECORD)
+    assert after.load("fortnox") == RECORD
+    # ...but the Lime Go token obtained with the right secret is still not handed out: no
+    # token was obtained with the wrong one, so the next pass asks (and fails, exit 3).
+    again = BoundTokenCache(store, wrong)
+    assert again.unverified("limego") and not again.unverified("fortnox")
+    limego = again.load("limego")
+    assert limego is not None and limego.access_token is None
 
 
 def test_a_token_shorter_lived_than_the_margin_is_not_fetched_for_every_request(

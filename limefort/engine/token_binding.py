@@ -8,13 +8,19 @@ whose fingerprint is not the configured one is not handed out, so the client ask
 endpoint again and a wrong secret fails at once (exit 3).
 
 The fingerprint is `scrypt$<salt>$<hash>`: salted (16 random bytes of its own) and slow
-(scrypt, n=2^13; see SCRYPT), because the state file and every backup of it carry it: a plain hash would
-let whoever holds a backup try guesses of the client secret offline at billions a second. The
-first version stored an unsalted `sha256(id\0secret)[:16]`; a pass that finds one and the
-configured credentials match it stores the scrypt form instead (nothing asked of the user). A
-match is computed once a process per token name, not once a request. A refresh token is
-kept whatever the fingerprint: it is the only way back without a new consent, and using it
-proves the secret anyway.
+(scrypt, n=2^13; see SCRYPT), because the state file and every backup of it carry it: a plain
+hash would let whoever holds a backup try guesses of the client secret offline at billions a
+second. One fingerprint covers the credentials of both services (meta `token_clients`), and each
+token name records the fingerprint it was obtained under (meta `token_client:<name>`): a pass
+checks the configured credentials with one scrypt, not one per service, which is a third of
+what an idle pass costs above Python's own start (docs/performance.md). The price: a changed
+secret of one service also costs the other one token request, once.
+
+Older state files hold a fingerprint per token name: the salted scrypt of that one client's
+id and secret, or (the first version) an unsalted `sha256(id\0secret)[:16]`. A pass that
+finds one its configured credentials match moves it to the shared form (nothing asked of the
+user). A refresh token is kept whatever the fingerprint: it is the only way back without a
+new consent, and using it proves the secret anyway.
 
 Credentials no token was obtained with yet are tried once when the clients are built
 (`runner.build_clients`), so a pass with nothing to send still exits 3 on a wrong secret; in
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -37,11 +44,12 @@ from limefort.config import Config
 from limefort.core.models import TokenRecord
 from limefort.state.store import Store
 
-META_PREFIX = "token_client:"
+META_PREFIX = "token_client:"  # + token name: the fingerprint the token was obtained under
+META_ALL = "token_clients"  # the fingerprint of every configured client's credentials
 
 
 # scrypt with n=2^13, r=8 (8 MiB, about 17 ms a try here, and for anyone guessing: some
-# 10^5 times a sha256). A pass checks two fingerprints, so this is what an idle pass pays; a
+# 10^5 times a sha256). A pass checks one fingerprint, so this is what an idle pass pays; a
 # client secret is a long random string, so the cost only has to make guessing useless, not
 # to stretch a weak password. (RFC 7914 section 2; the tests lower n, tests/conftest.py.)
 SCRYPT = {"n": 2**13, "r": 8, "p": 1, "dklen": 16}
@@ -60,24 +68,50 @@ def legacy_fingerprint(client_id: str, secret: str) -> str:
     return hashlib.sha256(_credentials(client_id, secret)).hexdigest()[:16]
 
 
-def fingerprint(client_id: str, secret: str, *, salt: bytes | None = None) -> str:
-    """`scrypt$<salt hex>$<hash hex>` of the client id and secret, with a fresh salt."""
+def _all_credentials(bindings: Mapping[str, tuple[str, str]]) -> bytes:
+    """Every client's name, id and secret, in one unambiguous string (JSON, by name)."""
+    return json.dumps(sorted([name, *pair] for name, pair in bindings.items())).encode()
+
+
+def _scrypt_form(credentials: bytes, salt: bytes | None) -> str:
     salt = os.urandom(16) if salt is None else salt
-    return f"scrypt${salt.hex()}${_scrypt(_credentials(client_id, secret), salt)}"
+    return f"scrypt${salt.hex()}${_scrypt(credentials, salt)}"
+
+
+def _scrypt_matches(stored: str, credentials: bytes) -> bool:
+    try:
+        _, salt_hex, want = stored.split("$")
+        salt = bytes.fromhex(salt_hex)
+    except ValueError:
+        return False
+    return hmac.compare_digest(_scrypt(credentials, salt), want)
+
+
+def fingerprint(client_id: str, secret: str, *, salt: bytes | None = None) -> str:
+    """`scrypt$<salt hex>$<hash hex>` of one client's id and secret, with a fresh salt (the
+    per-token form of older state files; `fingerprint_all` is what is written now)."""
+    return _scrypt_form(_credentials(client_id, secret), salt)
+
+
+def fingerprint_all(bindings: Mapping[str, tuple[str, str]], *, salt: bytes | None = None) -> str:
+    """`scrypt$<salt hex>$<hash hex>` of every configured client's id and secret together."""
+    return _scrypt_form(_all_credentials(bindings), salt)
 
 
 def matches(stored: str | None, client_id: str, secret: str) -> bool:
-    """Whether a stored fingerprint (either form) is of these credentials."""
+    """Whether a stored per-token fingerprint (either older form) is of these credentials."""
     if not stored:
         return False
     if stored.startswith("scrypt$"):
-        try:
-            _, salt_hex, want = stored.split("$")
-            salt = bytes.fromhex(salt_hex)
-        except ValueError:
-            return False
-        return hmac.compare_digest(_scrypt(_credentials(client_id, secret), salt), want)
+        return _scrypt_matches(stored, _credentials(client_id, secret))
     return hmac.compare_digest(stored, legacy_fingerprint(client_id, secret))
+
+
+def matches_all(stored: str | None, bindings: Mapping[str, tuple[str, str]]) -> bool:
+    """Whether a stored fingerprint is of exactly these clients' credentials."""
+    return bool(stored and stored.startswith("scrypt$")) and _scrypt_matches(
+        str(stored), _all_credentials(bindings)
+    )
 
 
 class BoundTokenCache:
@@ -88,26 +122,44 @@ class BoundTokenCache:
         self.store = store
         self.bindings = dict(bindings)
         self._owner = threading.get_ident()
-        # token name -> the stored fingerprint found to match: scrypt runs once a process.
-        self._known: dict[str, str] = {}
+        # The state file's shared fingerprint once it was found to be of the configured
+        # credentials (or written for them): scrypt runs once a process, not once a token.
+        self._current: str | None = None
         self._lock = threading.Lock()
 
+    def _current_fingerprint(self, store: Store, *, write: bool = False) -> str | None:
+        """The shared fingerprint when it is of the configured credentials. `write`: when it
+        is not (none yet, or a secret changed), write one that is (a token was just obtained
+        with them) instead of answering None."""
+        with self._lock:
+            if self._current is not None:
+                return self._current
+        # Not under the lock: another thread may hold the file's write lock and wait for
+        # this one. Two threads racing here cost at most one more token request later.
+        stored = store.get_meta(META_ALL)
+        if matches_all(stored, self.bindings):
+            found = stored
+        elif write:
+            found = fingerprint_all(self.bindings)
+            store.set_meta(META_ALL, found)
+        else:
+            return None
+        with self._lock:
+            self._current = found
+        return found
+
     def _bound(self, store: Store, name: str) -> bool:
-        """True when the fingerprint stored for `name` is of the configured credentials; an
-        old unsalted one that matches is replaced by the salted form here."""
+        """True when the token `name` was obtained under the configured credentials. An older
+        per-token fingerprint that matches them is moved to the shared form here."""
         stored = store.get_meta(META_PREFIX + name)
-        with self._lock:
-            if stored is not None and self._known.get(name) == stored:
-                return True
-        client_id, secret = self.bindings[name]
-        if not matches(stored, client_id, secret):
+        if stored is None:
             return False
-        assert stored is not None
-        if not stored.startswith("scrypt$"):
-            stored = fingerprint(client_id, secret)
-            store.set_meta(META_PREFIX + name, stored)
-        with self._lock:
-            self._known[name] = stored
+        if stored == self._current_fingerprint(store):
+            return True
+        client_id, secret = self.bindings[name]
+        if stored == store.get_meta(META_ALL) or not matches(stored, client_id, secret):
+            return False  # the shared form, of other credentials; or another client's
+        store.set_meta(META_PREFIX + name, str(self._current_fingerprint(store, write=True)))
         return True
 
     @contextmanager
@@ -146,10 +198,8 @@ class BoundTokenCache:
             store.save(name, record)
             if name in self.bindings and not self._bound(store, name):
                 # After the tokens: a crash in between only costs one more token request.
-                stored = fingerprint(*self.bindings[name])
-                store.set_meta(META_PREFIX + name, stored)
-                with self._lock:
-                    self._known[name] = stored
+                current = self._current_fingerprint(store, write=True)
+                store.set_meta(META_PREFIX + name, str(current))
 
 
 def token_cache(cfg: Config, store: Store) -> BoundTokenCache:
