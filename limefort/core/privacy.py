@@ -21,8 +21,6 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from stdnum import luhn
-
 # An organisation number as people and limefort write it: NNNNNN-NNNN, NNNNNN+NNNN (a
 # personnummer of someone over 100), NNNNNNNNNN, or the 12-digit form with its century. Not
 # part of a longer run of digits (a phone number, an invoice number).
@@ -47,8 +45,13 @@ def _mask(match: re.Match[str]) -> str:
     # A bare run of ten digits is masked only when it is a valid number (Luhn): a date-like
     # run of digits in a phone number or a reference is left alone. With a separator the
     # shape itself says "a personnummer", valid or not (an invalid one is echoed in reasons).
-    if not sep and not luhn.is_valid(ten):
-        return match.group(0)
+    if not sep:
+        # Imported here: python-stdnum loads pydoc and pkgutil, most of a millisecond each,
+        # and nearly every line limefort prints passes through here without a number in it.
+        from stdnum import luhn
+
+        if not luhn.is_valid(ten):
+            return match.group(0)
     return f"{head}{sep or '-'}****"
 
 

@@ -3,7 +3,6 @@ each Fortnox field (length, kind), source paths and the config's mapping lines c
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -202,6 +201,8 @@ def _check_line(
         raise ConfigError(key, f"cannot be mapped: it is {_RESERVED[name]}")
     if name not in fields:
         casefolded = [f for f in fields if f.casefold() == str(name).casefold()]
+        import difflib  # only for a name that matches nothing: a pass never needs it
+
         guess = casefolded or sorted(difflib.get_close_matches(str(name), list(fields), n=2))
         did_you_mean = f"; did you mean {' or '.join(guess)}?" if guess else ""
         raise ConfigError(
