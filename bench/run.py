@@ -472,13 +472,15 @@ def pass_costs(companies: int, deals: int, customers: int) -> tuple[list[list[st
                 str(slow_calls),
             ]
         )
+    # A re-read of unchanged records sends Fortnox nothing; its one request is the read of
+    # what changed among Fortnox's documents that every pass makes (rule 14).
     ok = (
         again.wall < 60
         and again.peak < 250 * 2**20
-        and calls == 0
+        and calls <= 1
         and first.peak < 250 * 2**20
         and slow.peak < 250 * 2**20
-        and slow_calls == 0
+        and slow_calls <= 1
     )
     return rows, ok
 
