@@ -184,17 +184,21 @@ def test_a_per_token_fingerprint_of_the_last_release_moves_to_the_shared_one(
     assert BoundTokenCache(store, BOTH).load("fortnox") == RECORD and len(calls) == 1
 
 
-def test_one_changed_secret_unbinds_both_tokens_and_a_wrong_one_is_never_bound() -> None:
+def test_one_changed_secret_unbinds_both_tokens_and_a_wrong_one_is_never_bound(
+    monkeypatch: Any,
+) -> None:
     store = Store.memory()
     cache = BoundTokenCache(store, BOTH)
     for name in BOTH:
         store.save(name, RECORD)
         cache.save(name, RECORD)
     wrong = {**BOTH, "limego": ("lg-id", "typo")}
+    calls = counted_scrypt(monkeypatch)
     after = BoundTokenCache(store, wrong)
     assert after.unverified("limego") and after.unverified("fortnox")
     got = after.load("fortnox")  # the refresh token stays: the way back without a consent
     assert got is not None and got.access_token is None and got.refresh_token == "r"
+    assert len(calls) == 1  # the mismatch is found once, not by every token's check
     # Fortnox's refresh proves its secret and is saved under the configured credentials...
     after.save("fortnox", RECORD)
     assert after.load("fortnox") == RECORD

@@ -125,6 +125,7 @@ class BoundTokenCache:
         # The state file's shared fingerprint once it was found to be of the configured
         # credentials (or written for them): scrypt runs once a process, not once a token.
         self._current: str | None = None
+        self._other: str | None = None  # a shared fingerprint found to be of other credentials
         self._lock = threading.Lock()
 
     def _current_fingerprint(self, store: Store, *, write: bool = False) -> str | None:
@@ -137,12 +138,14 @@ class BoundTokenCache:
         # Not under the lock: another thread may hold the file's write lock and wait for
         # this one. Two threads racing here cost at most one more token request later.
         stored = store.get_meta(META_ALL)
-        if matches_all(stored, self.bindings):
+        if stored is not None and stored != self._other and matches_all(stored, self.bindings):
             found = stored
         elif write:
             found = fingerprint_all(self.bindings)
             store.set_meta(META_ALL, found)
         else:
+            with self._lock:
+                self._other = stored  # checked once, not again by every token's check
             return None
         with self._lock:
             self._current = found
