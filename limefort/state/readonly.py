@@ -10,7 +10,7 @@ from pathlib import Path
 
 from limefort.core.errors import StateError, UserError
 from limefort.core.models import DocumentIntent
-from limefort.state.rows import _intent
+from limefort.state.rows import _intent, _select
 
 
 @dataclass(frozen=True)
@@ -162,9 +162,7 @@ def read_recorded(path: Path) -> Recorded:
     try:
         if not (_has_table(conn, "documents") and _has_table(conn, "customers")):
             return Recorded({}, {})
-        cur = conn.execute("SELECT * FROM documents WHERE state = 'done'")
-        cols = [c[0] for c in cur.description]
-        intents = [_intent(dict(zip(cols, row, strict=True))) for row in cur]
+        intents = [_intent(r) for r in _select(conn, "documents", "state = 'done'")]
         customers = {
             r[0]: r[1]
             for r in conn.execute(
